@@ -1,0 +1,15 @@
+//! Wall-clock time in the two forms the task records use: RFC 3339 text and epoch milliseconds.
+//! Anything whose correctness depends on time takes these values as parameters, so tests can
+//! pass their own.
+
+use chrono::{SecondsFormat, Utc};
+
+/// Now, as RFC 3339 UTC with milliseconds (`2026-11-21T23:41:36.123Z`).
+pub fn now_rfc3339() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0)
+}

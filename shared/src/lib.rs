@@ -1,0 +1,23 @@
+//! What both switchyard binaries share: configuration, the Redis key layout, the task model, the
+//! Lua scripts of every state change, and Redis access.
+//!
+//! # Layout
+//! - [`config`]: environment variables → typed config structs, typo detection.
+//! - [`keys`]: every Redis key name (SPEC §4), in one place.
+//! - [`task`]: task ids, kinds, states, the stored record, payload validation.
+//! - [`scripts`]: the `.lua` scripts (enqueue, start, complete, fail, promote, …), one typed
+//!   wrapper each.
+//! - [`store`]: connection pool, blocking connections, group set-up, record reads.
+//! - [`clock`]: time as the records store it.
+//! - [`telemetry`]: log set-up.
+
+pub mod clock;
+pub mod config;
+pub mod keys;
+pub mod scripts;
+pub mod store;
+pub mod task;
+pub mod telemetry;
+
+pub use deadpool_redis::Pool;
+pub use redis;

@@ -1,0 +1,522 @@
+//! The Lua scripts that make every state change atomic, each loaded once from its `.lua` file
+//! and called through exactly one typed wrapper here.
+//!
+//! Scripts answer JSON (`cjson.encode`) so their replies decode into the structs below instead of
+//! being indexed by position. Every key a script touches is passed in `KEYS`, and all keys of one
+//! call share the queue's hash tag.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::Script;
+use redis::aio::ConnectionLike;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::keys::Keys;
+use crate::store::StoreError;
+
+static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("enqueue.lua")));
+static START: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("start.lua")));
+static COMPLETE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("complete.lua")));
+static FAIL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("fail.lua")));
+static PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("promote.lua")));
+static CANCEL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("cancel.lua")));
+static REPLAY_DEAD: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("replay_dead.lua")));
+static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("requeue.lua")));
+static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("extend.lua")));
+static SESSION_APPEND: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("session_append.lua")));
+
+/// Settings every terminal transition needs.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// How long a finished record is kept.
+    pub result_ttl: Duration,
+    /// Approximate cap of the events stream.
+    pub events_maxlen: u64,
+}
+
+fn decode<T: DeserializeOwned>(script: &'static str, raw: String) -> Result<T, StoreError> {
+    serde_json::from_str(&raw).map_err(|e| StoreError::Reply {
+        script,
+        message: format!("{e}: {raw}"),
+    })
+}
+
+/// What enqueue did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnqueueStatus {
+    /// Appended to the stream.
+    Queued,
+    /// Parked in the delayed set until its due time.
+    Delayed,
+    /// The idempotency key already named a task; nothing was written.
+    Duplicate,
+    /// The stream is at `MAX_QUEUE_DEPTH`; nothing was written.
+    Full,
+}
+
+/// Reply of [`enqueue`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct EnqueueReply {
+    /// What happened.
+    pub status: EnqueueStatus,
+    /// The new task's id, or the existing one for a duplicate.
+    pub id: String,
+}
+
+/// A task record to write, as field/value pairs.
+#[derive(Debug, Clone)]
+pub struct NewRecord<'a> {
+    /// Task id (carries the queue).
+    pub id: &'a str,
+    /// Queue.
+    pub queue: &'a str,
+    /// Field/value pairs of the record.
+    pub fields: Vec<(&'static str, String)>,
+    /// Due time in ms since the epoch, for a delayed task.
+    pub due_ms: Option<u64>,
+    /// Idempotency key and its lifetime.
+    pub idempotency: Option<(&'a str, Duration)>,
+}
+
+/// Writes a new task and queues (or delays) it: `enqueue.lua`.
+pub async fn enqueue<C: ConnectionLike>(
+    con: &mut C,
+    keys: &Keys,
+    rec: &NewRecord<'_>,
+    max_depth: u64,
+) -> Result<EnqueueReply, StoreError> {
+    let q = rec.queue;
+    let mut inv = ENQUEUE.prepare_invoke();
+    inv.key(keys.stream(q))
+        .key(keys.task(q, rec.id))
+        .key(keys.stats(q))
+        .key(keys.delayed(q))
+        .key(keys.idempotency(q, rec.idempotency.map_or("-", |(k, _)| k)))
+        .arg(rec.id)
+        .arg(rec.due_ms.unwrap_or(0))
+        .arg(max_depth)
+        .arg(rec.idempotency.map_or(0, |(_, ttl)| ttl.as_secs().max(1)));
+    for (f, v) in &rec.fields {
+        inv.arg(*f).arg(v);
+    }
+    let raw: String = inv.invoke_async(con).await?;
+    decode("enqueue", raw)
+}
+
+/// An entry delivered to a consumer: its stream id and the task id it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// Stream entry id.
+    pub entry: String,
+    /// Task id.
+    pub id: String,
+}
+
+/// What start decided for one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartStatus {
+    /// Now `running` under this consumer.
+    Run,
+    /// Dropped (acked and deleted): cancelled, finished, superseded or unknown.
+    Skip,
+    /// Its attempts were used up: dead-lettered.
+    Dead,
+}
+
+/// Reply of [`start`] for one entry.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Started {
+    /// Decision.
+    pub status: StartStatus,
+    /// Stream entry id.
+    pub entry: String,
+    /// Task id.
+    pub id: String,
+    /// Why it was skipped or dead-lettered.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// `chat` or `tool` (when run).
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Payload JSON text (when run).
+    #[serde(default)]
+    pub payload: Option<String>,
+    /// This attempt's number, from 1 (when run).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Attempts allowed (when run).
+    #[serde(default)]
+    pub max_attempts: u32,
+    /// Attempt timeout in ms (when run).
+    #[serde(default)]
+    pub timeout_ms: u64,
+}
+
+/// Marks a batch of delivered entries of `queue` running under `consumer`: `start.lua`.
+pub async fn start<C: ConnectionLike>(
+    con: &mut C,
+    keys: &Keys,
+    queue: &str,
+    consumer: &str,
+    now: &str,
+    retention: &Retention,
+    batch: &[Delivered],
+) -> Result<Vec<Started>, StoreError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut inv = START.prepare_invoke();
+    inv.key(keys.stream(queue))
+        .key(keys.stats(queue))
+        .key(keys.events(queue))
+        .key(keys.dead(queue))
+        .arg(consumer)
+        .arg(now)
+        .arg(retention.result_ttl.as_secs())
+        .arg(retention.events_maxlen);
+    for d in batch {
+        inv.key(keys.task(queue, &d.id)).arg(&d.entry).arg(&d.id);
+    }
+    let raw: String = inv.invoke_async(con).await?;
+    decode("start", raw)
+}
+
+/// A succeeded task to commit.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// Its entry.
+    pub entry: String,
+    /// Task id.
+    pub id: String,
+    /// Result JSON text.
+    pub result: String,
+}
+
+/// What happened to one completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompleteStatus {
+    /// Result recorded.
+    Succeeded,
+    /// The entry is no longer this consumer's: result dropped.
+    Fenced,
+}
+
+/// Reply of [`complete`] for one task.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Completed {
+    /// Task id.
+    pub id: String,
+    /// Outcome.
+    pub status: CompleteStatus,
+}
+
+/// Commits a batch of successes of `queue` under fencing: `complete.lua`.
+pub async fn complete<C: ConnectionLike>(
+    con: &mut C,
+    keys: &Keys,
+    queue: &str,
+    consumer: &str,
+    now: &str,
+    retention: &Retention,
+    batch: &[Completion],
+) -> Result<Vec<Completed>, StoreError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut inv = COMPLETE.prepare_invoke();
+    inv.key(keys.stream(queue))
+        .key(keys.stats(queue))
+        .key(keys.events(queue))
+        .arg(consumer)
+        .arg(now)
+        .arg(retention.result_ttl.as_secs())
+        .arg(retention.events_maxlen);
+    for c in batch {
+        inv.key(keys.task(queue, &c.id))
+            .arg(&c.entry)
+            .arg(&c.id)
+            .arg(&c.result);
+    }
+    let raw: String = inv.invoke_async(con).await?;
+    decode("complete", raw)
+}
+
+/// How a failed attempt should end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Retry at the given due time (ms), or dead-letter if out of attempts.
+    Retry {
+        /// Due time, ms since the epoch.
+        due_ms: u64,
+    },
+    /// Permanent failure.
+    Fail,
+    /// Aborted on a cancel request.
+    Cancel,
+}
+
+/// What [`fail`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailStatus {
+    /// Waiting out its backoff.
+    Retrying,
+    /// Dead-lettered.
+    Dead,
+    /// Failed permanently.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+    /// The entry is no longer this consumer's: nothing written.
+    Fenced,
+}
+
+#[derive(Deserialize)]
+struct StatusReply<S> {
+    status: S,
+}
+
+/// The attempt that failed.
+#[derive(Debug, Clone)]
+pub struct Failure<'a> {
+    /// Queue.
+    pub queue: &'a str,
+    /// Entry id.
+    pub entry: &'a str,
+    /// Task id.
+    pub id: &'a str,
+    /// Error text recorded on the task.
+    pub error: &'a str,
+    /// What to do with it.
+    pub mode: FailMode,
+}
+
+/// Records a failed attempt under fencing: `fail.lua`.
+pub async fn fail<C: ConnectionLike>(
+    con: &mut C,
+    keys: &Keys,
+    consumer: &str,
+    now: &str,
+    retention: &Retention,
+    f: &Failure<'_>,
+) -> Result<FailStatus, StoreError> {
+    let q = f.queue;
+    let (mode, due) = match f.mode {
+        FailMode::Retry { due_ms } => ("retry", due_ms),
+        FailMode::Fail => ("fail", 0),
+        FailMode::Cancel => ("cancel", 0),
+    };
+    let raw: String = FAIL
+        .key(keys.stream(q))
+        .key(keys.stats(q))
+        .key(keys.events(q))
+        .key(keys.delayed(q))
+        .key(keys.dead(q))
+        .key(keys.task(q, f.id))
+        .arg(consumer)
+        .arg(f.entry)
+        .arg(f.id)
+        .arg(f.error)
+        .arg(mode)
+        .arg(due)
+        .arg(now)
+        .arg(retention.result_ttl.as_secs())
+        .arg(retention.events_maxlen)
+        .invoke_async(con)
+        .await?;
+    decode::<StatusReply<FailStatus>>("fail", raw).map(|r| r.status)
+}
+
+/// Moves the given due tasks of `queue` back into its stream: `promote.lua`. Returns how many.
+pub async fn promote<C: ConnectionLike>(
+    con: &mut C,
+    keys: &Keys,
+    queue: &str,
+    now_ms: u64,
+    ids: &[String],
+) -> Result<u64, StoreError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let mut inv = PROMOTE.prepare_invoke();
+    inv.key(keys.delayed(queue))
+        .key(keys.stream(queue))
+        .key(keys.stats(queue))
+        .arg(now_ms);
+    for id in ids {
+        inv.key(keys.task(queue, id)).arg(id);
+    }
+    Ok(inv.invoke_async(con).await?)
+}
+
+/// What [`cancel`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CancelStatus {
+    /// It was waiting and is now cancelled.
+    Cancelled,
+    /// It is running; its worker was asked to abort it.
+    Cancelling,
+    /// It had already finished.
+    Terminal,
+    /// No such task.
+    Missing,
+}
+
+/// Reply of [`cancel`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct CancelReply {
+    /// What happened.
+    pub status: CancelStatus,
+    /// The task's state afterwards (empty when missing).
+    pub state: String,
+}
+
+/// Cancels a task: `cancel.lua`.
+pub async fn cancel<C: ConnectionLike>(
+    con: &mut C,
+    keys: &Keys,
+    queue: &str,
+    id: &str,
+    now: &str,
+    retention: &Retention,
+) -> Result<CancelReply, StoreError> {
+    let raw: String = CANCEL
+        .key(keys.stream(queue))
+        .key(keys.stats(queue))
+        .key(keys.events(queue))
+        .key(keys.delayed(queue))
+        .key(keys.task(queue, id))
+        .arg(id)
+        .arg(now)
+        .arg(retention.result_ttl.as_secs())
+        .arg(retention.events_maxlen)
+        .arg(keys.cancel_channel())
+        .invoke_async(con)
+        .await?;
+    decode("cancel", raw)
+}
+
+/// What [`replay_dead`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayStatus {
+    /// Queued again.
+    Queued,
+    /// The task exists but is not dead.
+    NotDead,
+    /// No such task.
+    Missing,
+}
+
+/// Reply of [`replay_dead`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReplayReply {
+    /// What happened.
+    pub status: ReplayStatus,
+    /// The task's state afterwards.
+    pub state: String,
+}
+
+/// Queues a dead-lettered task again: `replay_dead.lua`.
+pub async fn replay_dead<C: ConnectionLike>(
+    con: &mut C,
+    keys: &Keys,
+    queue: &str,
+    id: &str,
+) -> Result<ReplayReply, StoreError> {
+    let raw: String = REPLAY_DEAD
+        .key(keys.stream(queue))
+        .key(keys.stats(queue))
+        .key(keys.dead(queue))
+        .key(keys.task(queue, id))
+        .arg(id)
+        .invoke_async(con)
+        .await?;
+    decode("replay_dead", raw)
+}
+
+/// What [`requeue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequeueStatus {
+    /// Back in the stream under a fresh entry.
+    Queued,
+    /// The entry was no longer this consumer's.
+    Fenced,
+    /// The entry was stale; acked and dropped.
+    Skipped,
+}
+
+/// Hands a running task back to its queue at once: `requeue.lua`.
+pub async fn requeue<C: ConnectionLike>(
+    con: &mut C,
+    keys: &Keys,
+    queue: &str,
+    consumer: &str,
+    d: &Delivered,
+) -> Result<RequeueStatus, StoreError> {
+    let raw: String = REQUEUE
+        .key(keys.stream(queue))
+        .key(keys.stats(queue))
+        .key(keys.task(queue, &d.id))
+        .arg(consumer)
+        .arg(&d.entry)
+        .arg(&d.id)
+        .invoke_async(con)
+        .await?;
+    decode::<StatusReply<RequeueStatus>>("requeue", raw).map(|r| r.status)
+}
+
+/// Refreshes the idle time of `entries` still held by `consumer`: `extend.lua`. Returns the
+/// entries it no longer holds.
+pub async fn extend<C: ConnectionLike>(
+    con: &mut C,
+    keys: &Keys,
+    queue: &str,
+    consumer: &str,
+    entries: &[String],
+) -> Result<Vec<String>, StoreError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut inv = EXTEND.prepare_invoke();
+    inv.key(keys.stream(queue)).arg(consumer);
+    for e in entries {
+        inv.arg(e);
+    }
+    let raw: String = inv.invoke_async(con).await?;
+    decode("extend", raw)
+}
+
+/// Appends one chat turn to a session once per task: `session_append.lua`. Returns whether it
+/// was appended (false: this task's turn was already there).
+#[allow(clippy::too_many_arguments)]
+pub async fn session_append<C: ConnectionLike>(
+    con: &mut C,
+    keys: &Keys,
+    session_id: &str,
+    task_id: &str,
+    user_json: &str,
+    assistant_json: &str,
+    max_messages: usize,
+    ttl: Duration,
+) -> Result<bool, StoreError> {
+    let appended: i64 = SESSION_APPEND
+        .key(keys.session(session_id))
+        .arg(task_id)
+        .arg(user_json)
+        .arg(assistant_json)
+        .arg(max_messages.max(2))
+        .arg(ttl.as_secs().max(1))
+        .invoke_async(con)
+        .await?;
+    Ok(appended == 1)
+}

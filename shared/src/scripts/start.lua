@@ -1,0 +1,67 @@
+-- Start a batch of delivered entries of one queue: each task still runnable becomes `running`
+-- under the consumer that holds its entry; the rest are acked and dropped, and a task whose
+-- attempts are used up (its workers kept dying) is dead-lettered.
+-- KEYS[1] stream   KEYS[2] stats   KEYS[3] events   KEYS[4] dead stream   KEYS[5..] task hashes
+-- ARGV[1] consumer   ARGV[2] now (RFC 3339)   ARGV[3] result TTL s   ARGV[4] events maxlen
+-- ARGV[5..] entry id, task id pairs, in the order of KEYS[5..]
+-- Returns JSON list of {status = "run"|"skip"|"dead", entry, id, reason?, kind?, payload?,
+--   attempts?, max_attempts?, timeout_ms?}
+local stream, stats, events, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local consumer, now, ttl, maxlen = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local out = {}
+
+local function drop(entry)
+  redis.call('XACK', stream, 'workers', entry)
+  redis.call('XDEL', stream, entry)
+end
+
+for i = 5, #KEYS do
+  local task = KEYS[i]
+  local entry = ARGV[5 + (i - 5) * 2]
+  local id = ARGV[6 + (i - 5) * 2]
+  local r = redis.call('HMGET', task, 'state', 'attempts', 'max_attempts', 'kind', 'payload',
+    'timeout_ms', 'entry', 'queue')
+  local state = r[1]
+  if not state then
+    drop(entry)
+    out[#out + 1] = {status = 'skip', entry = entry, id = id, reason = 'no task record'}
+  elseif state ~= 'queued' and state ~= 'running' then
+    drop(entry)
+    out[#out + 1] = {status = 'skip', entry = entry, id = id, reason = 'task is ' .. state}
+  elseif r[7] and r[7] ~= entry then
+    -- A stale entry: the task was re-queued under a newer one.
+    drop(entry)
+    out[#out + 1] = {status = 'skip', entry = entry, id = id, reason = 'superseded entry'}
+  else
+    local attempts = tonumber(r[2]) + 1
+    local max_attempts = tonumber(r[3])
+    if state == 'queued' then
+      redis.call('HINCRBY', stats, 'queued', -1)
+      redis.call('HINCRBY', stats, 'running', 1)
+    else
+      -- Re-delivery of a task whose previous holder was lost.
+      redis.call('HINCRBY', stats, 'reclaimed', 1)
+    end
+    if attempts > max_attempts then
+      local err = 'attempt ' .. attempts .. ' exceeds max_attempts (' .. max_attempts ..
+        '): every earlier attempt was lost with its worker'
+      local dead_entry = redis.call('XADD', dead, '*', 'id', id, 'queue', r[8],
+        'error', err, 'attempts', attempts - 1, 'at', now)
+      redis.call('HSET', task, 'state', 'dead', 'error', err, 'finished_at', now,
+        'dead_entry', dead_entry)
+      redis.call('HDEL', task, 'entry')
+      drop(entry)
+      redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'state', 'dead')
+      redis.call('HINCRBY', stats, 'running', -1)
+      redis.call('HINCRBY', stats, 'dead', 1)
+      out[#out + 1] = {status = 'dead', entry = entry, id = id, reason = err}
+    else
+      redis.call('HSET', task, 'state', 'running', 'attempts', attempts, 'started_at', now,
+        'worker', consumer, 'entry', entry)
+      out[#out + 1] = {status = 'run', entry = entry, id = id, kind = r[4], payload = r[5],
+        attempts = attempts, max_attempts = max_attempts, timeout_ms = tonumber(r[6])}
+    end
+  end
+end
+if #out == 0 then return '[]' end
+return cjson.encode(out)

@@ -1,0 +1,503 @@
+//! The task model (SPEC §3): ids, kinds, states, the record stored in `{p}{q}:task:{id}`, and the
+//! validation of what a client may submit.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Tools every worker serves; the rest need a capability switch (SPEC §7).
+pub const ALWAYS_ON_TOOLS: &[&str] = &["echo", "sleep", "fail"];
+/// Every tool name a task may name. A worker without the capability does not consume its queue.
+pub const KNOWN_TOOLS: &[&str] = &[
+    "echo",
+    "sleep",
+    "fail",
+    "web_fetch",
+    "read_file",
+    "write_file",
+    "list_dir",
+    "exec",
+];
+
+/// Default `max_attempts` of a task that names none.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Largest `max_attempts` a task may ask for.
+pub const MAX_MAX_ATTEMPTS: u32 = 100;
+/// Largest `timeout_ms` a task may ask for (24 h).
+pub const MAX_TIMEOUT_MS: u64 = 24 * 3_600_000;
+/// Largest `delay_ms` a task may ask for (30 days).
+pub const MAX_DELAY_MS: u64 = 30 * 24 * 3_600_000;
+/// Longest idempotency key or session id.
+pub const MAX_KEY_LEN: usize = 200;
+
+/// What a task runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    /// An LLM conversation turn.
+    Chat,
+    /// A tool call.
+    Tool,
+}
+
+impl TaskKind {
+    /// The name used in JSON, Redis and as the default queue.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Chat => "chat",
+            Self::Tool => "tool",
+        }
+    }
+
+    /// Parses `chat` or `tool`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "chat" => Some(Self::Chat),
+            "tool" => Some(Self::Tool),
+            _ => None,
+        }
+    }
+}
+
+/// Where a task is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    /// In its stream (or the delayed set, for a scheduled task), waiting for a worker.
+    Queued,
+    /// A worker runs it.
+    Running,
+    /// An attempt failed; waiting out its backoff in the delayed set.
+    Retrying,
+    /// Finished with a result.
+    Succeeded,
+    /// Failed permanently (bad payload, unknown tool): never retried.
+    Failed,
+    /// Out of attempts; its record is in the dead-letter stream.
+    Dead,
+    /// Cancelled on request.
+    Cancelled,
+}
+
+impl TaskState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [TaskState; 7] = [
+        Self::Queued,
+        Self::Running,
+        Self::Retrying,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Dead,
+        Self::Cancelled,
+    ];
+
+    /// The name used in JSON and Redis.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Retrying => "retrying",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Dead => "dead",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a state name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Whether no further transition happens on its own.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Dead | Self::Cancelled
+        )
+    }
+}
+
+/// Whether `name` is a valid queue name: 1–48 of `a-z0-9_-`, starting with a letter or digit.
+pub fn is_valid_queue_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name.len() <= 48
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// A new task id: `{queue}-{ULID}`. The queue leads to every key of the task without a scan,
+/// and the ULID part sorts by creation time.
+pub fn new_task_id(queue: &str) -> String {
+    format!("{queue}-{}", ulid_string(uuid::Uuid::now_v7()))
+}
+
+/// The queue a task id belongs to, if the id is well-formed.
+pub fn queue_of(id: &str) -> Option<&str> {
+    let (queue, ulid) = id.rsplit_once('-')?;
+    (is_valid_queue_name(queue) && ulid.len() == 26 && ulid.bytes().all(|b| CROCKFORD.contains(&b)))
+        .then_some(queue)
+}
+
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// Encodes 128 bits as a 26-character Crockford base32 ULID string. A UUIDv7 starts with its
+/// millisecond timestamp, so the text sorts by time like a ULID.
+fn ulid_string(id: uuid::Uuid) -> String {
+    let mut n = id.as_u128();
+    let mut out = [0u8; 26];
+    for slot in out.iter_mut().rev() {
+        // n & 31 is always below 32, so the index is in range.
+        *slot = CROCKFORD[(n & 31) as usize];
+        n >>= 5;
+    }
+    out.iter().map(|&b| char::from(b)).collect()
+}
+
+/// A stored task record, decoded from its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    /// Sortable unique id, `{queue}-{ULID}`.
+    pub id: String,
+    /// Chat or tool.
+    pub kind: TaskKind,
+    /// Queue (stream) the task lives on.
+    pub queue: String,
+    /// What to run.
+    pub payload: Value,
+    /// Lifecycle state.
+    pub state: TaskState,
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// Attempts allowed before the task is dead-lettered.
+    pub max_attempts: u32,
+    /// Bound of each attempt, ms.
+    pub timeout_ms: u64,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// Start of the latest attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// When it reached a terminal state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Worker that ran the latest attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// Result of a succeeded task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Error of the latest failed attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Client-chosen deduplication key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Chat session the task belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// Due time (ms since the epoch) while waiting in the delayed set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_at_ms: Option<u64>,
+    /// Whether a cancellation was requested while it ran.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub cancel_requested: bool,
+}
+
+/// Why a stored hash is not a valid task record.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// A required field is absent.
+    #[error("task record lacks field {0}")]
+    Missing(&'static str),
+    /// A field holds a value of the wrong form.
+    #[error("task record field {field} is invalid: {value:?}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// Its stored value.
+        value: String,
+    },
+}
+
+impl Task {
+    /// Decodes the `HGETALL` of a task hash.
+    pub fn from_hash(mut h: HashMap<String, String>) -> Result<Self, DecodeError> {
+        fn req(h: &mut HashMap<String, String>, f: &'static str) -> Result<String, DecodeError> {
+            h.remove(f).ok_or(DecodeError::Missing(f))
+        }
+        fn num<T: std::str::FromStr>(
+            h: &mut HashMap<String, String>,
+            f: &'static str,
+        ) -> Result<T, DecodeError> {
+            let v = req(h, f)?;
+            v.parse()
+                .map_err(|_| DecodeError::Invalid { field: f, value: v })
+        }
+        fn json(v: String, f: &'static str) -> Result<Value, DecodeError> {
+            serde_json::from_str(&v).map_err(|_| DecodeError::Invalid { field: f, value: v })
+        }
+        let kind_s = req(&mut h, "kind")?;
+        let kind = TaskKind::parse(&kind_s).ok_or(DecodeError::Invalid {
+            field: "kind",
+            value: kind_s,
+        })?;
+        let state_s = req(&mut h, "state")?;
+        let state = TaskState::parse(&state_s).ok_or(DecodeError::Invalid {
+            field: "state",
+            value: state_s,
+        })?;
+        let payload = json(req(&mut h, "payload")?, "payload")?;
+        let result = h.remove("result").map(|v| json(v, "result")).transpose()?;
+        let run_at_ms = match h.remove("run_at_ms") {
+            Some(v) => Some(v.parse().map_err(|_| DecodeError::Invalid {
+                field: "run_at_ms",
+                value: v,
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            id: req(&mut h, "id")?,
+            kind,
+            queue: req(&mut h, "queue")?,
+            payload,
+            state,
+            attempts: num(&mut h, "attempts")?,
+            max_attempts: num(&mut h, "max_attempts")?,
+            timeout_ms: num(&mut h, "timeout_ms")?,
+            created_at: req(&mut h, "created_at")?,
+            started_at: h.remove("started_at"),
+            finished_at: h.remove("finished_at"),
+            worker: h.remove("worker"),
+            result,
+            error: h.remove("error"),
+            idempotency_key: h.remove("idempotency_key"),
+            session_id: h.remove("session_id"),
+            run_at_ms,
+            cancel_requested: h.remove("cancel_requested").as_deref() == Some("1"),
+        })
+    }
+}
+
+/// A chat message as stored in a session and sent to providers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// The payload of a chat task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatPayload {
+    /// Session whose history is loaded and extended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The new user message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// A whole conversation, instead of `message` (no session needed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<ChatMessage>>,
+    /// Model; the worker's `LLM_MODEL` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// System prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+}
+
+/// The payload of a tool task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolPayload {
+    /// Tool name, one of [`KNOWN_TOOLS`].
+    pub tool: String,
+    /// Arguments, tool-specific.
+    #[serde(default = "empty_object")]
+    pub args: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+/// Why a submitted payload cannot run: answered 400 (malformed) or 422 (unknown tool).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PayloadError {
+    /// Not the shape the kind needs; the message names the field.
+    #[error("payload: {0}")]
+    Malformed(String),
+    /// A tool no worker knows.
+    #[error("payload.tool: unknown tool {0:?}; known tools: {known}", known = KNOWN_TOOLS.join(", "))]
+    UnknownTool(String),
+}
+
+/// Checks that `payload` is a valid payload for `kind`, so bad tasks fail at the door instead of
+/// on a worker.
+pub fn validate_payload(kind: TaskKind, payload: &Value) -> Result<(), PayloadError> {
+    match kind {
+        TaskKind::Tool => {
+            let p: ToolPayload = decode_payload(payload)?;
+            if !KNOWN_TOOLS.contains(&p.tool.as_str()) {
+                return Err(PayloadError::UnknownTool(p.tool));
+            }
+            if !p.args.is_object() {
+                return Err(PayloadError::Malformed("args: must be an object".into()));
+            }
+        }
+        TaskKind::Chat => {
+            let p: ChatPayload = decode_payload(payload)?;
+            match (&p.message, &p.messages) {
+                (None, None) => {
+                    return Err(PayloadError::Malformed(
+                        "needs `message` (a string) or `messages` (a list)".into(),
+                    ));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(PayloadError::Malformed(
+                        "give either `message` or `messages`, not both".into(),
+                    ));
+                }
+                (Some(m), None) if m.trim().is_empty() => {
+                    return Err(PayloadError::Malformed("message: must not be empty".into()));
+                }
+                (None, Some(ms)) if ms.is_empty() => {
+                    return Err(PayloadError::Malformed(
+                        "messages: must not be empty".into(),
+                    ));
+                }
+                _ => {}
+            }
+            if let Some(s) = &p.session_id
+                && !is_valid_key(s)
+            {
+                return Err(PayloadError::Malformed(format!(
+                    "session_id: must be 1–{MAX_KEY_LEN} printable characters without spaces"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Decodes a payload, naming the offending field in the error.
+pub fn decode_payload<T: serde::de::DeserializeOwned>(payload: &Value) -> Result<T, PayloadError> {
+    serde_path_to_error::deserialize(payload).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            PayloadError::Malformed(e.into_inner().to_string())
+        } else {
+            PayloadError::Malformed(format!("{path}: {}", e.into_inner()))
+        }
+    })
+}
+
+/// Whether `s` is usable as an idempotency key or session id (part of a key name).
+pub fn is_valid_key(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_KEY_LEN && s.chars().all(|c| c.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ids_carry_their_queue_and_sort_by_time() {
+        let a = new_task_id("tool");
+        let b = new_task_id("tool");
+        assert_eq!(queue_of(&a), Some("tool"));
+        assert!(a < b, "{a} < {b}");
+        assert_eq!(a.len(), "tool-".len() + 26);
+        let q = new_task_id("my-queue_2");
+        assert_eq!(queue_of(&q), Some("my-queue_2"));
+    }
+
+    #[test]
+    fn malformed_ids_have_no_queue() {
+        for bad in [
+            "",
+            "tool",
+            "tool-",
+            "tool-abc",
+            "Tool-01JDX3N4Z7Q8R9S0T1V2W3X4Y5",
+            "-01JDX3N4Z7Q8R9S0T1V2W3X4Y5",
+        ] {
+            assert_eq!(queue_of(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn queue_names() {
+        assert!(is_valid_queue_name("chat"));
+        assert!(is_valid_queue_name("gpu_1-a"));
+        assert!(!is_valid_queue_name(""));
+        assert!(!is_valid_queue_name("_x"));
+        assert!(!is_valid_queue_name("a{b}"));
+        assert!(!is_valid_queue_name(&"a".repeat(49)));
+    }
+
+    #[test]
+    fn payload_validation_names_the_problem() {
+        assert_eq!(
+            validate_payload(TaskKind::Tool, &json!({"tool": "echo", "args": {}})),
+            Ok(())
+        );
+        assert_eq!(
+            validate_payload(TaskKind::Tool, &json!({"tool": "echo"})),
+            Ok(())
+        );
+        assert!(matches!(
+            validate_payload(TaskKind::Tool, &json!({"tool": "nope"})),
+            Err(PayloadError::UnknownTool(t)) if t == "nope"
+        ));
+        let e = validate_payload(TaskKind::Tool, &json!({"args": {}})).expect_err("no tool");
+        assert!(e.to_string().contains("tool"), "{e}");
+        let e = validate_payload(TaskKind::Tool, &json!({"tool": 5})).expect_err("tool not str");
+        assert!(e.to_string().contains("tool"), "{e}");
+        let e = validate_payload(TaskKind::Chat, &json!({})).expect_err("no message");
+        assert!(e.to_string().contains("message"), "{e}");
+        assert_eq!(
+            validate_payload(
+                TaskKind::Chat,
+                &json!({"message": "hi", "session_id": "s1"})
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn record_round_trips_through_its_hash() {
+        let h: HashMap<String, String> = [
+            ("id", "tool-01JDX3N4Z7Q8R9S0T1V2W3X4Y5"),
+            ("kind", "tool"),
+            ("queue", "tool"),
+            ("payload", r#"{"tool":"echo","args":{}}"#),
+            ("state", "succeeded"),
+            ("attempts", "1"),
+            ("max_attempts", "3"),
+            ("timeout_ms", "1000"),
+            ("created_at", "2026-01-01T00:00:00Z"),
+            ("result", r#"{"output":{}}"#),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let t = Task::from_hash(h.clone()).expect("valid");
+        assert_eq!(t.state, TaskState::Succeeded);
+        assert_eq!(t.result, Some(json!({"output": {}})));
+        let mut bad = h;
+        bad.insert("attempts".into(), "x".into());
+        assert_eq!(
+            Task::from_hash(bad),
+            Err(DecodeError::Invalid {
+                field: "attempts",
+                value: "x".into()
+            })
+        );
+    }
+}
