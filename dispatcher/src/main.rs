@@ -1,1 +1,19 @@
-fn main() {}
+//! `dispatcher`: reads its settings from the environment and serves until SIGTERM/SIGINT.
+
+use anyhow::Context;
+use switchyard_dispatcher::{Settings, run};
+use switchyard_shared::{config, signals, telemetry};
+
+fn main() -> anyhow::Result<()> {
+    let settings = Settings::from_vars(&config::env_vars())?;
+    telemetry::init(&settings.log).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        let shutdown = signals::shutdown_on_signals();
+        run(settings, shutdown).await
+    })?;
+    Ok(())
+}

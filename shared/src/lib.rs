@@ -8,13 +8,17 @@
 //! - [`scripts`]: the `.lua` scripts (enqueue, start, complete, fail, promote, …), one typed
 //!   wrapper each.
 //! - [`store`]: connection pool, blocking connections, group set-up, record reads.
+//! - [`retry`]: retrying Redis calls with backoff while Redis is unreachable.
+//! - [`signals`]: SIGTERM/SIGINT → graceful shutdown.
 //! - [`clock`]: time as the records store it.
 //! - [`telemetry`]: log set-up.
 
 pub mod clock;
 pub mod config;
 pub mod keys;
+pub mod retry;
 pub mod scripts;
+pub mod signals;
 pub mod store;
 pub mod task;
 pub mod telemetry;

@@ -32,6 +32,9 @@ pub enum StoreError {
         /// Details.
         message: String,
     },
+    /// Redis stayed unreachable until the caller gave up (shutdown).
+    #[error("gave up on {0}: redis unreachable until shutdown")]
+    GaveUp(String),
     /// A stored task record is malformed.
     #[error("task {id}: {source}")]
     Record {
@@ -46,7 +49,7 @@ impl StoreError {
     /// Whether the error means Redis is unreachable or slow (as opposed to a logic error).
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Pool(_) => true,
+            Self::Pool(_) | Self::GaveUp(_) => true,
             Self::Redis(e) => {
                 e.is_io_error()
                     || e.is_timeout()

@@ -1,1 +1,19 @@
-fn main() {}
+//! `worker`: reads its settings from the environment and runs until SIGTERM/SIGINT.
+
+use anyhow::Context;
+use switchyard_shared::{config, signals, telemetry};
+use switchyard_worker::{Settings, run};
+
+fn main() -> anyhow::Result<()> {
+    let settings = Settings::from_vars(&config::env_vars())?;
+    telemetry::init(&settings.log).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        let shutdown = signals::shutdown_on_signals();
+        run(settings, shutdown).await
+    })?;
+    Ok(())
+}

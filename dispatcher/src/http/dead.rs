@@ -1,0 +1,119 @@
+//! `GET /api/dead` and `POST /api/dead/{id}/retry`: list dead-lettered tasks with their last
+//! error, and replay one.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use redis::streams::StreamRangeReply;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use switchyard_shared::scripts::{self, ReplayStatus};
+use switchyard_shared::store::StoreError;
+use switchyard_shared::task;
+
+use super::error::ApiError;
+use super::extract::ApiQuery;
+use crate::state::AppState;
+
+/// Most dead letters one request may list.
+const MAX_LIMIT: usize = 1_000;
+
+/// Query of `GET /api/dead`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadQuery {
+    /// Only this queue.
+    #[serde(default)]
+    pub queue: Option<String>,
+    /// Newest first, at most this many per queue (default 100).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// One dead letter.
+#[derive(Debug, Serialize)]
+pub struct DeadLetter {
+    /// Task id.
+    pub id: String,
+    /// Queue.
+    pub queue: String,
+    /// Last error.
+    pub error: String,
+    /// Attempts made.
+    pub attempts: Option<u64>,
+    /// When it was dead-lettered.
+    pub at: String,
+    /// Its entry in the dead-letter stream.
+    pub entry: String,
+}
+
+/// `GET /api/dead`.
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<DeadQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit: must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let queues: Vec<String> = match q.queue {
+        Some(queue) if state.knows_queue(&queue) => vec![queue],
+        Some(queue) => {
+            return Err(ApiError::Unprocessable {
+                code: "unknown_queue",
+                message: format!("queue: unknown queue {queue:?}"),
+            });
+        }
+        None => state.cfg.queues.clone(),
+    };
+    let mut con = state.pool.get().await.map_err(StoreError::from)?;
+    let mut letters = Vec::new();
+    for queue in queues {
+        let range: StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(state.keys.dead(&queue))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut *con)
+            .await
+            .map_err(StoreError::from)?;
+        for e in range.ids {
+            letters.push(DeadLetter {
+                id: e.get("id").unwrap_or_default(),
+                error: e.get("error").unwrap_or_default(),
+                attempts: e.get::<String>("attempts").and_then(|a| a.parse().ok()),
+                at: e.get("at").unwrap_or_default(),
+                queue: queue.clone(),
+                entry: e.id,
+            });
+        }
+    }
+    Ok(Json(json!({ "dead": letters, "count": letters.len() })))
+}
+
+/// `POST /api/dead/{id}/retry`: 202 once the task is queued again.
+pub async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let queue = task::queue_of(&id).ok_or_else(|| ApiError::NotFound(format!("no task {id:?}")))?;
+    let mut con = state.pool.get().await.map_err(StoreError::from)?;
+    let reply = scripts::replay_dead(&mut *con, &state.keys, queue, &id).await?;
+    match reply.status {
+        ReplayStatus::Queued => {
+            tracing::info!(task_id = %id, queue, state = "queued", "dead letter replayed");
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"id": id, "state": "queued"})),
+            ))
+        }
+        ReplayStatus::NotDead => Err(ApiError::Conflict(format!(
+            "task {id} is {}, not dead; only dead tasks can be replayed",
+            reply.state
+        ))),
+        ReplayStatus::Missing => Err(ApiError::NotFound(format!("no task {id:?}"))),
+    }
+}

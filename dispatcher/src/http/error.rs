@@ -1,0 +1,114 @@
+//! The API's error type: every failure a handler can answer, mapped to its status code in one
+//! `match`, rendered as `{"error": {"code", "message"}}`. Internal details are logged, never sent.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use switchyard_shared::store::StoreError;
+
+/// An API failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed request: invalid JSON, a wrong or missing field, a bad parameter.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Missing or wrong bearer token.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// No such task (or route).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the task's state.
+    #[error("{0}")]
+    Conflict(String),
+    /// Body larger than `MAX_BODY_BYTES`.
+    #[error("request body exceeds MAX_BODY_BYTES ({0} bytes)")]
+    TooLarge(usize),
+    /// Well-formed but names a kind, queue or tool that does not exist.
+    #[error("{message}")]
+    Unprocessable {
+        /// Machine-readable code (`unknown_kind`, `unknown_queue`, `unknown_tool`).
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The queue is at `MAX_QUEUE_DEPTH`.
+    #[error("queue {queue} is full (MAX_QUEUE_DEPTH = {limit}); retry later")]
+    QueueFull {
+        /// Queue.
+        queue: String,
+        /// The limit.
+        limit: u64,
+    },
+    /// The task did not finish in time.
+    #[error("{message}")]
+    Timeout {
+        /// What timed out.
+        message: String,
+        /// The task, so the client can poll it.
+        task_id: String,
+    },
+    /// The task ended without a result.
+    #[error("{0}")]
+    TaskFailed(String),
+    /// Redis is unreachable or slow.
+    #[error("redis is unavailable; try again shortly")]
+    Unavailable,
+    /// A bug or an unexpected Redis answer; details are in the log.
+    #[error("internal error")]
+    Internal,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "redis unavailable");
+            Self::Unavailable
+        } else {
+            tracing::error!(error = %e, "redis operation failed");
+            Self::Internal
+        }
+    }
+}
+
+/// Seconds a client should wait before retrying a full queue.
+const QUEUE_FULL_RETRY_AFTER_S: u64 = 1;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, *code),
+            Self::QueueFull { .. } => (StatusCode::TOO_MANY_REQUESTS, "queue_full"),
+            Self::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            Self::TaskFailed(_) => (StatusCode::BAD_GATEWAY, "task_failed"),
+            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let mut body = json!({ "error": { "code": code, "message": self.to_string() } });
+        if let Self::Timeout { task_id, .. } = &self {
+            body["task_id"] = json!(task_id);
+        }
+        let mut response = (status, Json(body)).into_response();
+        match &self {
+            Self::QueueFull { .. } => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(QUEUE_FULL_RETRY_AFTER_S),
+                );
+            }
+            Self::Unauthorized(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,59 @@
+//! The HTTP API (SPEC §6): routes, bearer auth on `/api/*`, body limit, JSON errors.
+//!
+//! One file per resource: [`tasks`], [`chat`], [`workers`], [`queues`], [`dead`], [`health`];
+//! [`error`] maps failures to statuses, [`extract`] turns bad input into 400/413, [`auth`] checks
+//! the token.
+
+pub mod auth;
+pub mod chat;
+pub mod dead;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod queues;
+pub mod tasks;
+pub mod workers;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::{Router, middleware};
+
+use crate::state::AppState;
+use error::ApiError;
+
+/// The dispatcher's routes.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/tasks", post(tasks::create))
+        .route("/api/tasks/{id}", get(tasks::get).delete(tasks::cancel))
+        .route("/api/chat", post(chat::chat))
+        .route("/api/workers", get(workers::workers))
+        .route("/api/queues", get(queues::queues))
+        .route("/api/dead", get(dead::list))
+        .route("/api/dead/{id}/retry", post(dead::retry))
+        .route("/api/health/all", get(health::all))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_bearer,
+        ));
+    Router::new()
+        .route("/health", get(health::live))
+        .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no route {}", uri.path()))
+}
+
+async fn method_not_allowed() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(serde_json::json!({"error": {"code": "method_not_allowed", "message": "method not allowed on this route"}})),
+    )
+        .into_response()
+}

@@ -1,0 +1,147 @@
+//! `/api/tasks`: enqueue (optionally waiting for the result), read, and cancel tasks.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use switchyard_shared::clock;
+use switchyard_shared::scripts::{self, CancelStatus};
+use switchyard_shared::store::{self, StoreError};
+use switchyard_shared::task::{self, Task};
+
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
+use crate::submit::{NewTask, submit};
+
+/// Query of `POST /api/tasks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    /// Wait up to this many ms for the task to finish.
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+}
+
+/// `POST /api/tasks`: 202 `{id, state, queue}`; with `?wait_ms=N`, 200 and the finished task if
+/// it finished within N ms.
+pub async fn create(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+    ApiJson(body): ApiJson<NewTask>,
+) -> Result<Response, ApiError> {
+    let wait = q.wait_ms.map(Duration::from_millis);
+    if let Some(w) = wait
+        && w > state.cfg.max_wait_ms
+    {
+        return Err(ApiError::BadRequest(format!(
+            "wait_ms: must be at most MAX_WAIT_MS ({} ms)",
+            state.cfg.max_wait_ms.as_millis()
+        )));
+    }
+    let submitted = submit(&state, body).await?;
+    if let Some(w) = wait.filter(|w| !w.is_zero())
+        && let Some(task) = wait_for(&state, &submitted.queue, &submitted.id, w).await?
+        && task.state.is_terminal()
+    {
+        return Ok((StatusCode::OK, Json(task)).into_response());
+    }
+    let status = if submitted.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((
+        status,
+        Json(json!({
+            "id": submitted.id,
+            "queue": submitted.queue,
+            "state": submitted.state,
+            "duplicate": submitted.duplicate,
+        })),
+    )
+        .into_response())
+}
+
+/// Waits up to `timeout` for task `id` to reach a terminal state; returns its record then (or
+/// as it is at the deadline).
+pub async fn wait_for(
+    state: &AppState,
+    queue: &str,
+    id: &str,
+    timeout: Duration,
+) -> Result<Option<Task>, ApiError> {
+    let mut registration = state.waiter.register(id);
+    let mut con = state.pool.get().await.map_err(StoreError::from)?;
+    let task = store::load_task(&mut *con, &state.keys, queue, id).await?;
+    drop(con);
+    match task {
+        Some(t) if !t.state.is_terminal() => {
+            registration.wait(timeout).await;
+            let mut con = state.pool.get().await.map_err(StoreError::from)?;
+            Ok(store::load_task(&mut *con, &state.keys, queue, id).await?)
+        }
+        other => Ok(other),
+    }
+}
+
+fn queue_of(id: &str) -> Result<&str, ApiError> {
+    task::queue_of(id).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no task {id:?}: task ids look like `tool-01JDX3N4Z7Q8R9S0T1V2W3X4Y5`"
+        ))
+    })
+}
+
+/// `GET /api/tasks/{id}`: the task record.
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Task>, ApiError> {
+    let queue = queue_of(&id)?;
+    let mut con = state.pool.get().await.map_err(StoreError::from)?;
+    store::load_task(&mut *con, &state.keys, queue, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no task {id:?} (unknown, or expired after RESULT_TTL_S)"
+            ))
+        })
+}
+
+/// `DELETE /api/tasks/{id}`: cancels a waiting task at once (200), asks the worker running it to
+/// abort (202); 409 if it already finished.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let queue = queue_of(&id)?;
+    let mut con = state.pool.get().await.map_err(StoreError::from)?;
+    let now = clock::now_rfc3339();
+    let reply = scripts::cancel(&mut *con, &state.keys, queue, &id, &now, &state.retention).await?;
+    match reply.status {
+        CancelStatus::Cancelled => {
+            tracing::info!(task_id = %id, queue, state = "cancelled", "task cancelled");
+            Ok((
+                StatusCode::OK,
+                Json(json!({"id": id, "state": "cancelled"})),
+            )
+                .into_response())
+        }
+        CancelStatus::Cancelling => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"id": id, "state": "running", "cancel_requested": true})),
+        )
+            .into_response()),
+        CancelStatus::Terminal => Err(ApiError::Conflict(format!(
+            "task {id} already finished ({}); nothing to cancel",
+            reply.state
+        ))),
+        CancelStatus::Missing => Err(ApiError::NotFound(format!("no task {id:?}"))),
+    }
+}

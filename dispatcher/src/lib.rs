@@ -1,0 +1,151 @@
+//! The switchyard dispatcher (root node): accepts chat and tool tasks over HTTP, queues them on
+//! Redis streams, answers clients when workers finish, and moves delayed tasks back to their
+//! queues when they are due.
+//!
+//! # Layout
+//! - [`http`]: the API, one file per resource, errors, auth.
+//! - [`submit`]: validation and enqueueing of a new task.
+//! - [`waiter`]: tails the events streams and wakes waiting requests.
+//! - [`promoter`]: moves due delayed tasks back into their streams.
+//! - [`stats`]: queue statistics.
+//! - [`state`]: what handlers and duties share.
+//!
+//! [`run`] is the supervisor: start-up checks, background duties, serving, shutdown order.
+
+pub mod http;
+pub mod promoter;
+pub mod state;
+pub mod stats;
+pub mod submit;
+pub mod waiter;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use switchyard_shared::config::{self, ConfigError, DispatcherConfig, LogConfig, RedisConfig};
+use switchyard_shared::keys::Keys;
+use switchyard_shared::retry::while_unavailable;
+use switchyard_shared::scripts::Retention;
+use switchyard_shared::store::{self, StoreError};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::state::AppState;
+use crate::waiter::{EventTail, Waiter};
+
+/// Everything the dispatcher reads from the environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Redis connection and key prefix.
+    pub redis: RedisConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Dispatcher behaviour.
+    pub dispatcher: DispatcherConfig,
+}
+
+impl Settings {
+    /// Reads and checks the settings from `vars` (the environment as pairs).
+    pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
+        config::check_unknown(vars)?;
+        Ok(Self {
+            redis: RedisConfig::from_vars(vars)?,
+            log: LogConfig::from_vars(vars)?,
+            dispatcher: DispatcherConfig::from_vars(vars)?,
+        })
+    }
+}
+
+/// Why the dispatcher could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatcherError {
+    /// `DISPATCHER_ADDR` is not `host:port`.
+    #[error("configuration: DISPATCHER_ADDR {0:?} is not an address like 0.0.0.0:3000")]
+    BadAddr(String),
+    /// No secret and a non-loopback address.
+    #[error(
+        "ROOT_NODE_SECRET is unset: refusing to listen on {0}, which is reachable from other hosts; set ROOT_NODE_SECRET, or bind a loopback address (DISPATCHER_ADDR=127.0.0.1:3000)"
+    )]
+    NoSecret(SocketAddr),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Redis could not be set up.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Serving failed.
+    #[error("serving HTTP: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Builds the shared state (pool, keys, waiter) for `settings`.
+pub fn app_state(settings: &Settings) -> Result<AppState, StoreError> {
+    Ok(AppState {
+        pool: store::create_pool(&settings.redis)?,
+        keys: Keys::new(&settings.redis.queue_prefix),
+        cfg: Arc::new(settings.dispatcher.clone()),
+        redis: Arc::new(settings.redis.clone()),
+        retention: Retention {
+            result_ttl: settings.redis.result_ttl_s,
+            events_maxlen: settings.redis.events_maxlen,
+        },
+        waiter: Waiter::default(),
+    })
+}
+
+/// Runs the dispatcher until `shutdown`: then stops accepting, answers the requests in flight,
+/// stops the background duties and returns.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), DispatcherError> {
+    let addr: SocketAddr = settings
+        .dispatcher
+        .dispatcher_addr
+        .parse()
+        .map_err(|_| DispatcherError::BadAddr(settings.dispatcher.dispatcher_addr.clone()))?;
+    if settings.dispatcher.root_node_secret.is_none() {
+        if !addr.ip().is_loopback() {
+            return Err(DispatcherError::NoSecret(addr));
+        }
+        warn!(%addr, "ROOT_NODE_SECRET is unset: /api/* is open to anyone who can reach this loopback address");
+    }
+    let state = app_state(&settings)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| DispatcherError::Bind { addr, source })?;
+
+    // Groups exist before any task is enqueued, so XINFO works and no entry predates its group.
+    while_unavailable("start-up", &shutdown, || async {
+        let mut con = state.pool.get().await?;
+        store::ensure_groups(&mut *con, &state.keys, &state.cfg.queues).await
+    })
+    .await?;
+
+    let background = CancellationToken::new();
+    let tail = EventTail::new(
+        state.waiter.clone(),
+        settings.redis.clone(),
+        &state.keys,
+        &state.cfg.queues,
+    );
+    let tail = tokio::spawn(tail.run(background.clone()));
+    let promoter = promoter::Promoter::new(
+        state.pool.clone(),
+        state.keys.clone(),
+        state.cfg.queues.clone(),
+        state.cfg.promote_interval_ms,
+    );
+    let promoter = tokio::spawn(promoter.run(background.clone()));
+
+    info!(%addr, queues = ?state.cfg.queues, "dispatcher listening");
+    let served = axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+    background.cancel();
+    let _ = tokio::join!(tail, promoter);
+    info!("dispatcher stopped");
+    served.map_err(DispatcherError::Serve)
+}

@@ -1,0 +1,34 @@
+//! What every request handler and background duty of the dispatcher shares.
+
+use std::sync::Arc;
+
+use switchyard_shared::Pool;
+use switchyard_shared::config::{DispatcherConfig, RedisConfig};
+use switchyard_shared::keys::Keys;
+use switchyard_shared::scripts::Retention;
+
+use crate::waiter::Waiter;
+
+/// Shared state, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Redis pool.
+    pub pool: Pool,
+    /// Key builder.
+    pub keys: Keys,
+    /// Dispatcher settings.
+    pub cfg: Arc<DispatcherConfig>,
+    /// Redis settings.
+    pub redis: Arc<RedisConfig>,
+    /// Result TTL and events cap.
+    pub retention: Retention,
+    /// Wakes requests waiting for a task to finish.
+    pub waiter: Waiter,
+}
+
+impl AppState {
+    /// Whether `queue` is one this dispatcher accepts tasks for.
+    pub fn knows_queue(&self, queue: &str) -> bool {
+        self.cfg.queues.iter().any(|q| q == queue)
+    }
+}

@@ -1,0 +1,208 @@
+//! Wakes requests that wait for a task to finish. One loop per dispatcher tails the `events`
+//! stream of every queue (`XREAD BLOCK`, one dedicated connection) and notifies the requests
+//! registered for each finished id, so a waiting request costs Redis nothing while it waits.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamRangeReply, StreamReadReply};
+use switchyard_shared::config::RedisConfig;
+use switchyard_shared::keys::Keys;
+use switchyard_shared::store::{self, StoreError};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// How long one `XREAD` blocks.
+const BLOCK: Duration = Duration::from_millis(1_000);
+/// Most events read per round trip.
+const READ_COUNT: usize = 1_000;
+
+type Senders = HashMap<String, Vec<oneshot::Sender<()>>>;
+
+/// Registry of waiting requests, by task id.
+#[derive(Debug, Clone, Default)]
+pub struct Waiter {
+    waiting: Arc<Mutex<Senders>>,
+}
+
+/// A request's place in the registry; dropping it withdraws the registration.
+#[derive(Debug)]
+pub struct Registration {
+    id: String,
+    waiter: Waiter,
+    rx: Option<oneshot::Receiver<()>>,
+}
+
+impl Registration {
+    /// Resolves when the task's terminal event arrives, or never after `timeout`.
+    pub async fn wait(&mut self, timeout: Duration) -> bool {
+        let Some(rx) = self.rx.as_mut() else {
+            return false;
+        };
+        matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(())))
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        let mut w = self.waiter.lock();
+        if let Some(v) = w.get_mut(&self.id) {
+            v.retain(|s| !s.is_closed());
+            if v.is_empty() {
+                w.remove(&self.id);
+            }
+        }
+    }
+}
+
+impl Waiter {
+    fn lock(&self) -> MutexGuard<'_, Senders> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers interest in task `id`. Register before reading the task's state, so an event
+    /// between the read and the wait is not missed.
+    pub fn register(&self, id: &str) -> Registration {
+        let (tx, rx) = oneshot::channel();
+        self.lock().entry(id.to_owned()).or_default().push(tx);
+        Registration {
+            id: id.to_owned(),
+            waiter: self.clone(),
+            rx: Some(rx),
+        }
+    }
+
+    /// Wakes every request waiting for `id`.
+    pub fn notify(&self, id: &str) {
+        if let Some(senders) = self.lock().remove(id) {
+            for s in senders {
+                let _ = s.send(());
+            }
+        }
+    }
+
+    /// Requests waiting now.
+    pub fn waiting(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+}
+
+/// The loop that tails the events streams.
+#[derive(Debug)]
+pub struct EventTail {
+    waiter: Waiter,
+    redis: RedisConfig,
+    conn: Option<MultiplexedConnection>,
+    /// Events stream key → last id seen.
+    cursors: Vec<(String, String)>,
+}
+
+impl EventTail {
+    /// A tail over the events streams of `queues`.
+    pub fn new(waiter: Waiter, redis: RedisConfig, keys: &Keys, queues: &[String]) -> Self {
+        Self {
+            waiter,
+            redis,
+            conn: None,
+            cursors: queues
+                .iter()
+                .map(|q| (keys.events(q), String::new()))
+                .collect(),
+        }
+    }
+
+    /// Tails until `shutdown`, reconnecting after failures and resuming after the last event
+    /// seen, so a Redis hiccup loses no wake-up.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut failures = 0u32;
+        loop {
+            let r = tokio::select! {
+                () = shutdown.cancelled() => return,
+                r = self.tick() => r,
+            };
+            match r {
+                Ok(_) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    self.conn = None;
+                    let pause = (Duration::from_millis(50) * 2u32.pow(failures.min(6)))
+                        .min(Duration::from_secs(2));
+                    warn!(component = "waiter", error = %e, retry_in_ms = pause.as_millis() as u64, "tailing events failed");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the next events (blocking up to a second) and wakes their waiters. Returns how many
+    /// events it read.
+    pub async fn tick(&mut self) -> Result<usize, StoreError> {
+        if self.conn.is_none() {
+            self.conn = Some(store::blocking_connection(&self.redis, BLOCK).await?);
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(0);
+        };
+        for (stream, cursor) in &mut self.cursors {
+            if cursor.is_empty() {
+                // Start after the newest event: requests registered from now on are served.
+                let last: StreamRangeReply = redis::cmd("XREVRANGE")
+                    .arg(&*stream)
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query_async(conn)
+                    .await?;
+                *cursor = last
+                    .ids
+                    .first()
+                    .map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
+            }
+        }
+        let mut cmd = redis::cmd("XREAD");
+        cmd.arg("COUNT")
+            .arg(READ_COUNT)
+            .arg("BLOCK")
+            .arg(BLOCK.as_millis() as u64)
+            .arg("STREAMS");
+        for (stream, _) in &self.cursors {
+            cmd.arg(stream);
+        }
+        for (_, cursor) in &self.cursors {
+            cmd.arg(cursor);
+        }
+        let reply: Option<StreamReadReply> = cmd.query_async(conn).await?;
+        let mut n = 0;
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            let Some(cursor) = self
+                .cursors
+                .iter_mut()
+                .find(|(s, _)| *s == key.key)
+                .map(|(_, c)| c)
+            else {
+                continue;
+            };
+            for event in key.ids {
+                if let Some(id) = event.get::<String>("id") {
+                    self.waiter.notify(&id);
+                    n += 1;
+                }
+                *cursor = event.id;
+            }
+        }
+        if n > 0 {
+            debug!(component = "waiter", events = n, "woke waiting requests");
+        }
+        Ok(n)
+    }
+}

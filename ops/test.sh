@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Checks and tests the whole workspace, as CI does: formatting, clippy (warnings are errors), a
+# debug build of the binaries (the end-to-end tests spawn target/debug/dispatcher and
+# target/debug/worker against a real redis-server), then the tests.
+#
+# usage: ops/test.sh [ARGS…]   ARGS are passed to the test runner (cargo nextest run / cargo test)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+say() { printf '%s\n' "$*"; }
+
+ensure_redis_installed() {
+  if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+    return
+  fi
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    say "redis-server not found: installing it with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server
+    command -v redis-server >/dev/null 2>&1 && return
+    say "error: apt-get did not install redis-server" >&2
+    exit 1
+  fi
+  cat >&2 <<'EOF'
+error: the end-to-end tests need redis-server (and redis-cli), which are not installed.
+  Debian/Ubuntu:  sudo apt-get update && sudo apt-get install -y redis-server
+  Fedora:         sudo dnf install -y redis
+  macOS:          brew install redis
+Then run ops/test.sh again. (The tests start their own redis-server on free ports; a system
+Redis is not used.)
+EOF
+  exit 1
+}
+
+now_ms() {
+  if [[ -n ${EPOCHREALTIME:-} ]]; then
+    local t=${EPOCHREALTIME/[.,]/}
+    echo $((t / 1000))
+  else
+    echo $((SECONDS * 1000))
+  fi
+}
+
+fmt_ms() {
+  local ms=$1
+  printf '%d.%01ds' $((ms / 1000)) $((ms % 1000 / 100))
+}
+
+declare -a FAILED=() SUMMARY=()
+
+# step NAME COMMAND…: runs COMMAND, records its time and whether it failed.
+step() {
+  local name=$1 start rc=0 took
+  shift
+  say ""
+  say "==> $name: $*"
+  start=$(now_ms)
+  "$@" || rc=$?
+  took=$(fmt_ms $(($(now_ms) - start)))
+  if ((rc == 0)); then
+    say "<== $name ok ($took)"
+    SUMMARY+=("$(printf '%-7s %8s  %s' ok "$took" "$name")")
+  else
+    say "<== $name FAILED with exit code $rc ($took)" >&2
+    SUMMARY+=("$(printf '%-7s %8s  %s' FAILED "$took" "$name")")
+    FAILED+=("$name")
+  fi
+  return "$rc"
+}
+
+skip() {
+  say ""
+  say "==> $1: skipped ($2)"
+  SUMMARY+=("$(printf '%-7s %8s  %s' skipped - "$1 ($2)")")
+}
+
+total_start=$(now_ms)
+
+command -v cargo >/dev/null 2>&1 || {
+  say "error: cargo is not installed; install Rust from https://rustup.rs" >&2
+  exit 1
+}
+ensure_redis_installed
+say "redis-server: $(redis-server --version | head -n 1)"
+say "$(cargo --version)"
+
+# Lints do not stop the build and tests from running (so one run shows everything), but a failed
+# build skips the tests.
+step "fmt" cargo fmt --all -- --check || true
+step "clippy" cargo clippy --workspace --all-targets -- -D warnings || true
+if step "build" cargo build --workspace --bins; then
+  if cargo nextest --version >/dev/null 2>&1; then
+    step "test (nextest)" cargo nextest run --workspace --no-fail-fast "$@" || true
+  else
+    step "test" cargo test --workspace --no-fail-fast "$@" || true
+  fi
+else
+  skip "test" "the build failed"
+fi
+
+say ""
+say "summary:"
+for line in "${SUMMARY[@]}"; do say "  $line"; done
+say "  $(printf '%-7s %8s' total "$(fmt_ms $(($(now_ms) - total_start)))")"
+
+if ((${#FAILED[@]} > 0)); then
+  say "FAILED step(s): ${FAILED[*]}" >&2
+  exit 1
+fi
+say "all steps passed"

@@ -1,0 +1,136 @@
+//! Runs a chat task: builds the conversation from the session history in Redis and the payload,
+//! asks the provider, and appends the turn to the session once the answer exists.
+
+use serde_json::{Value, json};
+use switchyard_shared::scripts;
+use switchyard_shared::task::{ChatMessage, ChatPayload, decode_payload};
+
+use crate::context::Ctx;
+use crate::providers::{ChatRequest, Provider, ProviderError};
+use crate::tools::ToolError;
+
+/// A session message as stored: the message plus the task that wrote it, which makes appending
+/// a turn idempotent.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StoredMessage {
+    role: String,
+    content: String,
+    #[serde(default)]
+    task_id: String,
+}
+
+/// Runs the chat task `task_id` with `payload` and returns its result JSON.
+pub async fn run(
+    ctx: &Ctx,
+    provider: &Provider,
+    task_id: &str,
+    payload: &Value,
+) -> Result<Value, ToolError> {
+    let p: ChatPayload =
+        decode_payload(payload).map_err(|e| ToolError::Permanent(e.to_string()))?;
+    let model = p.model.clone().unwrap_or_else(|| ctx.cfg.llm_model.clone());
+    let mut messages = Vec::new();
+    if let Some(session) = &p.session_id {
+        messages = load_history(ctx, session).await?;
+    }
+    let new_message = match (&p.message, &p.messages) {
+        (Some(m), _) => ChatMessage {
+            role: "user".into(),
+            content: m.clone(),
+        },
+        (None, Some(ms)) => {
+            let mut ms = ms.clone();
+            let last = ms.pop().ok_or_else(|| {
+                ToolError::Permanent("payload: messages: must not be empty".into())
+            })?;
+            messages.extend(ms);
+            last
+        }
+        (None, None) => {
+            return Err(ToolError::Permanent(
+                "payload: needs `message` or `messages`".into(),
+            ));
+        }
+    };
+    messages.push(new_message.clone());
+    let req = ChatRequest {
+        model,
+        system: p.system.clone(),
+        messages,
+    };
+    let answer = provider.complete(&req).await.map_err(|e| match e {
+        ProviderError::Retryable { .. } => ToolError::Retryable(e.to_string()),
+        ProviderError::Permanent { .. } => ToolError::Permanent(e.to_string()),
+    })?;
+    if let Some(session) = &p.session_id {
+        append_turn(ctx, session, task_id, &new_message, &answer.text).await?;
+    }
+    Ok(json!({
+        "response": answer.text,
+        "model": answer.model,
+        "provider": provider.name(),
+        "session_id": p.session_id,
+        "usage": answer.usage,
+    }))
+}
+
+async fn load_history(ctx: &Ctx, session: &str) -> Result<Vec<ChatMessage>, ToolError> {
+    let mut con = ctx
+        .pool
+        .get()
+        .await
+        .map_err(|e| ToolError::Retryable(format!("loading session history: {e}")))?;
+    let raw: Vec<String> = redis::cmd("LRANGE")
+        .arg(ctx.keys.session(session))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut *con)
+        .await
+        .map_err(|e| ToolError::Retryable(format!("loading session history: {e}")))?;
+    // A malformed entry (written by hand) is skipped rather than failing every later turn.
+    Ok(raw
+        .iter()
+        .filter_map(|m| serde_json::from_str::<StoredMessage>(m).ok())
+        .map(|m| ChatMessage {
+            role: m.role,
+            content: m.content,
+        })
+        .collect())
+}
+
+async fn append_turn(
+    ctx: &Ctx,
+    session: &str,
+    task_id: &str,
+    user: &ChatMessage,
+    answer: &str,
+) -> Result<(), ToolError> {
+    let encode = |role: &str, content: &str| {
+        serde_json::to_string(&StoredMessage {
+            role: role.to_owned(),
+            content: content.to_owned(),
+            task_id: task_id.to_owned(),
+        })
+        .map_err(|e| ToolError::Permanent(format!("encoding session message: {e}")))
+    };
+    let user_json = encode("user", &user.content)?;
+    let answer_json = encode("assistant", answer)?;
+    let mut con = ctx
+        .pool
+        .get()
+        .await
+        .map_err(|e| ToolError::Retryable(format!("saving session turn: {e}")))?;
+    scripts::session_append(
+        &mut *con,
+        &ctx.keys,
+        session,
+        task_id,
+        &user_json,
+        &answer_json,
+        ctx.cfg.session_max_messages,
+        ctx.cfg.session_ttl_s,
+    )
+    .await
+    .map_err(|e| ToolError::Retryable(format!("saving session turn: {e}")))?;
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! Runs one started task to exactly one [`Outcome`]: its result, an error (retryable or not), a
+//! timeout, a cancel request, shutdown, or the loss of its lease. A panicking task is an error
+//! worth a retry, never a crashed worker.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use switchyard_shared::scripts::Started;
+use switchyard_shared::task::TaskKind;
+
+use crate::chat;
+use crate::context::{Ctx, InFlight, StopReason};
+use crate::providers::Provider;
+use crate::tools::{self, ToolError};
+
+/// How an attempt ended; the reporter acts on this alone.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Finished with this result.
+    Done(Value),
+    /// Failed in a way worth another attempt.
+    Retry(String),
+    /// Failed for good.
+    Fail(String),
+    /// Aborted on a cancel request.
+    Cancelled,
+    /// Interrupted by shutdown: hand it back to the queue now.
+    HandBack,
+    /// Its entry belongs to another worker now: record nothing.
+    Abandon,
+}
+
+/// Runs tasks with the configured provider.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    ctx: Ctx,
+    provider: Provider,
+}
+
+impl Executor {
+    /// An executor for tasks of this worker.
+    pub fn new(ctx: Ctx, provider: Provider) -> Self {
+        Self { ctx, provider }
+    }
+
+    /// Runs `task` until it ends, is timed out, or `flight` is stopped.
+    pub async fn execute(&self, task: &Started, flight: &InFlight) -> Outcome {
+        let payload: Value = match task.payload.as_deref().map(serde_json::from_str) {
+            Some(Ok(v)) => v,
+            _ => return Outcome::Fail("task record holds no valid payload".into()),
+        };
+        let kind = match task.kind.as_deref().and_then(TaskKind::parse) {
+            Some(k) => k,
+            None => return Outcome::Fail(format!("task record has unknown kind {:?}", task.kind)),
+        };
+        let timeout = match task.timeout_ms {
+            0 => self.ctx.cfg.worker_timeout_ms,
+            ms => Duration::from_millis(ms),
+        };
+        let (ctx, provider, id) = (self.ctx.clone(), self.provider.clone(), task.id.clone());
+        // Its own tokio task, so a panic surfaces as a JoinError instead of unwinding the worker.
+        let mut handle = tokio::spawn(async move {
+            match kind {
+                TaskKind::Tool => tools::run(&payload).await,
+                TaskKind::Chat => chat::run(&ctx, &provider, &id, &payload).await,
+            }
+        });
+        tokio::select! {
+            joined = &mut handle => match joined {
+                Ok(Ok(v)) => Outcome::Done(v),
+                Ok(Err(ToolError::Retryable(m))) => Outcome::Retry(m),
+                Ok(Err(ToolError::Permanent(m))) => Outcome::Fail(m),
+                Err(e) if e.is_panic() => Outcome::Retry(format!("task panicked: {}", panic_text(e))),
+                Err(e) => Outcome::Retry(format!("task aborted: {e}")),
+            },
+            () = tokio::time::sleep(timeout) => {
+                handle.abort();
+                Outcome::Retry(format!("timed out after {} ms", timeout.as_millis()))
+            }
+            () = flight.stop.cancelled() => {
+                handle.abort();
+                match flight.stop_reason() {
+                    Some(StopReason::Cancelled) => Outcome::Cancelled,
+                    Some(StopReason::LeaseLost) => Outcome::Abandon,
+                    Some(StopReason::Shutdown) | None => Outcome::HandBack,
+                }
+            }
+        }
+    }
+}
+
+fn panic_text(e: tokio::task::JoinError) -> String {
+    let payload = e.into_panic();
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-text panic payload".to_owned()
+    }
+}

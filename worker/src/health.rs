@@ -1,0 +1,28 @@
+//! The worker's small HTTP server: `GET /health` (`{status, worker_id, current_tasks}`) for
+//! probes and operators. Workers need no inbound port for work; this one is for watching.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::context::Ctx;
+
+/// The health routes.
+pub fn router(ctx: Ctx) -> Router {
+    Router::new().route("/health", get(health)).with_state(ctx)
+}
+
+async fn health(State(ctx): State<Ctx>) -> Json<Value> {
+    let ids = ctx.in_flight_ids();
+    Json(json!({
+        "status": if ctx.draining.is_cancelled() { "draining" } else { "healthy" },
+        "worker_id": ctx.id,
+        "current_tasks": ids.len(),
+        "task_ids": ids,
+        "queues": ctx.cfg.worker_queues,
+        "concurrency": ctx.cfg.worker_concurrency,
+        "processed": ctx.processed.load(std::sync::atomic::Ordering::Relaxed),
+        "failed": ctx.failed.load(std::sync::atomic::Ordering::Relaxed),
+    }))
+}

@@ -1,0 +1,157 @@
+//! The heartbeat: keeps this worker's registry record (`{p}worker:{id}`, TTL three intervals) and
+//! its score in `{p}workers` fresh, keeps the idle time of every entry it runs fresh so a long
+//! task is never taken from a live worker, and stops tasks whose entry another worker took or
+//! whose cancellation was requested (a backstop for a missed pub/sub notice).
+
+use std::collections::HashMap;
+
+use redis::AsyncCommands;
+use serde_json::json;
+use switchyard_shared::clock;
+use switchyard_shared::scripts;
+use switchyard_shared::store::StoreError;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::context::{Ctx, InFlight, StopReason, lock};
+
+/// How many intervals a registry record outlives its last refresh.
+pub const TTL_INTERVALS: u32 = 3;
+
+/// Refreshes liveness.
+#[derive(Debug)]
+pub struct Heartbeat {
+    ctx: Ctx,
+}
+
+impl Heartbeat {
+    /// A heartbeat for this worker.
+    pub fn new(ctx: Ctx) -> Self {
+        Self { ctx }
+    }
+
+    /// Beats every `HEARTBEAT_INTERVAL_MS` until `shutdown`.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut every = tokio::time::interval(self.ctx.cfg.heartbeat_interval_ms);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = every.tick() => {}
+            }
+            if let Err(e) = self.tick().await {
+                warn!(component = "heartbeat", error = %e, "heartbeat failed");
+            }
+        }
+    }
+
+    /// One beat: registry record, leases, cancel backstop.
+    pub async fn tick(&mut self) -> Result<(), StoreError> {
+        let ctx = &self.ctx;
+        let flights: Vec<(String, InFlight)> = lock(&ctx.in_flight)
+            .iter()
+            .map(|(id, f)| (id.clone(), f.clone()))
+            .collect();
+        let mut con = ctx.pool.get().await?;
+        self.register(&mut con, &flights).await?;
+
+        let mut by_queue: HashMap<&str, Vec<String>> = HashMap::new();
+        for (_, f) in &flights {
+            by_queue.entry(&f.queue).or_default().push(f.entry.clone());
+        }
+        for (queue, entries) in by_queue {
+            let lost = scripts::extend(&mut *con, &ctx.keys, queue, &ctx.id, &entries).await?;
+            for entry in lost {
+                if let Some((id, f)) = flights.iter().find(|(_, f)| f.entry == entry) {
+                    warn!(task_id = %id, queue, worker = %ctx.id, "lease lost: entry taken by another worker; abandoning the attempt");
+                    f.stop(StopReason::LeaseLost);
+                }
+            }
+        }
+        if !flights.is_empty() {
+            let mut pipe = redis::pipe();
+            for (id, f) in &flights {
+                pipe.hget(ctx.keys.task(&f.queue, id), "cancel_requested");
+            }
+            let flags: Vec<Option<String>> = pipe.query_async(&mut *con).await?;
+            for ((id, f), flag) in flights.iter().zip(flags) {
+                if flag.as_deref() == Some("1") && f.stop_reason().is_none() {
+                    debug!(task_id = %id, "cancel request found by heartbeat");
+                    f.stop(StopReason::Cancelled);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn register(
+        &self,
+        con: &mut deadpool_redis::Connection,
+        flights: &[(String, InFlight)],
+    ) -> Result<(), StoreError> {
+        let ctx = &self.ctx;
+        let ids: Vec<&str> = flights.iter().map(|(id, _)| id.as_str()).collect();
+        let now_ms = clock::now_ms();
+        let ttl = ctx.cfg.heartbeat_interval_ms * TTL_INTERVALS;
+        let key = ctx.keys.worker(&ctx.id);
+        let fields: Vec<(&str, String)> = vec![
+            ("id", ctx.id.clone()),
+            ("host", host()),
+            ("pid", std::process::id().to_string()),
+            ("queues", json!(ctx.cfg.worker_queues).to_string()),
+            ("concurrency", ctx.cfg.worker_concurrency.to_string()),
+            ("in_flight", json!(ids).to_string()),
+            (
+                "processed",
+                ctx.processed
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .to_string(),
+            ),
+            (
+                "failed",
+                ctx.failed
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .to_string(),
+            ),
+            ("started_at", ctx.started_at.clone()),
+            ("last_seen", clock::now_rfc3339()),
+            ("last_seen_ms", now_ms.to_string()),
+            (
+                "status",
+                if ctx.draining.is_cancelled() {
+                    "draining"
+                } else if ids.is_empty() {
+                    "idle"
+                } else {
+                    "busy"
+                }
+                .to_owned(),
+            ),
+        ];
+        let _: () = redis::pipe()
+            .hset_multiple(&key, &fields)
+            .ignore()
+            .pexpire(&key, ttl.as_millis() as i64)
+            .ignore()
+            .zadd(ctx.keys.workers(), &ctx.id, now_ms)
+            .ignore()
+            .query_async(&mut **con)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes this worker's registry record (its `{p}workers` score stays, so it is listed as
+    /// offline for a while).
+    pub async fn deregister(&self) -> Result<(), StoreError> {
+        let mut con = self.ctx.pool.get().await?;
+        let _: () = con.del(self.ctx.keys.worker(&self.ctx.id)).await?;
+        Ok(())
+    }
+}
+
+fn host() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".to_owned())
+}

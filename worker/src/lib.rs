@@ -1,0 +1,220 @@
+//! The switchyard worker: consumes queues through the `workers` consumer group, runs chat and
+//! tool tasks, reports their outcomes atomically, and on shutdown gives back what it could not
+//! finish.
+//!
+//! # Layout
+//! - [`consumer`]: `XREADGROUP` batches → `start.lua` → one tokio task per task, under permits.
+//! - [`executor`]: runs one task to exactly one [`executor::Outcome`] (timeout, panic, cancel).
+//! - [`reporter`]: commits outcomes; the completer fuses successes into one script call.
+//! - [`heartbeat`]: registry record, lease refresh of running entries, cancel backstop.
+//! - [`canceller`]: pub/sub listener that aborts tasks cancelled while running.
+//! - [`shutdown`]: hands pending entries back to their queues; leaves the groups.
+//! - [`health`]: `GET /health`.
+//! - [`tools`], [`providers`], [`chat`]: what tasks run.
+//! - [`backoff`]: retry delays.
+//! - [`context`]: state shared by all of the above.
+//!
+//! [`run`] is the supervisor: it owns the start-up and shutdown order.
+
+pub mod backoff;
+pub mod canceller;
+pub mod chat;
+pub mod consumer;
+pub mod context;
+pub mod executor;
+pub mod health;
+pub mod heartbeat;
+pub mod providers;
+pub mod reporter;
+pub mod shutdown;
+pub mod tools;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchyard_shared::clock;
+use switchyard_shared::config::{self, ConfigError, LogConfig, RedisConfig, WorkerConfig};
+use switchyard_shared::keys::Keys;
+use switchyard_shared::retry::while_unavailable;
+use switchyard_shared::scripts::Retention;
+use switchyard_shared::store::{self, StoreError};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::context::{StopReason, WorkerContext, lock};
+
+/// Everything the worker reads from the environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Redis connection and key prefix.
+    pub redis: RedisConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Worker behaviour.
+    pub worker: WorkerConfig,
+}
+
+impl Settings {
+    /// Reads and checks the settings from `vars` (the environment as pairs).
+    pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
+        config::check_unknown(vars)?;
+        Ok(Self {
+            redis: RedisConfig::from_vars(vars)?,
+            log: LogConfig::from_vars(vars)?,
+            worker: WorkerConfig::from_vars(vars)?,
+        })
+    }
+}
+
+/// Why the worker could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Redis could not be set up before shutdown.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The health port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// `LLM_PROVIDER` names an unsupported provider.
+    #[error(transparent)]
+    Provider(#[from] providers::UnknownProvider),
+}
+
+/// Extra time, after the grace period, for interrupted tasks to be handed back.
+const HAND_BACK_MARGIN: Duration = Duration::from_secs(3);
+
+/// Runs a worker until `shutdown` fires, then stops fetching, lets running tasks finish within
+/// `SHUTDOWN_GRACE_MS`, hands back the rest, deregisters and returns.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    let cfg = settings.worker;
+    let id = cfg.worker_id.clone().unwrap_or_else(default_worker_id);
+    let provider = providers::Provider::from_names(&cfg.llm_provider)?;
+    let pool = store::create_pool(&settings.redis)?;
+    let ctx = Arc::new(WorkerContext {
+        id: id.clone(),
+        pool,
+        keys: Keys::new(&settings.redis.queue_prefix),
+        retention: Retention {
+            result_ttl: settings.redis.result_ttl_s,
+            events_maxlen: settings.redis.events_maxlen,
+        },
+        redis: settings.redis,
+        in_flight: Mutex::new(HashMap::new()),
+        processed: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        started_at: clock::now_rfc3339(),
+        draining: CancellationToken::new(),
+        cfg,
+    });
+
+    let addr = format!("{}:{}", ctx.cfg.worker_bind, ctx.cfg.worker_port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| WorkerError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    let local = listener.local_addr().map_or(addr, |a| a.to_string());
+
+    // Start-up waits for Redis rather than failing: workers often start before it.
+    while_unavailable("start-up", &shutdown, || async {
+        let mut con = ctx.pool.get().await?;
+        store::ensure_groups(&mut *con, &ctx.keys, &ctx.cfg.worker_queues).await
+    })
+    .await?;
+    let recovered = shutdown::hand_back_pending(&ctx).await?;
+    if recovered > 0 {
+        info!(worker = %id, recovered, "handed back tasks left by an earlier run of this worker");
+    }
+    info!(worker = %id, queues = ?ctx.cfg.worker_queues, concurrency = ctx.cfg.worker_concurrency, health = %local, provider = provider.name(), "worker started");
+
+    let background = CancellationToken::new();
+    let give_up = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let permits = Arc::new(Semaphore::new(ctx.cfg.worker_concurrency));
+    let (reporter, completer) = reporter::reporter(ctx.clone(), give_up.clone());
+    let completer = tokio::spawn(completer.run());
+    let mut heartbeat = heartbeat::Heartbeat::new(ctx.clone());
+    if let Err(e) = heartbeat.tick().await {
+        warn!(component = "heartbeat", error = %e, "first heartbeat failed");
+    }
+    let heartbeat_task =
+        tokio::spawn(heartbeat::Heartbeat::new(ctx.clone()).run(background.clone()));
+    let canceller = tokio::spawn(canceller::Canceller::new(ctx.clone()).run(background.clone()));
+    let health = tokio::spawn({
+        let stop = background.clone();
+        let router = health::router(ctx.clone());
+        async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        }
+    });
+    let executor = executor::Executor::new(ctx.clone(), provider);
+    consumer::Consumer::new(ctx.clone(), executor, reporter, permits, tracker.clone())
+        .run(shutdown.clone())
+        .await;
+
+    // Shutdown order: stop fetching (done) → drain with a deadline → hand back → deregister.
+    ctx.draining.cancel();
+    tracker.close();
+    let grace = ctx.cfg.shutdown_grace_ms;
+    info!(worker = %id, running = ctx.in_flight_count(), grace_ms = grace.as_millis() as u64, "draining");
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        let flights: Vec<_> = lock(&ctx.in_flight).values().cloned().collect();
+        info!(worker = %id, unfinished = flights.len(), "grace period over; handing back unfinished tasks");
+        for f in flights {
+            f.stop(StopReason::Shutdown);
+        }
+        if tokio::time::timeout(HAND_BACK_MARGIN, tracker.wait())
+            .await
+            .is_err()
+        {
+            give_up.cancel();
+            tracker.wait().await;
+        }
+    }
+    if tokio::time::timeout(HAND_BACK_MARGIN, completer)
+        .await
+        .is_err()
+    {
+        warn!(worker = %id, "completer did not finish; its entries stay pending for the reclaimer");
+    }
+    match shutdown::hand_back_pending(&ctx).await {
+        Ok(0) => {}
+        Ok(n) => {
+            info!(worker = %id, handed_back = n, "handed back entries fetched but not started")
+        }
+        Err(e) => {
+            warn!(worker = %id, error = %e, "could not hand back pending entries; the reclaimer will")
+        }
+    }
+    if let Err(e) = shutdown::leave_groups(&ctx).await {
+        warn!(worker = %id, error = %e, "could not leave the consumer groups");
+    }
+    if let Err(e) = heartbeat.deregister().await {
+        warn!(worker = %id, error = %e, "could not remove the registry record; it expires by itself");
+    }
+    background.cancel();
+    let _ = tokio::join!(heartbeat_task, canceller, health);
+    info!(worker = %id, "worker stopped");
+    Ok(())
+}
+
+/// `hostname-pid`: unique per process on a host, readable in `redis-cli`.
+fn default_worker_id() -> String {
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "worker".to_owned());
+    format!("{host}-{}", std::process::id())
+}
