@@ -52,7 +52,7 @@ pub const DEFAULT_WORKER_BATCH_SIZE: usize = 64;
 /// Default `WORKER_BLOCK_MS`: how long one XREADGROUP blocks when the queues are empty.
 pub const DEFAULT_WORKER_BLOCK_MS: u64 = 1_000;
 /// Default `HEARTBEAT_INTERVAL_MS`.
-pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 1_000;
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 500;
 /// Default `LEASE_TIMEOUT_MS`: an entry idle this long is taken from its (hung) owner.
 pub const DEFAULT_LEASE_TIMEOUT_MS: u64 = 30_000;
 /// Default `RETRY_BASE_MS`: backoff before the second attempt.

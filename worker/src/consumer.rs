@@ -1,25 +1,21 @@
 //! The consumer loop: fetches batches of entries from the worker's queues with `XREADGROUP`
-//! under its own consumer name, as many as it has free capacity for, marks them running in one
-//! `start.lua` call per queue, and runs each under a concurrency permit.
+//! under its own consumer name, as many as it has free capacity for, and hands them to the
+//! [`Runner`] to start and run.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
-use switchyard_shared::clock;
 use switchyard_shared::keys::GROUP;
-use switchyard_shared::scripts::{self, Delivered, StartStatus, Started};
+use switchyard_shared::scripts::Delivered;
 use switchyard_shared::store::{self, StoreError};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::context::{Ctx, InFlight, lock};
-use crate::executor::Executor;
-use crate::reporter::Reporter;
+use crate::context::Ctx;
+use crate::runner::Runner;
 
 /// Longest pause between reads while Redis keeps failing.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(2);
@@ -28,10 +24,7 @@ const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct Consumer {
     ctx: Ctx,
-    executor: Executor,
-    reporter: Reporter,
-    permits: Arc<Semaphore>,
-    tracker: TaskTracker,
+    runner: Runner,
     conn: Option<MultiplexedConnection>,
     /// Stream key → queue, for the worker's queues.
     streams: Vec<(String, String)>,
@@ -39,14 +32,8 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// A consumer whose tasks run under `permits` and are tracked by `tracker`.
-    pub fn new(
-        ctx: Ctx,
-        executor: Executor,
-        reporter: Reporter,
-        permits: Arc<Semaphore>,
-        tracker: TaskTracker,
-    ) -> Self {
+    /// A consumer that hands what it fetches to `runner`.
+    pub fn new(ctx: Ctx, runner: Runner) -> Self {
         let streams = ctx
             .cfg
             .worker_queues
@@ -55,10 +42,7 @@ impl Consumer {
             .collect();
         Self {
             ctx,
-            executor,
-            reporter,
-            permits,
-            tracker,
+            runner,
             conn: None,
             streams,
             errors: 0,
@@ -72,7 +56,7 @@ impl Consumer {
             let permit = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                p = self.permits.clone().acquire_owned() => match p {
+                p = self.runner.permits().clone().acquire_owned() => match p {
                     Ok(p) => p,
                     Err(_) => break,
                 },
@@ -98,7 +82,8 @@ impl Consumer {
     /// it got. Returns how many tasks were started.
     pub async fn tick(&mut self) -> Result<usize, StoreError> {
         let permit = self
-            .permits
+            .runner
+            .permits()
             .clone()
             .acquire_owned()
             .await
@@ -108,12 +93,7 @@ impl Consumer {
 
     async fn tick_with(&mut self, first: OwnedSemaphorePermit) -> Result<usize, StoreError> {
         let mut permits = vec![first];
-        while permits.len() < self.ctx.cfg.worker_batch_size {
-            match self.permits.clone().try_acquire_owned() {
-                Ok(p) => permits.push(p),
-                Err(_) => break,
-            }
-        }
+        permits.extend(self.runner.try_permits(self.ctx.cfg.worker_batch_size - 1));
         let delivered = match self.read(permits.len()).await {
             Ok(d) => d,
             Err(e) => {
@@ -132,17 +112,10 @@ impl Consumer {
         };
         let mut started = 0;
         for (queue, batch) in delivered {
-            for task in self.start(&queue, &batch).await? {
-                match permits.pop() {
-                    Some(permit) => {
-                        self.spawn(queue.clone(), task, permit);
-                        started += 1;
-                    }
-                    // More entries than permits cannot happen (COUNT = permits), but if it
-                    // did, the entry stays pending and is handed back at shutdown.
-                    None => warn!(task_id = %task.id, "fetched beyond capacity"),
-                }
-            }
+            started += self
+                .runner
+                .start_and_spawn(&queue, &batch, &mut permits)
+                .await?;
         }
         Ok(started)
     }
@@ -213,60 +186,5 @@ impl Consumer {
                 .query_async(&mut *con)
                 .await;
         }
-    }
-
-    async fn start(&self, queue: &str, batch: &[Delivered]) -> Result<Vec<Started>, StoreError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ctx = &self.ctx;
-        let mut con = ctx.pool.get().await?;
-        let now = clock::now_rfc3339();
-        let replies = scripts::start(
-            &mut *con,
-            &ctx.keys,
-            queue,
-            &ctx.id,
-            &now,
-            &ctx.retention,
-            batch,
-        )
-        .await?;
-        let mut run = Vec::with_capacity(replies.len());
-        for r in replies {
-            match r.status {
-                StartStatus::Run => run.push(r),
-                StartStatus::Skip => {
-                    debug!(task_id = %r.id, queue, reason = r.reason.as_deref().unwrap_or(""), "entry skipped");
-                }
-                StartStatus::Dead => {
-                    warn!(task_id = %r.id, queue, worker = %ctx.id, state = "dead", error = r.reason.as_deref().unwrap_or(""), "task dead-lettered at start");
-                }
-            }
-        }
-        Ok(run)
-    }
-
-    fn spawn(&self, queue: String, task: Started, permit: OwnedSemaphorePermit) {
-        let flight = InFlight {
-            queue: queue.clone(),
-            entry: task.entry.clone(),
-            stop: CancellationToken::new(),
-            reason: Arc::new(Mutex::new(None)),
-        };
-        lock(&self.ctx.in_flight).insert(task.id.clone(), flight.clone());
-        let (ctx, executor, reporter) = (
-            self.ctx.clone(),
-            self.executor.clone(),
-            self.reporter.clone(),
-        );
-        self.tracker.spawn(async move {
-            let began = Instant::now();
-            info!(task_id = %task.id, queue = %queue, worker = %ctx.id, attempt = task.attempts, state = "running", "task started");
-            let outcome = executor.execute(&task, &flight).await;
-            reporter.report(&queue, &task, outcome, began.elapsed()).await;
-            lock(&ctx.in_flight).remove(&task.id);
-            drop(permit);
-        });
     }
 }

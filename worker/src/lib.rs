@@ -6,6 +6,8 @@
 //! - [`consumer`]: `XREADGROUP` batches → `start.lua` → one tokio task per task, under permits.
 //! - [`executor`]: runs one task to exactly one [`executor::Outcome`] (timeout, panic, cancel).
 //! - [`reporter`]: commits outcomes; the completer fuses successes into one script call.
+//! - [`runner`]: `start.lua` for a batch, then one tracked tokio task per task.
+//! - [`reclaimer`]: claims dead or hung workers' entries and runs them.
 //! - [`heartbeat`]: registry record, lease refresh of running entries, cancel backstop.
 //! - [`canceller`]: pub/sub listener that aborts tasks cancelled while running.
 //! - [`shutdown`]: hands pending entries back to their queues; leaves the groups.
@@ -25,7 +27,9 @@ pub mod executor;
 pub mod health;
 pub mod heartbeat;
 pub mod providers;
+pub mod reclaimer;
 pub mod reporter;
+pub mod runner;
 pub mod shutdown;
 pub mod tools;
 
@@ -160,9 +164,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         }
     });
     let executor = executor::Executor::new(ctx.clone(), provider);
-    consumer::Consumer::new(ctx.clone(), executor, reporter, permits, tracker.clone())
+    let runner = runner::Runner::new(ctx.clone(), executor, reporter, permits, tracker.clone());
+    // The reclaimer stops with the consumer: neither takes new work once shutdown begins.
+    let reclaimer =
+        tokio::spawn(reclaimer::Reclaimer::new(ctx.clone(), runner.clone()).run(shutdown.clone()));
+    consumer::Consumer::new(ctx.clone(), runner)
         .run(shutdown.clone())
         .await;
+    let _ = reclaimer.await;
 
     // Shutdown order: stop fetching (done) → drain with a deadline → hand back → deregister.
     ctx.draining.cancel();

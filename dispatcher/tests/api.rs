@@ -1,0 +1,395 @@
+//! The HTTP API through `Router::oneshot` against a real Redis: status codes and messages for bad
+//! input, auth, and the task operations that need no worker (enqueue, read, cancel, dedupe,
+//! backpressure, dead-letter replay).
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use switchyard_dispatcher::{Settings, app_state, http};
+use switchyard_tests::{connection, shared_redis, unique_prefix};
+use tower::ServiceExt;
+
+const SECRET: &str = "test-secret";
+
+struct Api {
+    router: Router,
+    prefix: String,
+    url: String,
+}
+
+fn api_with(extra: &[(&str, &str)]) -> Api {
+    let prefix = unique_prefix();
+    let url = shared_redis().url().to_owned();
+    let mut vars: Vec<(String, String)> = vec![
+        ("REDIS_URL".into(), url.clone()),
+        ("QUEUE_PREFIX".into(), prefix.clone()),
+        ("ROOT_NODE_SECRET".into(), SECRET.into()),
+        ("MAX_BODY_BYTES".into(), "4096".into()),
+    ];
+    for (k, v) in extra {
+        vars.retain(|(name, _)| name != k);
+        vars.push(((*k).to_owned(), (*v).to_owned()));
+    }
+    let settings = Settings::from_vars(&vars).expect("valid test settings");
+    let state = app_state(&settings).expect("pool");
+    let url = settings.redis.redis_url.clone();
+    Api {
+        router: http::router(state),
+        prefix,
+        url,
+    }
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value, axum::http::HeaderMap) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .expect("request");
+        let resp = self.router.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, v, headers)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let (s, v, _) = self
+            .call("POST", path, Some(SECRET), body.to_string().into_bytes())
+            .await;
+        (s, v)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let (s, v, _) = self.call("GET", path, Some(SECRET), Vec::new()).await;
+        (s, v)
+    }
+}
+
+fn message(v: &Value) -> String {
+    v["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn echo_task() -> Value {
+    json!({"kind": "tool", "payload": {"tool": "echo", "args": {"x": 1}}})
+}
+
+#[tokio::test]
+async fn invalid_json_is_a_400_that_says_so() {
+    let api = api_with(&[]);
+    let (s, v, _) = api
+        .call("POST", "/api/tasks", Some(SECRET), b"{\"kind\":".to_vec())
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["error"]["code"], "bad_request");
+    assert!(message(&v).contains("invalid JSON"), "{v}");
+}
+
+#[tokio::test]
+async fn missing_or_mistyped_fields_are_400s_naming_the_field() {
+    let api = api_with(&[]);
+    let (s, v) = api.post("/api/tasks", json!({"kind": "tool"})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(message(&v).contains("payload"), "{v}");
+
+    let (s, v) = api
+        .post(
+            "/api/tasks",
+            json!({"kind": "tool", "payload": {"tool": "echo"}, "max_attempts": "x"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(message(&v).contains("max_attempts"), "{v}");
+
+    let (s, v) = api
+        .post(
+            "/api/tasks",
+            json!({"kind": "tool", "payload": {"args": {}}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(message(&v).contains("tool"), "{v}");
+
+    let (s, v) = api
+        .post(
+            "/api/tasks",
+            json!({"kind": "tool", "payload": {"tool": "echo"}, "colour": "red"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(message(&v).contains("colour"), "{v}");
+
+    let (s, v) = api
+        .post("/api/tasks", json!({"kind": "chat", "payload": {}}))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(message(&v).contains("message"), "{v}");
+
+    let (s, v) = api
+        .post(
+            "/api/tasks",
+            json!({"kind": "tool", "payload": {"tool": "echo"}, "max_attempts": 0}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(message(&v).contains("max_attempts"), "{v}");
+
+    let (s, v) = api.post("/api/tasks?wait_ms=soon", echo_task()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(message(&v).contains("wait_ms"), "{v}");
+}
+
+#[tokio::test]
+async fn unknown_kind_queue_or_tool_is_a_422_naming_it() {
+    let api = api_with(&[]);
+    let (s, v) = api
+        .post("/api/tasks", json!({"kind": "video", "payload": {}}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["code"], "unknown_kind");
+    assert!(message(&v).contains("video"), "{v}");
+
+    let (s, v) = api
+        .post(
+            "/api/tasks",
+            json!({"kind": "tool", "queue": "gpu", "payload": {"tool": "echo"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["code"], "unknown_queue");
+    assert!(message(&v).contains("gpu"), "{v}");
+
+    let (s, v) = api
+        .post(
+            "/api/tasks",
+            json!({"kind": "tool", "payload": {"tool": "teleport"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["code"], "unknown_tool");
+    assert!(message(&v).contains("teleport"), "{v}");
+}
+
+#[tokio::test]
+async fn oversized_body_is_a_413() {
+    let api = api_with(&[]);
+    let big = json!({"kind": "tool", "payload": {"tool": "echo", "args": {"x": "a".repeat(5000)}}});
+    let (s, v) = api.post("/api/tasks", big).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(message(&v).contains("MAX_BODY_BYTES"), "{v}");
+}
+
+#[tokio::test]
+async fn missing_or_wrong_token_is_a_401_and_health_needs_none() {
+    let api = api_with(&[]);
+    let body = echo_task().to_string().into_bytes();
+    let (s, v, h) = api.call("POST", "/api/tasks", None, body.clone()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(message(&v).contains("missing bearer token"), "{v}");
+    assert_eq!(
+        h.get(header::WWW_AUTHENTICATE).map(|v| v.as_bytes()),
+        Some(&b"Bearer"[..])
+    );
+    let (s, v, _) = api.call("POST", "/api/tasks", Some("nope"), body).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(message(&v).contains("wrong bearer token"), "{v}");
+    assert!(!v.to_string().contains(SECRET));
+    let (s, _, _) = api
+        .call("GET", "/api/workers", Some("test-secreT"), Vec::new())
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, v, _) = api.call("GET", "/health", None, Vec::new()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v, json!({"status": "healthy"}));
+}
+
+#[tokio::test]
+async fn enqueued_task_is_readable_and_sits_in_its_stream() {
+    let api = api_with(&[]);
+    let (s, v) = api.post("/api/tasks", echo_task()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["state"], "queued");
+    let id = v["id"].as_str().expect("id").to_owned();
+    assert!(id.starts_with("tool-"), "{id}");
+    let (s, t) = api.get(&format!("/api/tasks/{id}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(t["state"], "queued");
+    assert_eq!(t["attempts"], 0);
+    assert_eq!(t["max_attempts"], 3);
+    assert_eq!(t["payload"]["args"], json!({"x": 1}));
+
+    let mut con = connection(&api.url).await;
+    let len: u64 = redis::cmd("XLEN")
+        .arg(format!("{}{{tool}}:stream", api.prefix))
+        .query_async(&mut con)
+        .await
+        .expect("xlen");
+    assert_eq!(len, 1);
+    let (s, q) = api.get("/api/queues").await;
+    assert_eq!(s, StatusCode::OK);
+    let tool = q["queues"]
+        .as_array()
+        .and_then(|qs| qs.iter().find(|q| q["queue"] == "tool"))
+        .cloned();
+    let tool = tool.expect("tool queue listed");
+    assert_eq!(tool["depth"], 1);
+    assert_eq!(tool["waiting"], 1);
+    assert_eq!(tool["counts"]["queued"], 1);
+}
+
+#[tokio::test]
+async fn unknown_task_is_a_404() {
+    let api = api_with(&[]);
+    let (s, v) = api.get("/api/tasks/tool-01JDX3N4Z7Q8R9S0T1V2W3X4Y5").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"]["code"], "not_found");
+    let (s, _) = api.get("/api/tasks/not-an-id").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = api
+        .post("/api/dead/tool-01JDX3N4Z7Q8R9S0T1V2W3X4Y5/retry", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn queued_and_delayed_tasks_cancel_at_once_and_finished_ones_conflict() {
+    let api = api_with(&[]);
+    let (_, v) = api.post("/api/tasks", echo_task()).await;
+    let id = v["id"].as_str().expect("id").to_owned();
+    let (s, v, _) = api
+        .call(
+            "DELETE",
+            &format!("/api/tasks/{id}"),
+            Some(SECRET),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["state"], "cancelled");
+    let (_, t) = api.get(&format!("/api/tasks/{id}")).await;
+    assert_eq!(t["state"], "cancelled");
+    let (s, v, _) = api
+        .call(
+            "DELETE",
+            &format!("/api/tasks/{id}"),
+            Some(SECRET),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+
+    let mut delayed = echo_task();
+    delayed["delay_ms"] = json!(60_000);
+    let (_, v) = api.post("/api/tasks", delayed).await;
+    let id = v["id"].as_str().expect("id").to_owned();
+    let mut con = connection(&api.url).await;
+    let delayed_key = format!("{}{{tool}}:delayed", api.prefix);
+    let score: Option<f64> = redis::cmd("ZSCORE")
+        .arg(&delayed_key)
+        .arg(&id)
+        .query_async(&mut con)
+        .await
+        .expect("zscore");
+    assert!(score.is_some(), "a delayed task waits in the delayed set");
+    let (s, _, _) = api
+        .call(
+            "DELETE",
+            &format!("/api/tasks/{id}"),
+            Some(SECRET),
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let score: Option<f64> = redis::cmd("ZSCORE")
+        .arg(&delayed_key)
+        .arg(&id)
+        .query_async(&mut con)
+        .await
+        .expect("zscore");
+    assert_eq!(score, None);
+    let len: u64 = redis::cmd("XLEN")
+        .arg(format!("{}{{tool}}:stream", api.prefix))
+        .query_async(&mut con)
+        .await
+        .expect("xlen");
+    assert_eq!(len, 0, "cancelled tasks leave no stream entry");
+}
+
+#[tokio::test]
+async fn idempotency_key_returns_the_first_task() {
+    let api = api_with(&[]);
+    let mut t = echo_task();
+    t["idempotency_key"] = json!("order-42");
+    let (s1, v1) = api.post("/api/tasks", t.clone()).await;
+    let (s2, v2) = api.post("/api/tasks", t).await;
+    assert_eq!(s1, StatusCode::ACCEPTED);
+    assert_eq!(s2, StatusCode::OK);
+    assert_eq!(v1["id"], v2["id"]);
+    assert_eq!(v2["duplicate"], true);
+    let mut con = connection(&api.url).await;
+    let len: u64 = redis::cmd("XLEN")
+        .arg(format!("{}{{tool}}:stream", api.prefix))
+        .query_async(&mut con)
+        .await
+        .expect("xlen");
+    assert_eq!(len, 1, "the duplicate wrote nothing");
+}
+
+#[tokio::test]
+async fn full_queue_is_a_429_with_retry_after() {
+    let api = api_with(&[("MAX_QUEUE_DEPTH", "2")]);
+    for _ in 0..2 {
+        let (s, _) = api.post("/api/tasks", echo_task()).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+    }
+    let (s, v, h) = api
+        .call(
+            "POST",
+            "/api/tasks",
+            Some(SECRET),
+            echo_task().to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert!(message(&v).contains("MAX_QUEUE_DEPTH"), "{v}");
+    assert!(h.get(header::RETRY_AFTER).is_some());
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_a_503_within_the_timeout() {
+    let port = switchyard_tests::free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let api = api_with(&[("REDIS_URL", url.as_str()), ("REDIS_TIMEOUT_MS", "300")]);
+    let began = std::time::Instant::now();
+    let (s, v) = api.post("/api/tasks", echo_task()).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["error"]["code"], "redis_unavailable");
+    assert!(
+        !message(&v).contains(&url),
+        "no connection details leak: {v}"
+    );
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+    let (s, _) = api.get("/api/health/all").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+}

@@ -1,0 +1,233 @@
+//! The reclaimer: takes over entries whose worker is gone, so a dead worker costs its tasks only
+//! a short delay. Every tick it
+//! 1. finds consumers of each queue's group whose registry record (`{p}worker:{id}`) has expired
+//!    and which have been idle at least as long as that record lives (clock-skew margin), claims
+//!    their pending entries (`XPENDING … IDLE` + `XCLAIM`) as far as it has free capacity, runs
+//!    them, and removes such a consumer from the group (`XGROUP DELCONSUMER`) once it holds
+//!    nothing;
+//! 2. as a backstop, claims entries idle longer than `LEASE_TIMEOUT_MS` whoever holds them
+//!    (`XAUTOCLAIM`): a live but hung owner, or an entry its owner leaked.
+//!
+//! Claims use a minimum idle time, so when several workers reclaim at once an entry goes to
+//! exactly one of them; `start.lua` counts the attempt and dead-letters a task whose attempts are
+//! used up (a poison task that kills every worker that takes it).
+
+use std::time::Duration;
+
+use redis::streams::{StreamClaimReply, StreamInfoConsumersReply, StreamPendingCountReply};
+use switchyard_shared::keys::GROUP;
+use switchyard_shared::scripts::Delivered;
+use switchyard_shared::store::StoreError;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::context::Ctx;
+use crate::heartbeat::TTL_INTERVALS;
+use crate::runner::Runner;
+
+/// What one tick did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReclaimReport {
+    /// Entries claimed from dead consumers and started here.
+    pub from_dead: usize,
+    /// Entries claimed by the lease backstop and started here.
+    pub from_expired_leases: usize,
+    /// Dead consumers removed from a group.
+    pub consumers_removed: usize,
+}
+
+/// Reclaims dead workers' entries.
+#[derive(Debug)]
+pub struct Reclaimer {
+    ctx: Ctx,
+    runner: Runner,
+    /// XAUTOCLAIM cursor per queue, so a long pending list is swept across ticks.
+    cursors: Vec<String>,
+}
+
+impl Reclaimer {
+    /// A reclaimer that runs what it claims through `runner`.
+    pub fn new(ctx: Ctx, runner: Runner) -> Self {
+        let cursors = vec!["0-0".to_owned(); ctx.cfg.worker_queues.len()];
+        Self {
+            ctx,
+            runner,
+            cursors,
+        }
+    }
+
+    /// Reclaims every heartbeat interval until `shutdown`.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut every = tokio::time::interval(self.ctx.cfg.heartbeat_interval_ms);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = every.tick() => {}
+            }
+            match self.tick().await {
+                Ok(r) if r != ReclaimReport::default() => {
+                    info!(component = "reclaimer", worker = %self.ctx.id, from_dead = r.from_dead, from_expired_leases = r.from_expired_leases, consumers_removed = r.consumers_removed, "reclaimed");
+                }
+                Ok(_) => {}
+                Err(e) => warn!(component = "reclaimer", error = %e, "reclaim pass failed"),
+            }
+        }
+    }
+
+    /// One pass over every queue.
+    pub async fn tick(&mut self) -> Result<ReclaimReport, StoreError> {
+        let mut report = ReclaimReport::default();
+        for i in 0..self.ctx.cfg.worker_queues.len() {
+            let queue = self.ctx.cfg.worker_queues[i].clone();
+            self.reclaim_dead(&queue, &mut report).await?;
+            self.reclaim_expired(i, &queue, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    /// The idle time beyond which a consumer without a registry record counts as dead: as long
+    /// as a record outlives its last heartbeat.
+    fn dead_after(&self) -> Duration {
+        self.ctx.cfg.heartbeat_interval_ms * TTL_INTERVALS
+    }
+
+    async fn reclaim_dead(
+        &self,
+        queue: &str,
+        report: &mut ReclaimReport,
+    ) -> Result<(), StoreError> {
+        let ctx = &self.ctx;
+        let stream = ctx.keys.stream(queue);
+        let mut con = ctx.pool.get().await?;
+        let consumers: StreamInfoConsumersReply = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&stream)
+            .arg(GROUP)
+            .query_async(&mut *con)
+            .await?;
+        let candidates: Vec<_> = consumers
+            .consumers
+            .into_iter()
+            .filter(|c| c.name != ctx.id && c.idle as u128 >= self.dead_after().as_millis())
+            .collect();
+        if candidates.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for c in &candidates {
+            pipe.cmd("EXISTS").arg(ctx.keys.worker(&c.name));
+        }
+        let alive: Vec<bool> = pipe.query_async(&mut *con).await?;
+        for (c, alive) in candidates.into_iter().zip(alive) {
+            if alive {
+                continue;
+            }
+            if c.pending == 0 {
+                let _: i64 = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&stream)
+                    .arg(GROUP)
+                    .arg(&c.name)
+                    .query_async(&mut *con)
+                    .await?;
+                info!(component = "reclaimer", queue, consumer = %c.name, "removed dead consumer from the group");
+                report.consumers_removed += 1;
+                continue;
+            }
+            let mut permits = self.runner.try_permits(c.pending);
+            if permits.is_empty() {
+                return Ok(());
+            }
+            let min_idle = self.min_claim_idle();
+            let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+                .arg(&stream)
+                .arg(GROUP)
+                .arg("IDLE")
+                .arg(min_idle.as_millis() as u64)
+                .arg("-")
+                .arg("+")
+                .arg(permits.len())
+                .arg(&c.name)
+                .query_async(&mut *con)
+                .await?;
+            if pending.ids.is_empty() {
+                continue;
+            }
+            let ids: Vec<&str> = pending.ids.iter().map(|p| p.id.as_str()).collect();
+            let claimed: StreamClaimReply = redis::cmd("XCLAIM")
+                .arg(&stream)
+                .arg(GROUP)
+                .arg(&ctx.id)
+                .arg(min_idle.as_millis() as u64)
+                .arg(&ids)
+                .query_async(&mut *con)
+                .await?;
+            drop(con);
+            let n = self.run_claimed(queue, claimed, &mut permits).await?;
+            if n > 0 {
+                info!(component = "reclaimer", queue, dead_worker = %c.name, worker = %ctx.id, entries = n, "claimed a dead worker's entries");
+            }
+            report.from_dead += n;
+            con = ctx.pool.get().await?;
+        }
+        Ok(())
+    }
+
+    /// Claims need the entry to have sat idle this long, so two reclaimers racing for one entry
+    /// cannot both win: the first claim resets its idle time.
+    fn min_claim_idle(&self) -> Duration {
+        self.ctx.cfg.heartbeat_interval_ms
+    }
+
+    async fn reclaim_expired(
+        &mut self,
+        index: usize,
+        queue: &str,
+        report: &mut ReclaimReport,
+    ) -> Result<(), StoreError> {
+        let ctx = &self.ctx;
+        let mut permits = self.runner.try_permits(ctx.cfg.worker_batch_size);
+        if permits.is_empty() {
+            return Ok(());
+        }
+        let mut con = ctx.pool.get().await?;
+        let reply: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(ctx.keys.stream(queue))
+            .arg(GROUP)
+            .arg(&ctx.id)
+            .arg(ctx.cfg.lease_timeout_ms.as_millis() as u64)
+            .arg(&self.cursors[index])
+            .arg("COUNT")
+            .arg(permits.len())
+            .query_async(&mut *con)
+            .await?;
+        drop(con);
+        self.cursors[index] = reply.next_stream_id.clone();
+        let claimed = StreamClaimReply { ids: reply.claimed };
+        let n = self.run_claimed(queue, claimed, &mut permits).await?;
+        if n > 0 {
+            warn!(component = "reclaimer", queue, worker = %ctx.id, entries = n, lease_ms = ctx.cfg.lease_timeout_ms.as_millis() as u64, "claimed entries whose lease expired (owner hung?)");
+        }
+        report.from_expired_leases += n;
+        Ok(())
+    }
+
+    async fn run_claimed(
+        &self,
+        queue: &str,
+        claimed: StreamClaimReply,
+        permits: &mut Vec<OwnedSemaphorePermit>,
+    ) -> Result<usize, StoreError> {
+        let batch: Vec<Delivered> = claimed
+            .ids
+            .into_iter()
+            .filter_map(|e| {
+                let id = e.get::<String>("id")?;
+                Some(Delivered { entry: e.id, id })
+            })
+            .collect();
+        self.runner.start_and_spawn(queue, &batch, permits).await
+    }
+}

@@ -1,0 +1,135 @@
+//! Starting delivered entries and running them: `start.lua` for a batch of one queue, then one
+//! tracked tokio task per runnable task, holding a concurrency permit until its outcome is
+//! committed. Shared by the consumer (fresh entries) and the reclaimer (claimed ones).
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use switchyard_shared::clock;
+use switchyard_shared::scripts::{self, Delivered, StartStatus, Started};
+use switchyard_shared::store::StoreError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::context::{Ctx, InFlight, lock};
+use crate::executor::Executor;
+use crate::reporter::Reporter;
+
+/// Starts and runs tasks under the worker's permits.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    ctx: Ctx,
+    executor: Executor,
+    reporter: Reporter,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+}
+
+impl Runner {
+    /// A runner whose tasks hold `permits` and are tracked by `tracker`.
+    pub fn new(
+        ctx: Ctx,
+        executor: Executor,
+        reporter: Reporter,
+        permits: Arc<Semaphore>,
+        tracker: TaskTracker,
+    ) -> Self {
+        Self {
+            ctx,
+            executor,
+            reporter,
+            permits,
+            tracker,
+        }
+    }
+
+    /// The worker's concurrency permits.
+    pub fn permits(&self) -> &Arc<Semaphore> {
+        &self.permits
+    }
+
+    /// Takes up to `max` free permits without waiting.
+    pub fn try_permits(&self, max: usize) -> Vec<OwnedSemaphorePermit> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            match self.permits.clone().try_acquire_owned() {
+                Ok(p) => out.push(p),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    /// Marks `batch` (entries of `queue` held by this consumer) running and spawns each runnable
+    /// task with one of `permits`. Returns how many started; unused permits are released.
+    pub async fn start_and_spawn(
+        &self,
+        queue: &str,
+        batch: &[Delivered],
+        permits: &mut Vec<OwnedSemaphorePermit>,
+    ) -> Result<usize, StoreError> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let ctx = &self.ctx;
+        let mut con = ctx.pool.get().await?;
+        let now = clock::now_rfc3339();
+        let replies = scripts::start(
+            &mut *con,
+            &ctx.keys,
+            queue,
+            &ctx.id,
+            &now,
+            &ctx.retention,
+            batch,
+        )
+        .await?;
+        drop(con);
+        let mut started = 0;
+        for r in replies {
+            match r.status {
+                StartStatus::Run => match permits.pop() {
+                    Some(permit) => {
+                        self.spawn(queue.to_owned(), r, permit);
+                        started += 1;
+                    }
+                    // Callers fetch no more entries than permits; should it happen anyway, the
+                    // entry stays pending here and is handed back at shutdown or reclaimed.
+                    None => warn!(task_id = %r.id, queue, "started beyond capacity"),
+                },
+                StartStatus::Skip => {
+                    debug!(task_id = %r.id, queue, reason = r.reason.as_deref().unwrap_or(""), "entry skipped");
+                }
+                StartStatus::Dead => {
+                    warn!(task_id = %r.id, queue, worker = %ctx.id, state = "dead", error = r.reason.as_deref().unwrap_or(""), "task dead-lettered at start");
+                }
+            }
+        }
+        Ok(started)
+    }
+
+    fn spawn(&self, queue: String, task: Started, permit: OwnedSemaphorePermit) {
+        let flight = InFlight {
+            queue: queue.clone(),
+            entry: task.entry.clone(),
+            stop: CancellationToken::new(),
+            reason: Arc::new(Mutex::new(None)),
+        };
+        lock(&self.ctx.in_flight).insert(task.id.clone(), flight.clone());
+        let (ctx, executor, reporter) = (
+            self.ctx.clone(),
+            self.executor.clone(),
+            self.reporter.clone(),
+        );
+        self.tracker.spawn(async move {
+            let began = Instant::now();
+            info!(task_id = %task.id, queue = %queue, worker = %ctx.id, attempt = task.attempts, state = "running", "task started");
+            let outcome = executor.execute(&task, &flight).await;
+            reporter.report(&queue, &task, outcome, began.elapsed()).await;
+            lock(&ctx.in_flight).remove(&task.id);
+            drop(permit);
+        });
+    }
+}
