@@ -1,1 +1,102 @@
-//! x
+//! The end-to-end test fixture: real `redis-server` processes on free loopback ports, the real
+//! `dispatcher` and `worker` binaries as child processes with their logs captured, per-test key
+//! prefixes so tests share one Redis without `FLUSHDB`, and deadline-bound polling so no test
+//! sleeps to let a loop run.
+//!
+//! # Layout
+//! - [`redis_server`]: [`RedisServer`] per test, or [`shared_redis`] per test process.
+//! - [`process`]: [`Proc`], a child with a clean environment and a log file, killed on drop.
+//! - [`binaries`]: [`bin_path`], the workspace binaries, rebuilt when stale.
+//! - [`services`]: [`spawn_dispatcher`] / [`Dispatcher`], [`spawn_worker`] / [`Worker`], started
+//!   and waited for until `/health` answers.
+//! - here: [`poll_until`], [`unique_prefix`], [`connection`], [`free_port`].
+
+pub mod binaries;
+pub mod process;
+pub mod redis_server;
+pub mod services;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+
+pub use binaries::bin_path;
+pub use process::Proc;
+pub use redis_server::{REDIS_URL_ENV, RedisServer, shared_redis};
+pub use services::{Dispatcher, Response, Worker, spawn_dispatcher, spawn_worker};
+
+/// Interval of every polling loop of the fixture.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A name unique within this machine for a while: test pid, a process-wide counter, randomness.
+pub(crate) fn unique_name(kind: &str) -> String {
+    format!(
+        "switchyard-test-{kind}-{}-{}-{:08x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u32>()
+    )
+}
+
+/// A free TCP port on 127.0.0.1, found by binding port 0 and releasing it.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("cannot bind 127.0.0.1:0 to find a free port")
+        .port()
+}
+
+/// A random key prefix for one test, like `t3f9a1c2b7d0e:`, so tests share a Redis safely.
+pub fn unique_prefix() -> String {
+    format!("t{:012x}:", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
+/// A multiplexed connection to `url` whose response timeout suits a loaded test machine.
+pub async fn connection(url: &str) -> MultiplexedConnection {
+    let client = redis::Client::open(url).expect("invalid Redis URL in a test");
+    let cfg = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(10)));
+    client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the test Redis at {url}: {e}"))
+}
+
+/// Polls `f` every ~50 ms until it answers `Some`, and panics naming `what` after `timeout`.
+pub async fn poll_until<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_unique_and_free_of_hash_tag_braces() {
+        let a = unique_prefix();
+        let b = unique_prefix();
+        assert_ne!(a, b);
+        assert!(a.starts_with('t') && a.ends_with(':'), "{a}");
+        assert!(!a.contains(['{', '}']), "{a}");
+    }
+}

@@ -12,7 +12,8 @@ local consumer, entry, id, err, mode = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[
 local due, now, ttl, maxlen = ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]
 
 local owned = redis.call('XPENDING', stream, 'workers', entry, entry, 1, consumer)
-local r = redis.call('HMGET', task, 'state', 'entry', 'attempts', 'max_attempts', 'queue')
+local r = redis.call('HMGET', task, 'state', 'entry', 'attempts', 'max_attempts', 'queue',
+  'cancel_requested')
 if #owned == 0 or r[1] ~= 'running' or r[2] ~= entry then
   redis.call('HINCRBY', stats, 'fenced', 1)
   return cjson.encode({status = 'fenced'})
@@ -29,7 +30,7 @@ local function finish(state)
   redis.call('HINCRBY', stats, state, 1)
 end
 
-if mode == 'cancel' then
+if mode == 'cancel' or (mode == 'retry' and r[6] == '1') then
   finish('cancelled')
   redis.call('EXPIRE', task, ttl)
   return cjson.encode({status = 'cancelled'})

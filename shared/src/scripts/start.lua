@@ -1,6 +1,7 @@
 -- Start a batch of delivered entries of one queue: each task still runnable becomes `running`
--- under the consumer that holds its entry; the rest are acked and dropped, and a task whose
--- attempts are used up (its workers kept dying) is dead-lettered.
+-- under the consumer that holds its entry; the rest are acked and dropped (a task whose
+-- cancellation was requested ends `cancelled`), and a task whose attempts are used up (its
+-- workers kept dying) is dead-lettered.
 -- KEYS[1] stream   KEYS[2] stats   KEYS[3] events   KEYS[4] dead stream   KEYS[5..] task hashes
 -- ARGV[1] consumer   ARGV[2] now (RFC 3339)   ARGV[3] result TTL s   ARGV[4] events maxlen
 -- ARGV[5..] entry id, task id pairs, in the order of KEYS[5..]
@@ -20,7 +21,7 @@ for i = 5, #KEYS do
   local entry = ARGV[5 + (i - 5) * 2]
   local id = ARGV[6 + (i - 5) * 2]
   local r = redis.call('HMGET', task, 'state', 'attempts', 'max_attempts', 'kind', 'payload',
-    'timeout_ms', 'entry', 'queue')
+    'timeout_ms', 'entry', 'queue', 'cancel_requested')
   local state = r[1]
   if not state then
     drop(entry)
@@ -32,6 +33,16 @@ for i = 5, #KEYS do
     -- A stale entry: the task was re-queued under a newer one.
     drop(entry)
     out[#out + 1] = {status = 'skip', entry = entry, id = id, reason = 'superseded entry'}
+  elseif r[9] == '1' then
+    -- Cancelled while its previous holder ran it; that holder died before acting on the notice.
+    drop(entry)
+    redis.call('HSET', task, 'state', 'cancelled', 'finished_at', now)
+    redis.call('HDEL', task, 'entry')
+    redis.call('EXPIRE', task, ttl)
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'state', 'cancelled')
+    redis.call('HINCRBY', stats, state, -1)
+    redis.call('HINCRBY', stats, 'cancelled', 1)
+    out[#out + 1] = {status = 'skip', entry = entry, id = id, reason = 'cancel requested'}
   else
     local attempts = tonumber(r[2]) + 1
     local max_attempts = tonumber(r[3])
