@@ -141,8 +141,15 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let promoter = tokio::spawn(promoter.run(background.clone()));
 
     info!(%addr, queues = ?state.cfg.queues, "dispatcher listening");
+    let waiter = state.waiter.clone();
+    // On shutdown: stop accepting, answer waiting requests with the task's state as it is (the
+    // task itself goes on), and let requests in flight finish.
+    let stopping = async move {
+        shutdown.cancelled().await;
+        waiter.close();
+    };
     let served = axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .with_graceful_shutdown(stopping)
         .await;
     background.cancel();
     let _ = tokio::join!(tail, promoter);

@@ -26,6 +26,9 @@ type Senders = HashMap<String, Vec<oneshot::Sender<()>>>;
 #[derive(Debug, Clone, Default)]
 pub struct Waiter {
     waiting: Arc<Mutex<Senders>>,
+    /// Fired when the dispatcher shuts down: every wait ends at once, so shutdown is not held
+    /// up by requests that could wait for minutes.
+    closing: CancellationToken,
 }
 
 /// A request's place in the registry; dropping it withdraws the registration.
@@ -37,12 +40,16 @@ pub struct Registration {
 }
 
 impl Registration {
-    /// Resolves when the task's terminal event arrives, or never after `timeout`.
+    /// Waits for the task's terminal event, at most `timeout` and never past shutdown. Returns
+    /// whether the event came.
     pub async fn wait(&mut self, timeout: Duration) -> bool {
         let Some(rx) = self.rx.as_mut() else {
             return false;
         };
-        matches!(tokio::time::timeout(timeout, rx).await, Ok(Ok(())))
+        tokio::select! {
+            r = tokio::time::timeout(timeout, rx) => matches!(r, Ok(Ok(()))),
+            () = self.waiter.closing.cancelled() => false,
+        }
     }
 }
 
@@ -85,6 +92,11 @@ impl Waiter {
                 let _ = s.send(());
             }
         }
+    }
+
+    /// Ends every wait now and from now on (dispatcher shutdown).
+    pub fn close(&self) {
+        self.closing.cancel();
     }
 
     /// Requests waiting now.

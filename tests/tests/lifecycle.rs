@@ -383,3 +383,39 @@ async fn misspelt_variable_stops_the_worker_naming_it() {
         "{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatcher_sigterm_answers_waiting_requests_and_exits_0() {
+    let redis = shared_redis();
+    let prefix = unique_prefix();
+    let d = std::sync::Arc::new(spawn_dispatcher(redis.url(), &prefix, &[]).await);
+    // No worker: the request would wait its full minute.
+    let waiting = tokio::spawn({
+        let d = d.clone();
+        async move {
+            d.request(
+                "POST",
+                "/api/tasks?wait_ms=60000",
+                Some(json!({"kind": "tool", "payload": {"tool": "echo"}})),
+            )
+            .await
+        }
+    });
+    poll_until("the request to be waiting", LONG, || {
+        let d = d.clone();
+        async move {
+            let (_, h) = d.request("GET", "/api/health/all", None).await;
+            (h["waiting_requests"] == 1).then_some(())
+        }
+    })
+    .await;
+    let began = std::time::Instant::now();
+    d.proc.sigterm();
+    let (status, v) = waiting.await.expect("request task");
+    assert_eq!(status, 202, "the waiting request is answered with the task as it is: {v}");
+    assert_eq!(v["state"], "queued");
+    let exit = d.proc.wait_exit(Duration::from_secs(20)).await.expect("dispatcher exits");
+    assert!(exit.success(), "exit status {exit:?}");
+    println!("dispatcher shutdown took {:?}", began.elapsed());
+    assert!(began.elapsed() < Duration::from_secs(10), "{:?}", began.elapsed());
+}
