@@ -53,15 +53,17 @@ impl Consumer {
     /// `WORKER_BLOCK_MS`), so no delivered entry is dropped on the floor.
     pub async fn run(mut self, shutdown: CancellationToken) {
         loop {
-            let permit = tokio::select! {
+            // Wait for capacity without holding it: while this consumer blocks in XREADGROUP
+            // the free permits stay available to the reclaimer.
+            tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                p = self.runner.permits().clone().acquire_owned() => match p {
-                    Ok(p) => p,
+                p = self.runner.permits().acquire() => match p {
+                    Ok(p) => drop(p),
                     Err(_) => break,
                 },
-            };
-            match self.tick_with(permit).await {
+            }
+            match self.tick(&shutdown).await {
                 Ok(_) => self.errors = 0,
                 Err(e) => {
                     self.errors += 1;
@@ -78,23 +80,17 @@ impl Consumer {
         debug!(component = "consumer", "stopped fetching");
     }
 
-    /// One fetch: waits for a free slot, reads up to the free capacity, starts and spawns what
-    /// it got. Returns how many tasks were started.
-    pub async fn tick(&mut self) -> Result<usize, StoreError> {
-        let permit = self
+    /// One fetch: reads up to the free capacity (at least one entry), then takes a permit for
+    /// each entry it got, starts and spawns them. Entries it could not start before `shutdown`
+    /// stay pending under this consumer and are handed back by the shutdown sequence. Returns
+    /// how many tasks were started.
+    pub async fn tick(&mut self, shutdown: &CancellationToken) -> Result<usize, StoreError> {
+        let count = self
             .runner
             .permits()
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::GaveUp("consumer: semaphore closed".into()))?;
-        self.tick_with(permit).await
-    }
-
-    async fn tick_with(&mut self, first: OwnedSemaphorePermit) -> Result<usize, StoreError> {
-        let mut permits = vec![first];
-        permits.extend(self.runner.try_permits(self.ctx.cfg.worker_batch_size - 1));
-        let delivered = match self.read(permits.len()).await {
+            .available_permits()
+            .clamp(1, self.ctx.cfg.worker_batch_size);
+        let delivered = match self.read(count).await {
             Ok(d) => d,
             Err(e) => {
                 if e.is_nogroup() {
@@ -112,6 +108,18 @@ impl Consumer {
         };
         let mut started = 0;
         for (queue, batch) in delivered {
+            // The reclaimer may have used capacity during the read: wait for it to come back.
+            let mut permits: Vec<OwnedSemaphorePermit> = Vec::with_capacity(batch.len());
+            for _ in &batch {
+                tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => return Ok(started),
+                    p = self.runner.permits().clone().acquire_owned() => match p {
+                        Ok(p) => permits.push(p),
+                        Err(_) => return Ok(started),
+                    },
+                }
+            }
             started += self
                 .runner
                 .start_and_spawn(&queue, &batch, &mut permits)

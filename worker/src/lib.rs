@@ -164,7 +164,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         }
     });
     let executor = executor::Executor::new(ctx.clone(), provider);
-    let runner = runner::Runner::new(ctx.clone(), executor, reporter, permits, tracker.clone());
+    let runner = runner::Runner::new(
+        ctx.clone(),
+        executor,
+        reporter,
+        permits,
+        tracker.clone(),
+        shutdown.clone(),
+    );
     // The reclaimer stops with the consumer: neither takes new work once shutdown begins.
     let reclaimer =
         tokio::spawn(reclaimer::Reclaimer::new(ctx.clone(), runner.clone()).run(shutdown.clone()));

@@ -20,7 +20,7 @@ use switchyard_shared::scripts::Delivered;
 use switchyard_shared::store::StoreError;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::context::Ctx;
 use crate::heartbeat::TTL_INTERVALS;
@@ -138,6 +138,7 @@ impl Reclaimer {
             }
             let mut permits = self.runner.try_permits(c.pending);
             if permits.is_empty() {
+                debug!(component = "reclaimer", queue, dead_worker = %c.name, pending = c.pending, "no free capacity; leaving the entries to other workers or the next pass");
                 return Ok(());
             }
             let min_idle = self.min_claim_idle();

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use switchyard_shared::clock;
+use switchyard_shared::retry::while_unavailable;
 use switchyard_shared::scripts::{self, Delivered, StartStatus, Started};
 use switchyard_shared::store::StoreError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -25,6 +26,8 @@ pub struct Runner {
     reporter: Reporter,
     permits: Arc<Semaphore>,
     tracker: TaskTracker,
+    /// Ends retries of `start.lua` against an unreachable Redis at shutdown.
+    shutdown: CancellationToken,
 }
 
 impl Runner {
@@ -35,6 +38,7 @@ impl Runner {
         reporter: Reporter,
         permits: Arc<Semaphore>,
         tracker: TaskTracker,
+        shutdown: CancellationToken,
     ) -> Self {
         Self {
             ctx,
@@ -42,6 +46,7 @@ impl Runner {
             reporter,
             permits,
             tracker,
+            shutdown,
         }
     }
 
@@ -74,22 +79,30 @@ impl Runner {
             return Ok(0);
         }
         let ctx = &self.ctx;
-        let mut con = ctx.pool.get().await?;
-        let now = clock::now_rfc3339();
-        let replies = scripts::start(
-            &mut *con,
-            &ctx.keys,
-            queue,
-            &ctx.id,
-            &now,
-            &ctx.retention,
-            batch,
-        )
+        // These entries are already delivered to this consumer: keep trying while Redis is
+        // away rather than leave them pending until a lease expires. A start whose reply was
+        // lost comes back `resumed`.
+        let replies = while_unavailable("start", &self.shutdown, || async {
+            let mut con = ctx.pool.get().await?;
+            let now = clock::now_rfc3339();
+            scripts::start(
+                &mut *con,
+                &ctx.keys,
+                queue,
+                &ctx.id,
+                &now,
+                &ctx.retention,
+                batch,
+            )
+            .await
+        })
         .await?;
-        drop(con);
         let mut started = 0;
         for r in replies {
             match r.status {
+                StartStatus::Run if r.resumed && lock(&ctx.in_flight).contains_key(&r.id) => {
+                    debug!(task_id = %r.id, queue, "entry delivered again while running here");
+                }
                 StartStatus::Run => match permits.pop() {
                     Some(permit) => {
                         self.spawn(queue.to_owned(), r, permit);

@@ -156,6 +156,9 @@ pub struct Started {
     /// Attempt timeout in ms (when run).
     #[serde(default)]
     pub timeout_ms: u64,
+    /// The task was already running under this consumer (a re-sent start): not a new attempt.
+    #[serde(default)]
+    pub resumed: bool,
 }
 
 /// Marks a batch of delivered entries of `queue` running under `consumer`: `start.lua`.

@@ -21,9 +21,18 @@ for i = 5, #KEYS do
   local entry = ARGV[5 + (i - 5) * 2]
   local id = ARGV[6 + (i - 5) * 2]
   local r = redis.call('HMGET', task, 'state', 'attempts', 'max_attempts', 'kind', 'payload',
-    'timeout_ms', 'entry', 'queue', 'cancel_requested')
+    'timeout_ms', 'entry', 'queue', 'cancel_requested', 'worker')
   local state = r[1]
-  if not state then
+  if #redis.call('XPENDING', stream, 'workers', entry, entry, 1, consumer) == 0 then
+    -- Another consumer claimed the entry since it was delivered here: it is theirs to run.
+    out[#out + 1] = {status = 'skip', entry = entry, id = id, reason = 'entry held by another consumer'}
+  elseif state == 'running' and r[10] == consumer and r[7] == entry then
+    -- Started here already: a start re-sent after a lost reply, or the entry delivered twice to
+    -- this consumer. Not a new attempt; the worker runs it unless it is running it now.
+    out[#out + 1] = {status = 'run', entry = entry, id = id, kind = r[4], payload = r[5],
+      attempts = tonumber(r[2]), max_attempts = tonumber(r[3]), timeout_ms = tonumber(r[6]),
+      resumed = true}
+  elseif not state then
     drop(entry)
     out[#out + 1] = {status = 'skip', entry = entry, id = id, reason = 'no task record'}
   elseif state ~= 'queued' and state ~= 'running' then
