@@ -1,4 +1,5 @@
-//! Chaos (issue 3, SPEC §5): thousands of tasks while a worker is SIGKILLed and replaced every
+//! Chaos (issue 3, SPEC §5): thousands of tasks (a quarter of them 300 ms sleeps, so kills
+//! interrupt running work) while a worker is SIGKILLed and replaced every
 //! second; every accepted task still succeeds, nothing stays pending, and dead consumers leave
 //! the group.
 
@@ -26,8 +27,16 @@ const POSTS_PER_SECOND: u32 = 200;
 const CHAOS_PERIOD: Duration = Duration::from_secs(1);
 const DEADLINE: Duration = Duration::from_secs(180);
 
+/// Every this-many-th task sleeps briefly, so a kill finds work in flight to interrupt.
+const SLOW_EVERY: usize = 4;
+const SLOW_MS: u64 = 300;
+
 async fn post_echo(d: &Dispatcher, n: usize) -> String {
-    let body = json!({"kind": "tool", "payload": {"tool": "echo", "args": {"n": n}}});
+    let body = if n % SLOW_EVERY == 0 {
+        json!({"kind": "tool", "payload": {"tool": "sleep", "args": {"ms": SLOW_MS}}})
+    } else {
+        json!({"kind": "tool", "payload": {"tool": "echo", "args": {"n": n}}})
+    };
     let (status, v) = d.request("POST", "/api/tasks", Some(body)).await;
     assert_eq!(status, 202, "enqueue answered {status}: {v}");
     v["id"].as_str().expect("task id").to_owned()
