@@ -7,13 +7,17 @@
 //! - [`submit`]: validation and enqueueing of a new task.
 //! - [`waiter`]: tails the events streams and wakes waiting requests.
 //! - [`promoter`]: moves due delayed tasks back into their streams.
-//! - [`stats`]: queue statistics.
+//! - [`stats`]: queue statistics in one pipeline.
+//! - [`sampler`]: refreshes the Prometheus queue and worker gauges every few seconds.
+//! - [`recent`]: the last minute of finished tasks, for `GET /api/metrics`.
 //! - [`state`]: what handlers and duties share.
 //!
 //! [`run`] is the supervisor: start-up checks, background duties, serving, shutdown order.
 
 pub mod http;
 pub mod promoter;
+pub mod recent;
+pub mod sampler;
 pub mod state;
 pub mod stats;
 pub mod submit;
@@ -95,6 +99,8 @@ pub fn app_state(settings: &Settings) -> Result<AppState, StoreError> {
             events_maxlen: settings.redis.events_maxlen,
         },
         waiter: Waiter::default(),
+        recent: recent::Recent::default(),
+        metrics: switchyard_shared::metrics::install(),
     })
 }
 
@@ -127,6 +133,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let background = CancellationToken::new();
     let tail = EventTail::new(
         state.waiter.clone(),
+        state.recent.clone(),
         settings.redis.clone(),
         &state.keys,
         &state.cfg.queues,
@@ -139,6 +146,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         state.cfg.promote_interval_ms,
     );
     let promoter = tokio::spawn(promoter.run(background.clone()));
+    let sampler = tokio::spawn(sampler::Sampler::new(state.clone()).run(background.clone()));
+    let upkeep = tokio::spawn(switchyard_shared::metrics::upkeep(
+        state.metrics.clone(),
+        background.clone(),
+    ));
 
     info!(%addr, queues = ?state.cfg.queues, "dispatcher listening");
     let waiter = state.waiter.clone();
@@ -152,7 +164,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         .with_graceful_shutdown(stopping)
         .await;
     background.cancel();
-    let _ = tokio::join!(tail, promoter);
+    let _ = tokio::join!(tail, promoter, sampler, upkeep);
     info!("dispatcher stopped");
     served.map_err(DispatcherError::Serve)
 }

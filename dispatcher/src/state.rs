@@ -7,6 +7,7 @@ use switchyard_shared::config::{DispatcherConfig, RedisConfig};
 use switchyard_shared::keys::Keys;
 use switchyard_shared::scripts::Retention;
 
+use crate::recent::Recent;
 use crate::waiter::Waiter;
 
 /// Shared state, cheap to clone.
@@ -24,6 +25,10 @@ pub struct AppState {
     pub retention: Retention,
     /// Wakes requests waiting for a task to finish.
     pub waiter: Waiter,
+    /// Tasks finished in the last minute, for `GET /api/metrics`.
+    pub recent: Recent,
+    /// Renders `GET /metrics`.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 impl AppState {

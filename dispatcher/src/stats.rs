@@ -1,13 +1,15 @@
-//! Queue statistics read from Redis in one pipeline per queue: stream length, the group's pending
-//! count, lag and consumers, the delayed and dead-letter sizes, and the per-state counters the
-//! scripts keep. Waiting = length − pending, exact even when Redis cannot tell the lag.
+//! Queue statistics read from Redis in one pipeline for all queues: stream length, the group's
+//! pending count, lag and consumers, the oldest pending entry, the delayed and dead-letter
+//! sizes, and the per-state counters the scripts keep. Waiting = length − pending, exact even
+//! when Redis cannot tell the lag.
 
 use std::collections::BTreeMap;
 
-use redis::streams::StreamInfoGroupsReply;
+use redis::streams::{StreamInfoGroupsReply, StreamPendingReply};
 use serde::Serialize;
+use switchyard_shared::clock;
 use switchyard_shared::keys::{GROUP, Keys};
-use switchyard_shared::store::StoreError;
+use switchyard_shared::store::{self, StoreError};
 use switchyard_shared::task::TaskState;
 
 /// One queue's numbers.
@@ -25,6 +27,8 @@ pub struct QueueStats {
     pub lag: Option<u64>,
     /// Consumers in the group (live or not yet removed).
     pub consumers: u64,
+    /// Age in ms of the oldest pending entry (since it was enqueued); 0 when none.
+    pub oldest_pending_ms: u64,
     /// Tasks waiting for a retry backoff or a scheduled time.
     pub delayed: u64,
     /// Entries in the dead-letter stream.
@@ -34,48 +38,86 @@ pub struct QueueStats {
     pub counts: BTreeMap<String, i64>,
 }
 
-/// Reads the numbers of `queue`.
-pub async fn queue_stats<C: redis::aio::ConnectionLike>(
+type Row = (
+    u64,
+    StreamInfoGroupsReply,
+    StreamPendingReply,
+    u64,
+    u64,
+    BTreeMap<String, i64>,
+);
+
+/// Reads the numbers of every queue in one round trip. A missing stream or group (Redis
+/// restarted empty) is re-created and the read repeated, instead of failing.
+pub async fn sample<C: redis::aio::ConnectionLike>(
     con: &mut C,
     keys: &Keys,
-    queue: &str,
-) -> Result<QueueStats, StoreError> {
-    let (depth, groups, delayed, dead, raw_counts): (
-        u64,
-        StreamInfoGroupsReply,
-        u64,
-        u64,
-        BTreeMap<String, i64>,
-    ) = redis::pipe()
-        .cmd("XLEN")
-        .arg(keys.stream(queue))
-        .cmd("XINFO")
-        .arg("GROUPS")
-        .arg(keys.stream(queue))
-        .cmd("ZCARD")
-        .arg(keys.delayed(queue))
-        .cmd("XLEN")
-        .arg(keys.dead(queue))
-        .cmd("HGETALL")
-        .arg(keys.stats(queue))
-        .query_async(con)
-        .await?;
-    let group = groups.groups.into_iter().find(|g| g.name == GROUP);
-    let pending = group.as_ref().map_or(0, |g| g.pending as u64);
-    let mut counts: BTreeMap<String, i64> = TaskState::ALL
+    queues: &[String],
+) -> Result<Vec<QueueStats>, StoreError> {
+    match read(con, keys, queues).await {
+        Err(StoreError::Redis(e))
+            if e.to_string().contains("no such key") || e.code() == Some("NOGROUP") =>
+        {
+            store::ensure_groups(con, keys, queues).await?;
+            read(con, keys, queues).await
+        }
+        other => other,
+    }
+}
+
+async fn read<C: redis::aio::ConnectionLike>(
+    con: &mut C,
+    keys: &Keys,
+    queues: &[String],
+) -> Result<Vec<QueueStats>, StoreError> {
+    let mut pipe = redis::pipe();
+    for q in queues {
+        let stream = keys.stream(q);
+        pipe.cmd("XLEN").arg(&stream);
+        pipe.cmd("XINFO").arg("GROUPS").arg(&stream);
+        pipe.cmd("XPENDING").arg(&stream).arg(GROUP);
+        pipe.cmd("ZCARD").arg(keys.delayed(q));
+        pipe.cmd("XLEN").arg(keys.dead(q));
+        pipe.cmd("HGETALL").arg(keys.stats(q));
+    }
+    let rows: Vec<Row> = pipe.query_async(con).await?;
+    let now = clock::now_ms();
+    Ok(queues
         .iter()
-        .map(|s| (s.as_str().to_owned(), 0))
-        .collect();
-    counts.extend(raw_counts);
-    Ok(QueueStats {
-        queue: queue.to_owned(),
-        depth,
-        pending,
-        waiting: depth.saturating_sub(pending),
-        lag: group.as_ref().and_then(|g| g.lag.map(|l| l as u64)),
-        consumers: group.map_or(0, |g| g.consumers as u64),
-        delayed,
-        dead,
-        counts,
-    })
+        .zip(rows)
+        .map(
+            |(q, (depth, groups, pending_summary, delayed, dead, raw))| {
+                let group = groups.groups.into_iter().find(|g| g.name == GROUP);
+                let pending = group.as_ref().map_or(0, |g| g.pending as u64);
+                let oldest_pending_ms = match pending_summary {
+                    StreamPendingReply::Data(d) => {
+                        entry_ms(&d.start_id).map_or(0, |t| now.saturating_sub(t))
+                    }
+                    _ => 0,
+                };
+                let mut counts: BTreeMap<String, i64> = TaskState::ALL
+                    .iter()
+                    .map(|s| (s.as_str().to_owned(), 0))
+                    .collect();
+                counts.extend(raw);
+                QueueStats {
+                    queue: q.clone(),
+                    depth,
+                    pending,
+                    waiting: depth.saturating_sub(pending),
+                    lag: group.as_ref().and_then(|g| g.lag.map(|l| l as u64)),
+                    consumers: group.map_or(0, |g| g.consumers as u64),
+                    oldest_pending_ms,
+                    delayed,
+                    dead,
+                    counts,
+                }
+            },
+        )
+        .collect())
+}
+
+/// The millisecond time part of a stream entry id (`1700000000000-0`).
+pub fn entry_ms(entry: &str) -> Option<u64> {
+    entry.split_once('-').and_then(|(ms, _)| ms.parse().ok())
 }

@@ -152,6 +152,8 @@ pub async fn submit(state: &AppState, t: NewTask) -> Result<Submitted, ApiError>
     let reply = scripts::enqueue(&mut *con, &state.keys, &rec, state.cfg.max_queue_depth).await?;
     match reply.status {
         EnqueueStatus::Queued | EnqueueStatus::Delayed => {
+            metrics::counter!(switchyard_shared::metrics::TASKS_ENQUEUED, "queue" => queue.clone(), "kind" => kind.as_str())
+                .increment(1);
             tracing::info!(task_id = %id, queue = %queue, kind = kind.as_str(), state = "queued", delay_ms, "task enqueued");
             Ok(Submitted {
                 id,

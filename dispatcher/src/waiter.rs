@@ -6,14 +6,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use metrics::{counter, histogram};
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamRangeReply, StreamReadReply};
 use switchyard_shared::config::RedisConfig;
 use switchyard_shared::keys::Keys;
+use switchyard_shared::metrics as m;
 use switchyard_shared::store::{self, StoreError};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
+
+use crate::recent::Recent;
+use crate::stats::entry_ms;
 
 /// How long one `XREAD` blocks.
 const BLOCK: Duration = Duration::from_millis(1_000);
@@ -109,6 +114,9 @@ impl Waiter {
 #[derive(Debug)]
 pub struct EventTail {
     waiter: Waiter,
+    recent: Recent,
+    /// Events stream key → queue.
+    queues: HashMap<String, String>,
     redis: RedisConfig,
     conn: Option<MultiplexedConnection>,
     /// Events stream key → last id seen.
@@ -117,9 +125,17 @@ pub struct EventTail {
 
 impl EventTail {
     /// A tail over the events streams of `queues`.
-    pub fn new(waiter: Waiter, redis: RedisConfig, keys: &Keys, queues: &[String]) -> Self {
+    pub fn new(
+        waiter: Waiter,
+        recent: Recent,
+        redis: RedisConfig,
+        keys: &Keys,
+        queues: &[String],
+    ) -> Self {
         Self {
             waiter,
+            recent,
+            queues: queues.iter().map(|q| (keys.events(q), q.clone())).collect(),
             redis,
             conn: None,
             cursors: queues
@@ -204,9 +220,12 @@ impl EventTail {
             else {
                 continue;
             };
+            let queue = self.queues.get(&key.key).cloned().unwrap_or_default();
             for event in key.ids {
                 if let Some(id) = event.get::<String>("id") {
                     self.waiter.notify(&id);
+                    let state: String = event.get("state").unwrap_or_default();
+                    observe(&self.recent, &queue, &id, &state, &event.id);
                     n += 1;
                 }
                 *cursor = event.id;
@@ -217,4 +236,17 @@ impl EventTail {
         }
         Ok(n)
     }
+}
+
+/// Counts a finished task and its enqueue → finish latency (task id time to event time).
+fn observe(recent: &Recent, queue: &str, id: &str, state: &str, event_entry: &str) {
+    counter!(m::TASKS_FINISHED, "queue" => queue.to_owned(), "state" => state.to_owned())
+        .increment(1);
+    let (Some(created), Some(done)) = (m::created_ms(id), entry_ms(event_entry)) else {
+        return;
+    };
+    let latency_ms = done.saturating_sub(created);
+    histogram!(m::TASK_LATENCY, "queue" => queue.to_owned(), "state" => state.to_owned())
+        .record(latency_ms as f64 / 1000.0);
+    recent.record(done, queue, state, latency_ms);
 }

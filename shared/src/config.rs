@@ -69,6 +69,40 @@ pub const DEFAULT_LLM_MODEL: &str = "echo-1";
 pub const DEFAULT_SESSION_MAX_MESSAGES: usize = 50;
 /// Default `SESSION_TTL_S`: a session expires this long after its last turn (one day).
 pub const DEFAULT_SESSION_TTL_S: u64 = 86_400;
+/// Providers `LLM_PROVIDER` may name.
+pub const LLM_PROVIDERS: &[&str] = &["echo", "openai", "anthropic"];
+/// Default `OPENAI_BASE_URL`.
+pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+/// Default `ANTHROPIC_BASE_URL`.
+pub const DEFAULT_ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
+/// `max_tokens` sent to Anthropic when `LLM_MAX_TOKENS` is unset (the messages API requires one).
+pub const DEFAULT_ANTHROPIC_MAX_TOKENS: u32 = 1_024;
+/// Default `LLM_TIMEOUT_MS`: bound of one provider HTTP request.
+pub const DEFAULT_LLM_TIMEOUT_MS: u64 = 60_000;
+/// Default `LLM_CONNECT_TIMEOUT_MS`: bound of connecting to a provider.
+pub const DEFAULT_LLM_CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// Default `LLM_MAX_RETRIES`: retries of one provider on 429, 5xx or a timeout.
+pub const DEFAULT_LLM_MAX_RETRIES: usize = 2;
+/// Default `LLM_RETRY_BASE_MS`: first backoff between provider retries.
+pub const DEFAULT_LLM_RETRY_BASE_MS: u64 = 500;
+/// Default `LLM_RETRY_MAX_MS`: longest wait between provider retries, `Retry-After` included.
+pub const DEFAULT_LLM_RETRY_MAX_MS: u64 = 20_000;
+/// Default `WEB_FETCH_MAX_BYTES`: body bytes `web_fetch` keeps (1 MiB); the rest is cut off.
+pub const DEFAULT_WEB_FETCH_MAX_BYTES: usize = 1 << 20;
+/// Default `WEB_FETCH_TIMEOUT_MS`: bound of one `web_fetch`, redirects included.
+pub const DEFAULT_WEB_FETCH_TIMEOUT_MS: u64 = 10_000;
+/// Default `WEB_FETCH_MAX_REDIRECTS`.
+pub const DEFAULT_WEB_FETCH_MAX_REDIRECTS: usize = 5;
+/// Default `TOOL_MAX_FILE_BYTES`: largest file `read_file` returns whole and `write_file` writes.
+pub const DEFAULT_TOOL_MAX_FILE_BYTES: usize = 1 << 20;
+/// Default `TOOL_MAX_DIR_ENTRIES`: entries `list_dir` returns.
+pub const DEFAULT_TOOL_MAX_DIR_ENTRIES: usize = 1_000;
+/// Default `EXEC_TIMEOUT_MS`: an `exec` command is killed after this long.
+pub const DEFAULT_EXEC_TIMEOUT_MS: u64 = 10_000;
+/// Default `EXEC_MAX_OUTPUT_BYTES`: bytes kept of each of stdout and stderr.
+pub const DEFAULT_EXEC_MAX_OUTPUT_BYTES: usize = 64 << 10;
+/// Default `EXEC_PATH`: the only environment variable, besides `HOME`, an `exec` command sees.
+pub const DEFAULT_EXEC_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// A configuration error; its message names the variable.
 #[derive(Debug, thiserror::Error)]
@@ -258,6 +292,116 @@ pub struct WorkerConfig {
     /// `SESSION_TTL_S`: a session expires this long after its last turn, in seconds.
     #[serde(default = "default_session_ttl", with = "seconds")]
     pub session_ttl_s: Duration,
+    /// `OPENAI_API_KEY`: bearer token of the `openai` provider; optional for servers that need
+    /// none (Ollama, vLLM).
+    #[serde(default)]
+    pub openai_api_key: Option<Secret>,
+    /// `OPENAI_BASE_URL`: any OpenAI-compatible API root; `/chat/completions` is appended.
+    #[serde(default = "default_openai_base_url")]
+    pub openai_base_url: String,
+    /// `OPENAI_MODEL`: model of the `openai` provider when a task names none; `LLM_MODEL` if unset.
+    #[serde(default)]
+    pub openai_model: Option<String>,
+    /// `ANTHROPIC_API_KEY`: key of the `anthropic` provider (required when it is used).
+    #[serde(default)]
+    pub anthropic_api_key: Option<Secret>,
+    /// `ANTHROPIC_BASE_URL`: API root; `/v1/messages` is appended.
+    #[serde(default = "default_anthropic_base_url")]
+    pub anthropic_base_url: String,
+    /// `ANTHROPIC_MODEL`: model of the `anthropic` provider when a task names none; `LLM_MODEL`
+    /// if unset.
+    #[serde(default)]
+    pub anthropic_model: Option<String>,
+    /// `LLM_MAX_TOKENS`: most tokens an answer may have; unset: the provider's default
+    /// (Anthropic, which needs a value, gets 1024).
+    #[serde(default)]
+    pub llm_max_tokens: Option<u32>,
+    /// `LLM_TIMEOUT_MS`: bound of one provider HTTP request.
+    #[serde(default = "default_llm_timeout", with = "millis")]
+    pub llm_timeout_ms: Duration,
+    /// `LLM_CONNECT_TIMEOUT_MS`: bound of connecting to a provider.
+    #[serde(default = "default_llm_connect_timeout", with = "millis")]
+    pub llm_connect_timeout_ms: Duration,
+    /// `LLM_MAX_RETRIES`: retries of one provider on 429, 5xx, timeouts and connection errors
+    /// before the next provider of `LLM_PROVIDER` is tried.
+    #[serde(default = "default_llm_max_retries")]
+    pub llm_max_retries: usize,
+    /// `LLM_RETRY_BASE_MS`: first backoff between provider retries; doubles each retry.
+    #[serde(default = "default_llm_retry_base", with = "millis")]
+    pub llm_retry_base_ms: Duration,
+    /// `LLM_RETRY_MAX_MS`: longest wait between provider retries; caps `Retry-After` too.
+    #[serde(default = "default_llm_retry_max", with = "millis")]
+    pub llm_retry_max_ms: Duration,
+    /// `ENABLE_WEB_SEARCH`: serve the `web_fetch` tool (and consume the `web` queue).
+    #[serde(default)]
+    pub enable_web_search: bool,
+    /// `ENABLE_FILE_TOOLS`: serve `read_file`, `write_file`, `list_dir` (queue `files`).
+    #[serde(default)]
+    pub enable_file_tools: bool,
+    /// `ENABLE_CODE_EXEC`: serve `exec` (queue `exec`). Off by default: it runs commands.
+    #[serde(default)]
+    pub enable_code_exec: bool,
+    /// `WEB_FETCH_ALLOW_PRIVATE`: let `web_fetch` reach loopback, private, link-local and
+    /// metadata addresses. Off by default (server-side request forgery).
+    #[serde(default)]
+    pub web_fetch_allow_private: bool,
+    /// `WEB_FETCH_ALLOWED_IPS`: comma-separated addresses `web_fetch` may reach although they
+    /// are private (an internal service); empty by default.
+    #[serde(default, deserialize_with = "ip_list")]
+    pub web_fetch_allowed_ips: Vec<std::net::IpAddr>,
+    /// `WEB_FETCH_MAX_BYTES`: body bytes kept; the rest is cut off and `truncated` set.
+    #[serde(default = "default_web_fetch_max_bytes")]
+    pub web_fetch_max_bytes: usize,
+    /// `WEB_FETCH_TIMEOUT_MS`: bound of one fetch, redirects included.
+    #[serde(default = "default_web_fetch_timeout", with = "millis")]
+    pub web_fetch_timeout_ms: Duration,
+    /// `WEB_FETCH_MAX_REDIRECTS`: redirects followed, each checked like the first URL.
+    #[serde(default = "default_web_fetch_max_redirects")]
+    pub web_fetch_max_redirects: usize,
+    /// `TOOL_SANDBOX_DIR`: the only directory file tools and `exec` work in; required when
+    /// either is enabled (created if missing).
+    #[serde(default)]
+    pub tool_sandbox_dir: Option<String>,
+    /// `TOOL_MAX_FILE_BYTES`: largest content `write_file` writes and `read_file` returns.
+    #[serde(default = "default_tool_max_file_bytes")]
+    pub tool_max_file_bytes: usize,
+    /// `TOOL_MAX_DIR_ENTRIES`: most entries `list_dir` returns.
+    #[serde(default = "default_tool_max_dir_entries")]
+    pub tool_max_dir_entries: usize,
+    /// `EXEC_TIMEOUT_MS`: an `exec` command is killed after this long.
+    #[serde(default = "default_exec_timeout", with = "millis")]
+    pub exec_timeout_ms: Duration,
+    /// `EXEC_MAX_OUTPUT_BYTES`: bytes kept of each of stdout and stderr.
+    #[serde(default = "default_exec_max_output")]
+    pub exec_max_output_bytes: usize,
+    /// `EXEC_PATH`: `PATH` of `exec` commands, which get no other variable of the worker's
+    /// environment (no API keys).
+    #[serde(default = "default_exec_path")]
+    pub exec_path: String,
+}
+
+/// A secret read from the environment (an API key). `Debug` never shows it; [`Secret::expose`]
+/// is the one way to the value, used where it goes into a request header.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret value itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl RedisConfig {
@@ -308,8 +452,12 @@ impl DispatcherConfig {
 impl WorkerConfig {
     /// Reads the worker's variables from `vars`.
     pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
-        let c: Self = parse(vars)?;
+        let mut c: Self = parse(vars)?;
         check_queues("WORKER_QUEUES", &c.worker_queues)?;
+        // `openai, anthropic` is as good as `openai,anthropic`.
+        for name in &mut c.llm_provider {
+            *name = name.trim().to_owned();
+        }
         if c.worker_concurrency == 0 {
             return Err(invalid("WORKER_CONCURRENCY", "must be at least 1"));
         }
@@ -337,7 +485,133 @@ impl WorkerConfig {
                 "must be 1–128 characters without spaces",
             ));
         }
+        c.check_llm()?;
+        c.check_tools()?;
         Ok(c)
+    }
+
+    /// The chat variables: known providers, keys and models for the ones named, sane timeouts.
+    fn check_llm(&self) -> Result<(), ConfigError> {
+        let names = &self.llm_provider;
+        if names.is_empty() || names.iter().any(String::is_empty) {
+            return Err(invalid("LLM_PROVIDER", "must name at least one provider"));
+        }
+        for (i, n) in names.iter().enumerate() {
+            if !LLM_PROVIDERS.contains(&n.as_str()) {
+                return Err(ConfigError::Invalid {
+                    var: "LLM_PROVIDER",
+                    message: format!(
+                        "unknown provider {n:?}; use one of {} or a comma list of them",
+                        LLM_PROVIDERS.join(", ")
+                    ),
+                });
+            }
+            if names[..i].contains(n) {
+                return Err(ConfigError::Invalid {
+                    var: "LLM_PROVIDER",
+                    message: format!("names {n:?} twice"),
+                });
+            }
+        }
+        let uses = |p: &str| names.iter().any(|n| n == p);
+        for (var, key) in [
+            ("OPENAI_API_KEY", &self.openai_api_key),
+            ("ANTHROPIC_API_KEY", &self.anthropic_api_key),
+        ] {
+            if key.as_ref().is_some_and(|k| k.expose().trim().is_empty()) {
+                return Err(invalid(
+                    var,
+                    "is set but empty; unset it or give it a value",
+                ));
+            }
+        }
+        for (var, url) in [
+            ("OPENAI_BASE_URL", &self.openai_base_url),
+            ("ANTHROPIC_BASE_URL", &self.anthropic_base_url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(var, "must be an http:// or https:// URL"));
+            }
+        }
+        if uses("anthropic") && self.anthropic_api_key.is_none() {
+            return Err(invalid(
+                "ANTHROPIC_API_KEY",
+                "is required when LLM_PROVIDER names anthropic",
+            ));
+        }
+        // Self-hosted compatible servers need no key; OpenAI itself always does.
+        if uses("openai")
+            && self.openai_api_key.is_none()
+            && self.openai_base_url == DEFAULT_OPENAI_BASE_URL
+        {
+            return Err(invalid(
+                "OPENAI_API_KEY",
+                "is required when LLM_PROVIDER names openai with the default OPENAI_BASE_URL",
+            ));
+        }
+        // The echo model name sent to a real API fails every task; refuse it at start instead.
+        for (p, model, var) in [
+            ("openai", &self.openai_model, "OPENAI_MODEL"),
+            ("anthropic", &self.anthropic_model, "ANTHROPIC_MODEL"),
+        ] {
+            if uses(p) && model.is_none() && self.llm_model == DEFAULT_LLM_MODEL {
+                return Err(ConfigError::Invalid {
+                    var: "LLM_MODEL",
+                    message: format!(
+                        "is {DEFAULT_LLM_MODEL:?} (the echo model) but LLM_PROVIDER names {p}; set LLM_MODEL or {var}"
+                    ),
+                });
+            }
+        }
+        if self.llm_timeout_ms.is_zero() {
+            return Err(invalid("LLM_TIMEOUT_MS", "must be above 0"));
+        }
+        if self.llm_connect_timeout_ms.is_zero() {
+            return Err(invalid("LLM_CONNECT_TIMEOUT_MS", "must be above 0"));
+        }
+        if self.llm_retry_max_ms < self.llm_retry_base_ms {
+            return Err(invalid(
+                "LLM_RETRY_MAX_MS",
+                "must be at least LLM_RETRY_BASE_MS",
+            ));
+        }
+        if self.llm_max_tokens == Some(0) {
+            return Err(invalid("LLM_MAX_TOKENS", "must be above 0"));
+        }
+        Ok(())
+    }
+
+    /// The tool variables: limits above zero, a sandbox for the tools that need one.
+    fn check_tools(&self) -> Result<(), ConfigError> {
+        let needs_sandbox = self.enable_file_tools || self.enable_code_exec;
+        match self.tool_sandbox_dir.as_deref() {
+            Some("") => {
+                return Err(invalid(
+                    "TOOL_SANDBOX_DIR",
+                    "is set but empty; unset it or give it a value",
+                ));
+            }
+            None if needs_sandbox => {
+                return Err(invalid(
+                    "TOOL_SANDBOX_DIR",
+                    "is required when ENABLE_FILE_TOOLS or ENABLE_CODE_EXEC is true",
+                ));
+            }
+            _ => {}
+        }
+        for (var, zero) in [
+            ("WEB_FETCH_MAX_BYTES", self.web_fetch_max_bytes == 0),
+            ("WEB_FETCH_TIMEOUT_MS", self.web_fetch_timeout_ms.is_zero()),
+            ("TOOL_MAX_FILE_BYTES", self.tool_max_file_bytes == 0),
+            ("TOOL_MAX_DIR_ENTRIES", self.tool_max_dir_entries == 0),
+            ("EXEC_TIMEOUT_MS", self.exec_timeout_ms.is_zero()),
+            ("EXEC_MAX_OUTPUT_BYTES", self.exec_max_output_bytes == 0),
+        ] {
+            if zero {
+                return Err(invalid(var, "must be above 0"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -368,6 +642,12 @@ const OWNED_PREFIXES: &[&str] = &[
     "IDEMPOTENCY_",
     "LLM_",
     "SESSION_",
+    "OPENAI_",
+    "ANTHROPIC_",
+    "ENABLE_",
+    "WEB_FETCH_",
+    "TOOL_",
+    "EXEC_",
 ];
 
 /// Variables with an owned prefix that are read elsewhere (scripts, compose) and not by a binary.
@@ -505,6 +785,21 @@ mod millis {
     }
 }
 
+/// A comma-separated list of IP addresses; empty items are skipped, so an empty value is an
+/// empty list.
+fn ip_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<std::net::IpAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            a.parse().map_err(|_| {
+                de::Error::custom(format!("WEB_FETCH_ALLOWED_IPS: {a:?} is not an IP address"))
+            })
+        })
+        .collect()
+}
+
 mod seconds {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
@@ -603,6 +898,51 @@ fn default_session_max() -> usize {
 fn default_session_ttl() -> Duration {
     Duration::from_secs(DEFAULT_SESSION_TTL_S)
 }
+fn default_openai_base_url() -> String {
+    DEFAULT_OPENAI_BASE_URL.to_owned()
+}
+fn default_anthropic_base_url() -> String {
+    DEFAULT_ANTHROPIC_BASE_URL.to_owned()
+}
+fn default_llm_timeout() -> Duration {
+    Duration::from_millis(DEFAULT_LLM_TIMEOUT_MS)
+}
+fn default_llm_connect_timeout() -> Duration {
+    Duration::from_millis(DEFAULT_LLM_CONNECT_TIMEOUT_MS)
+}
+fn default_llm_max_retries() -> usize {
+    DEFAULT_LLM_MAX_RETRIES
+}
+fn default_llm_retry_base() -> Duration {
+    Duration::from_millis(DEFAULT_LLM_RETRY_BASE_MS)
+}
+fn default_llm_retry_max() -> Duration {
+    Duration::from_millis(DEFAULT_LLM_RETRY_MAX_MS)
+}
+fn default_web_fetch_max_bytes() -> usize {
+    DEFAULT_WEB_FETCH_MAX_BYTES
+}
+fn default_web_fetch_timeout() -> Duration {
+    Duration::from_millis(DEFAULT_WEB_FETCH_TIMEOUT_MS)
+}
+fn default_web_fetch_max_redirects() -> usize {
+    DEFAULT_WEB_FETCH_MAX_REDIRECTS
+}
+fn default_tool_max_file_bytes() -> usize {
+    DEFAULT_TOOL_MAX_FILE_BYTES
+}
+fn default_tool_max_dir_entries() -> usize {
+    DEFAULT_TOOL_MAX_DIR_ENTRIES
+}
+fn default_exec_timeout() -> Duration {
+    Duration::from_millis(DEFAULT_EXEC_TIMEOUT_MS)
+}
+fn default_exec_max_output() -> usize {
+    DEFAULT_EXEC_MAX_OUTPUT_BYTES
+}
+fn default_exec_path() -> String {
+    DEFAULT_EXEC_PATH.to_owned()
+}
 
 #[cfg(test)]
 mod tests {
@@ -664,6 +1004,87 @@ mod tests {
             ("PATH", "/bin"),
         ]))
         .expect("all known");
+    }
+
+    #[test]
+    fn provider_list_is_checked_at_start() {
+        let w = WorkerConfig::from_vars(&vars(&[
+            ("LLM_PROVIDER", "openai, anthropic,echo"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1"),
+            ("ANTHROPIC_API_KEY", "sk-ant-test"),
+            ("LLM_MODEL", "m"),
+        ]))
+        .expect("valid fallback list");
+        assert_eq!(w.llm_provider, vec!["openai", "anthropic", "echo"]);
+        for (pairs, var) in [
+            (vec![("LLM_PROVIDER", "gemini")], "LLM_PROVIDER"),
+            (vec![("LLM_PROVIDER", "echo,echo")], "LLM_PROVIDER"),
+            (
+                vec![("LLM_PROVIDER", "anthropic"), ("LLM_MODEL", "m")],
+                "ANTHROPIC_API_KEY",
+            ),
+            (
+                vec![("LLM_PROVIDER", "openai"), ("LLM_MODEL", "m")],
+                "OPENAI_API_KEY",
+            ),
+            (
+                vec![("LLM_PROVIDER", "openai"), ("OPENAI_API_KEY", "k")],
+                "LLM_MODEL",
+            ),
+            (
+                vec![("OPENAI_BASE_URL", "api.openai.com")],
+                "OPENAI_BASE_URL",
+            ),
+            (vec![("OPENAI_API_KEY", "")], "OPENAI_API_KEY"),
+            (vec![("LLM_RETRY_MAX_MS", "1")], "LLM_RETRY_MAX_MS"),
+        ] {
+            let e = WorkerConfig::from_vars(&vars(&pairs)).expect_err("invalid");
+            assert!(e.to_string().contains(var), "{pairs:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn tools_need_a_sandbox_and_parse_their_lists() {
+        let e = WorkerConfig::from_vars(&vars(&[("ENABLE_FILE_TOOLS", "true")]))
+            .expect_err("no sandbox");
+        assert!(e.to_string().contains("TOOL_SANDBOX_DIR"), "{e}");
+        let w = WorkerConfig::from_vars(&vars(&[
+            ("ENABLE_CODE_EXEC", "true"),
+            ("TOOL_SANDBOX_DIR", "/tmp/sb"),
+            ("WEB_FETCH_ALLOWED_IPS", "10.0.0.7, ::1"),
+        ]))
+        .expect("valid");
+        assert!(w.enable_code_exec && !w.enable_file_tools && !w.enable_web_search);
+        assert_eq!(w.web_fetch_allowed_ips.len(), 2);
+        let w = WorkerConfig::from_vars(&vars(&[("WEB_FETCH_ALLOWED_IPS", "")])).expect("empty");
+        assert!(w.web_fetch_allowed_ips.is_empty());
+        let e = WorkerConfig::from_vars(&vars(&[("WEB_FETCH_ALLOWED_IPS", "example.com")]))
+            .expect_err("not an address");
+        assert!(e.to_string().contains("WEB_FETCH_ALLOWED_IPS"), "{e}");
+        check_unknown(&vars(&[
+            ("ENABLE_WEB_SEARCH", "true"),
+            ("WEB_FETCH_MAX_BYTES", "10"),
+            ("EXEC_TIMEOUT_MS", "10"),
+            ("OPENAI_API_KEY", "k"),
+        ]))
+        .expect("known");
+        let e = check_unknown(&vars(&[("ENABLE_WEB_FETCH", "true")])).expect_err("typo");
+        assert!(e.to_string().contains("ENABLE_WEB_FETCH"), "{e}");
+    }
+
+    #[test]
+    fn api_keys_are_redacted_in_debug() {
+        let w = WorkerConfig::from_vars(&vars(&[
+            ("OPENAI_API_KEY", "sk-secret-1"),
+            ("ANTHROPIC_API_KEY", "sk-ant-secret-2"),
+        ]))
+        .expect("valid");
+        let shown = format!("{w:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert_eq!(
+            w.openai_api_key.as_ref().map(Secret::expose),
+            Some("sk-secret-1")
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`scripts`]: the `.lua` scripts (enqueue, start, complete, fail, promote, …), one typed
 //!   wrapper each.
 //! - [`store`]: connection pool, blocking connections, group set-up, record reads.
+//! - [`metrics`]: metric names and the Prometheus recorder.
 //! - [`retry`]: retrying Redis calls with backoff while Redis is unreachable.
 //! - [`signals`]: SIGTERM/SIGINT → graceful shutdown.
 //! - [`clock`]: time as the records store it.
@@ -16,6 +17,7 @@
 pub mod clock;
 pub mod config;
 pub mod keys;
+pub mod metrics;
 pub mod retry;
 pub mod scripts;
 pub mod signals;

@@ -32,7 +32,7 @@ const SLOW_EVERY: usize = 4;
 const SLOW_MS: u64 = 300;
 
 async fn post_echo(d: &Dispatcher, n: usize) -> String {
-    let body = if n % SLOW_EVERY == 0 {
+    let body = if n.is_multiple_of(SLOW_EVERY) {
         json!({"kind": "tool", "payload": {"tool": "sleep", "args": {"ms": SLOW_MS}}})
     } else {
         json!({"kind": "tool", "payload": {"tool": "echo", "args": {"n": n}}})

@@ -1,12 +1,14 @@
 //! Runs a chat task: builds the conversation from the session history in Redis and the payload,
-//! asks the provider, and appends the turn to the session once the answer exists.
+//! asks the providers (in fallback order), and appends the turn to the session once the answer
+//! exists, so a failed or retried call never leaves half a turn behind.
 
 use serde_json::{Value, json};
 use switchyard_shared::scripts;
 use switchyard_shared::task::{ChatMessage, ChatPayload, decode_payload};
+use tracing::debug;
 
 use crate::context::Ctx;
-use crate::providers::{ChatRequest, Provider, ProviderError};
+use crate::providers::{ChatRequest, Provider};
 use crate::tools::ToolError;
 
 /// A session message as stored: the message plus the task that wrote it, which makes appending
@@ -28,7 +30,6 @@ pub async fn run(
 ) -> Result<Value, ToolError> {
     let p: ChatPayload =
         decode_payload(payload).map_err(|e| ToolError::Permanent(e.to_string()))?;
-    let model = p.model.clone().unwrap_or_else(|| ctx.cfg.llm_model.clone());
     let mut messages = Vec::new();
     if let Some(session) = &p.session_id {
         messages = load_history(ctx, session).await?;
@@ -54,21 +55,32 @@ pub async fn run(
     };
     messages.push(new_message.clone());
     let req = ChatRequest {
-        model,
+        model: p.model.clone(),
         system: p.system.clone(),
         messages,
     };
-    let answer = provider.complete(&req).await.map_err(|e| match e {
-        ProviderError::Retryable { .. } => ToolError::Retryable(e.to_string()),
-        ProviderError::Permanent { .. } => ToolError::Permanent(e.to_string()),
+    let answer = provider.complete(&req).await.map_err(|e| {
+        if e.is_retryable() {
+            ToolError::Retryable(e.to_string())
+        } else {
+            ToolError::Permanent(e.to_string())
+        }
     })?;
+    debug!(
+        task_id,
+        provider = answer.provider,
+        model = %answer.model,
+        prompt_tokens = answer.usage.prompt_tokens,
+        completion_tokens = answer.usage.completion_tokens,
+        "chat answered"
+    );
     if let Some(session) = &p.session_id {
         append_turn(ctx, session, task_id, &new_message, &answer.text).await?;
     }
     Ok(json!({
         "response": answer.text,
         "model": answer.model,
-        "provider": provider.name(),
+        "provider": answer.provider,
         "session_id": p.session_id,
         "usage": answer.usage,
     }))

@@ -11,7 +11,9 @@ use switchyard_shared::task::TaskKind;
 use crate::chat;
 use crate::context::{Ctx, InFlight, StopReason};
 use crate::providers::Provider;
-use crate::tools::{self, ToolError};
+use std::sync::Arc;
+
+use crate::tools::{ToolError, Toolbox};
 
 /// How an attempt ended; the reporter acts on this alone.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,12 +37,17 @@ pub enum Outcome {
 pub struct Executor {
     ctx: Ctx,
     provider: Provider,
+    toolbox: Arc<Toolbox>,
 }
 
 impl Executor {
-    /// An executor for tasks of this worker.
-    pub fn new(ctx: Ctx, provider: Provider) -> Self {
-        Self { ctx, provider }
+    /// An executor for tasks of this worker, with the tools it serves.
+    pub fn new(ctx: Ctx, provider: Provider, toolbox: Toolbox) -> Self {
+        Self {
+            ctx,
+            provider,
+            toolbox: Arc::new(toolbox),
+        }
     }
 
     /// Runs `task` until it ends, is timed out, or `flight` is stopped.
@@ -57,11 +64,16 @@ impl Executor {
             0 => self.ctx.cfg.worker_timeout_ms,
             ms => Duration::from_millis(ms),
         };
-        let (ctx, provider, id) = (self.ctx.clone(), self.provider.clone(), task.id.clone());
+        let (ctx, provider, toolbox, id) = (
+            self.ctx.clone(),
+            self.provider.clone(),
+            self.toolbox.clone(),
+            task.id.clone(),
+        );
         // Its own tokio task, so a panic surfaces as a JoinError instead of unwinding the worker.
         let mut handle = tokio::spawn(async move {
             match kind {
-                TaskKind::Tool => tools::run(&payload).await,
+                TaskKind::Tool => toolbox.run(&payload).await,
                 TaskKind::Chat => chat::run(&ctx, &provider, &id, &payload).await,
             }
         });

@@ -1,5 +1,5 @@
 //! The worker's small HTTP server: `GET /health` (`{status, worker_id, current_tasks}`) for
-//! probes and operators. Workers need no inbound port for work; this one is for watching.
+//! probes and operators, and `GET /metrics` for Prometheus. Workers need no inbound port for work; this one is for watching.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -10,7 +10,10 @@ use crate::context::Ctx;
 
 /// The health routes.
 pub fn router(ctx: Ctx) -> Router {
-    Router::new().route("/health", get(health)).with_state(ctx)
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(prometheus))
+        .with_state(ctx)
 }
 
 async fn health(State(ctx): State<Ctx>) -> Json<Value> {
@@ -25,4 +28,14 @@ async fn health(State(ctx): State<Ctx>) -> Json<Value> {
         "processed": ctx.processed.load(std::sync::atomic::Ordering::Relaxed),
         "failed": ctx.failed.load(std::sync::atomic::Ordering::Relaxed),
     }))
+}
+
+async fn prometheus() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        switchyard_shared::metrics::install().render(),
+    )
 }

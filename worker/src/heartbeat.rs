@@ -13,6 +13,7 @@ use switchyard_shared::store::StoreError;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::capabilities;
 use crate::context::{Ctx, InFlight, StopReason, lock};
 
 /// How many intervals a registry record outlives its last refresh.
@@ -100,6 +101,11 @@ impl Heartbeat {
             ("pid", std::process::id().to_string()),
             ("queues", json!(ctx.cfg.worker_queues).to_string()),
             ("concurrency", ctx.cfg.worker_concurrency.to_string()),
+            (
+                "capabilities",
+                json!(capabilities::served_tools(&ctx.cfg)).to_string(),
+            ),
+            ("providers", json!(ctx.cfg.llm_provider).to_string()),
             ("in_flight", json!(ids).to_string()),
             (
                 "processed",

@@ -13,6 +13,7 @@
 //! - [`shutdown`]: hands pending entries back to their queues; leaves the groups.
 //! - [`health`]: `GET /health`.
 //! - [`tools`], [`providers`], [`chat`]: what tasks run.
+//! - [`capabilities`]: which tools this worker serves and which queues carry them.
 //! - [`backoff`]: retry delays.
 //! - [`context`]: state shared by all of the above.
 //!
@@ -20,6 +21,7 @@
 
 pub mod backoff;
 pub mod canceller;
+pub mod capabilities;
 pub mod chat;
 pub mod consumer;
 pub mod context;
@@ -69,7 +71,11 @@ impl Settings {
         Ok(Self {
             redis: RedisConfig::from_vars(vars)?,
             log: LogConfig::from_vars(vars)?,
-            worker: WorkerConfig::from_vars(vars)?,
+            worker: {
+                let w = WorkerConfig::from_vars(vars)?;
+                capabilities::check_queues(&w)?;
+                w
+            },
         })
     }
 }
@@ -88,9 +94,12 @@ pub enum WorkerError {
         /// Cause.
         source: std::io::Error,
     },
-    /// `LLM_PROVIDER` names an unsupported provider.
+    /// The chat providers could not be set up.
     #[error(transparent)]
-    Provider(#[from] providers::UnknownProvider),
+    Provider(#[from] providers::SetupError),
+    /// The enabled tools could not be set up.
+    #[error(transparent)]
+    Tools(#[from] tools::ToolSetupError),
 }
 
 /// Extra time, after the grace period, for interrupted tasks to be handed back.
@@ -101,7 +110,9 @@ const HAND_BACK_MARGIN: Duration = Duration::from_secs(3);
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), WorkerError> {
     let cfg = settings.worker;
     let id = cfg.worker_id.clone().unwrap_or_else(default_worker_id);
-    let provider = providers::Provider::from_names(&cfg.llm_provider)?;
+    let provider = providers::Provider::from_config(&cfg)?;
+    let toolbox = tools::Toolbox::from_config(&cfg)?;
+    capabilities::warn_unused(&cfg);
     let pool = store::create_pool(&settings.redis)?;
     let ctx = Arc::new(WorkerContext {
         id: id.clone(),
@@ -139,9 +150,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     if recovered > 0 {
         info!(worker = %id, recovered, "handed back tasks left by an earlier run of this worker");
     }
-    info!(worker = %id, queues = ?ctx.cfg.worker_queues, concurrency = ctx.cfg.worker_concurrency, health = %local, provider = provider.name(), "worker started");
+    info!(worker = %id, queues = ?ctx.cfg.worker_queues, concurrency = ctx.cfg.worker_concurrency, health = %local, provider = %provider.name(), tools = ?capabilities::served_tools(&ctx.cfg), "worker started");
 
     let background = CancellationToken::new();
+    let upkeep = tokio::spawn(switchyard_shared::metrics::upkeep(
+        switchyard_shared::metrics::install(),
+        background.clone(),
+    ));
     let give_up = CancellationToken::new();
     let tracker = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(ctx.cfg.worker_concurrency));
@@ -163,7 +178,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
                 .await
         }
     });
-    let executor = executor::Executor::new(ctx.clone(), provider);
+    let executor = executor::Executor::new(ctx.clone(), provider, toolbox);
     let runner = runner::Runner::new(
         ctx.clone(),
         executor,
@@ -221,7 +236,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         warn!(worker = %id, error = %e, "could not remove the registry record; it expires by itself");
     }
     background.cancel();
-    let _ = tokio::join!(heartbeat_task, canceller, health);
+    let _ = tokio::join!(heartbeat_task, canceller, health, upkeep);
     info!(worker = %id, "worker stopped");
     Ok(())
 }

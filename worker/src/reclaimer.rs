@@ -14,8 +14,10 @@
 
 use std::time::Duration;
 
+use metrics::counter;
 use redis::streams::{StreamClaimReply, StreamInfoConsumersReply, StreamPendingCountReply};
 use switchyard_shared::keys::GROUP;
+use switchyard_shared::metrics as m;
 use switchyard_shared::scripts::Delivered;
 use switchyard_shared::store::StoreError;
 use tokio::sync::OwnedSemaphorePermit;
@@ -171,6 +173,8 @@ impl Reclaimer {
                 info!(component = "reclaimer", queue, dead_worker = %c.name, worker = %ctx.id, entries = n, "claimed a dead worker's entries");
             }
             report.from_dead += n;
+            counter!(m::WORKER_RECLAIMED, "queue" => queue.to_owned(), "source" => "dead")
+                .increment(n as u64);
             con = ctx.pool.get().await?;
         }
         Ok(())
@@ -212,6 +216,8 @@ impl Reclaimer {
             warn!(component = "reclaimer", queue, worker = %ctx.id, entries = n, lease_ms = ctx.cfg.lease_timeout_ms.as_millis() as u64, "claimed entries whose lease expired (owner hung?)");
         }
         report.from_expired_leases += n;
+        counter!(m::WORKER_RECLAIMED, "queue" => queue.to_owned(), "source" => "lease")
+            .increment(n as u64);
         Ok(())
     }
 

@@ -6,13 +6,16 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use metrics::{counter, histogram};
 use rand::SeedableRng;
 use switchyard_shared::clock;
+use switchyard_shared::metrics as m;
 use switchyard_shared::retry::while_unavailable;
 use switchyard_shared::scripts::{
     self, CompleteStatus, Completion, Delivered, FailMode, FailStatus, Failure, Started,
 };
 use switchyard_shared::store::StoreError;
+use switchyard_shared::task::KNOWN_TOOLS;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -69,8 +72,38 @@ pub fn reporter(ctx: Ctx, give_up: CancellationToken) -> (Reporter, Completer) {
 }
 
 impl Reporter {
-    /// Commits `outcome` of `task` (on `queue`), which ran for `ran`.
+    /// Commits `outcome` of `task` (on `queue`), which ran for `ran`, and records its metrics.
     pub async fn report(&self, queue: &str, task: &Started, outcome: Outcome, ran: Duration) {
+        let what = task_label(task);
+        let llm = match &outcome {
+            Outcome::Done(v) if what == "chat" => llm_usage(v),
+            _ => None,
+        };
+        let label = self.commit(queue, task, outcome, ran).await;
+        counter!(m::WORKER_ATTEMPTS, "queue" => queue.to_owned(), "outcome" => label).increment(1);
+        histogram!(m::WORKER_RUN_TIME, "queue" => queue.to_owned(), "task" => what)
+            .record(ran.as_secs_f64());
+        if let Some(u) = llm.filter(|_| label == "succeeded") {
+            let labels = [("provider", u.provider), ("model", u.model)];
+            counter!(m::LLM_REQUESTS, &labels).increment(1);
+            // The chat attempt's run time: the provider call plus the session read and write.
+            histogram!(m::LLM_LATENCY, &labels).record(ran.as_secs_f64());
+            let [p, mo] = labels;
+            counter!(m::LLM_TOKENS, "provider" => p.1.clone(), "model" => mo.1.clone(), "type" => "prompt")
+                .increment(u.prompt_tokens);
+            counter!(m::LLM_TOKENS, "provider" => p.1, "model" => mo.1, "type" => "completion")
+                .increment(u.completion_tokens);
+        }
+    }
+
+    /// Commits `outcome` and answers its label for the metrics.
+    async fn commit(
+        &self,
+        queue: &str,
+        task: &Started,
+        outcome: Outcome,
+        ran: Duration,
+    ) -> &'static str {
         let ctx = &self.ctx;
         let duration_ms = ran.as_millis() as u64;
         let (id, attempt) = (task.id.as_str(), task.attempts);
@@ -107,13 +140,13 @@ impl Reporter {
                         task_id = id,
                         queue, "completer stopped; result left for the reclaimer"
                     );
-                    return;
+                    return "error";
                 }
                 match rx.await {
                     Ok(Ok(CompleteStatus::Succeeded)) => {
                         ctx.count(true);
                         info!(task_id = id, queue, worker = %ctx.id, attempt, duration_ms, state = "succeeded", "task succeeded");
-                        return;
+                        return "succeeded";
                     }
                     Ok(Ok(CompleteStatus::Fenced)) => Ok("fenced"),
                     Ok(Err(e)) => Err(e),
@@ -181,17 +214,19 @@ impl Reporter {
                 })
                 .await;
                 info!(task_id = id, queue, worker = %ctx.id, attempt, state = "queued", "task handed back on shutdown");
-                status.map(|_| "handed back").map_err(|e| e.to_string())
+                status.map(|_| "handed_back").map_err(|e| e.to_string())
             }
             Outcome::Abandon => Ok("abandoned"),
         };
         match result {
             Ok("fenced") => {
                 warn!(task_id = id, queue, worker = %ctx.id, attempt, "late completion dropped: the entry was reclaimed by another worker");
+                "fenced"
             }
-            Ok(_) => {}
+            Ok(label) => label,
             Err(e) => {
                 warn!(task_id = id, queue, worker = %ctx.id, attempt, error = %e, "could not record the outcome; the entry stays pending for the reclaimer");
+                "error"
             }
         }
     }
@@ -210,9 +245,43 @@ impl Reporter {
 
 fn fail_label(s: FailStatus) -> &'static str {
     match s {
+        FailStatus::Retrying => "retrying",
+        FailStatus::Dead => "dead",
+        FailStatus::Failed => "failed",
+        FailStatus::Cancelled => "cancelled",
         FailStatus::Fenced => "fenced",
-        _ => "recorded",
     }
+}
+
+/// The metrics label of a task: `chat`, or its tool name (only known names, so a client cannot
+/// grow the label set).
+fn task_label(task: &Started) -> &'static str {
+    if task.kind.as_deref() == Some("chat") {
+        return "chat";
+    }
+    let tool = task
+        .payload
+        .as_deref()
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .and_then(|v| v.get("tool").and_then(|t| t.as_str()).map(str::to_owned));
+    tool.and_then(|t| KNOWN_TOOLS.iter().find(|k| **k == t).copied())
+        .unwrap_or("unknown")
+}
+
+struct LlmUsage {
+    provider: String,
+    model: String,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+}
+
+fn llm_usage(result: &serde_json::Value) -> Option<LlmUsage> {
+    Some(LlmUsage {
+        provider: result.get("provider")?.as_str()?.to_owned(),
+        model: result.get("model")?.as_str()?.to_owned(),
+        prompt_tokens: result.pointer("/usage/prompt_tokens")?.as_u64()?,
+        completion_tokens: result.pointer("/usage/completion_tokens")?.as_u64()?,
+    })
 }
 
 impl Completer {

@@ -5,7 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use metrics::{gauge, histogram};
 use switchyard_shared::clock;
+use switchyard_shared::metrics as m;
 use switchyard_shared::retry::while_unavailable;
 use switchyard_shared::scripts::{self, Delivered, StartStatus, Started};
 use switchyard_shared::store::StoreError;
@@ -124,13 +126,23 @@ impl Runner {
     }
 
     fn spawn(&self, queue: String, task: Started, permit: OwnedSemaphorePermit) {
+        if task.attempts == 1
+            && let Some(created) = m::created_ms(&task.id)
+        {
+            histogram!(m::WORKER_WAIT_TIME, "queue" => queue.clone())
+                .record(clock::now_ms().saturating_sub(created) as f64 / 1000.0);
+        }
         let flight = InFlight {
             queue: queue.clone(),
             entry: task.entry.clone(),
             stop: CancellationToken::new(),
             reason: Arc::new(Mutex::new(None)),
         };
-        lock(&self.ctx.in_flight).insert(task.id.clone(), flight.clone());
+        {
+            let mut in_flight = lock(&self.ctx.in_flight);
+            in_flight.insert(task.id.clone(), flight.clone());
+            gauge!(m::WORKER_IN_FLIGHT).set(in_flight.len() as f64);
+        }
         let (ctx, executor, reporter) = (
             self.ctx.clone(),
             self.executor.clone(),
@@ -141,7 +153,11 @@ impl Runner {
             info!(task_id = %task.id, queue = %queue, worker = %ctx.id, attempt = task.attempts, state = "running", "task started");
             let outcome = executor.execute(&task, &flight).await;
             reporter.report(&queue, &task, outcome, began.elapsed()).await;
-            lock(&ctx.in_flight).remove(&task.id);
+            {
+                let mut in_flight = lock(&ctx.in_flight);
+                in_flight.remove(&task.id);
+                gauge!(m::WORKER_IN_FLIGHT).set(in_flight.len() as f64);
+            }
             drop(permit);
         });
     }

@@ -1,6 +1,7 @@
 //! The HTTP API (SPEC §6): routes, bearer auth on `/api/*`, body limit, JSON errors.
 //!
-//! One file per resource: [`tasks`], [`chat`], [`workers`], [`queues`], [`dead`], [`health`];
+//! One file per resource: [`tasks`], [`chat`], [`workers`], [`queues`], [`dead`], [`health`],
+//! [`metrics`];
 //! [`error`] maps failures to statuses, [`extract`] turns bad input into 400/413, [`auth`] checks
 //! the token.
 
@@ -10,6 +11,7 @@ pub mod dead;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod metrics;
 pub mod queues;
 pub mod tasks;
 pub mod workers;
@@ -32,16 +34,19 @@ pub fn router(state: AppState) -> Router {
         .route("/api/dead", get(dead::list))
         .route("/api/dead/{id}/retry", post(dead::retry))
         .route("/api/health/all", get(health::all))
+        .route("/api/metrics", get(metrics::summary))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_bearer,
         ));
     Router::new()
         .route("/health", get(health::live))
+        .route("/metrics", get(metrics::prometheus))
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))
+        .route_layer(middleware::from_fn(metrics::track))
         .with_state(state)
 }
 

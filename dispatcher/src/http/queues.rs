@@ -3,29 +3,16 @@
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
-use switchyard_shared::store::{self, StoreError};
+use switchyard_shared::store::StoreError;
 
 use super::error::ApiError;
 use crate::state::AppState;
-use crate::stats::{QueueStats, queue_stats};
+use crate::stats::{QueueStats, sample};
 
-/// Reads every queue's numbers; re-creates a missing stream and group (Redis restarted empty)
-/// instead of failing.
+/// Reads every queue's numbers in one round trip.
 pub async fn all_queue_stats(state: &AppState) -> Result<Vec<QueueStats>, StoreError> {
     let mut con = state.pool.get().await?;
-    let mut out = Vec::with_capacity(state.cfg.queues.len());
-    for q in &state.cfg.queues {
-        let s = match queue_stats(&mut *con, &state.keys, q).await {
-            Ok(s) => s,
-            Err(StoreError::Redis(e)) if e.to_string().contains("no such key") => {
-                store::ensure_groups(&mut *con, &state.keys, std::slice::from_ref(q)).await?;
-                queue_stats(&mut *con, &state.keys, q).await?
-            }
-            Err(e) => return Err(e),
-        };
-        out.push(s);
-    }
-    Ok(out)
+    sample(&mut *con, &state.keys, &state.cfg.queues).await
 }
 
 /// `GET /api/queues`.

@@ -2,15 +2,24 @@
 //! the conversation history (it reports the turn number and quotes the previous message), so
 //! multi-turn behaviour can be tested offline.
 
-use super::{ChatRequest, ChatResponse, Usage};
+use super::{Backend, ChatRequest, ChatResponse, ProviderError, Usage};
 
 /// Deterministic, offline chat provider.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Echo;
+#[derive(Debug, Clone, Default)]
+pub struct Echo {
+    model: String,
+}
 
 impl Echo {
+    /// An echo provider whose default model name is `model` (`LLM_MODEL`).
+    pub fn new(model: &str) -> Self {
+        Self {
+            model: model.to_owned(),
+        }
+    }
+
     /// Answers `req`: echoes the last user message with the turn number and the previous one.
-    pub fn complete(&self, req: &ChatRequest) -> ChatResponse {
+    pub fn answer(&self, model: &str, req: &ChatRequest) -> ChatResponse {
         let users: Vec<&str> = req
             .messages
             .iter()
@@ -35,8 +44,27 @@ impl Echo {
                 completion_tokens: count(&text),
             },
             text,
-            model: req.model.clone(),
+            model: model.to_owned(),
+            provider: "echo",
         }
+    }
+}
+
+impl Backend for Echo {
+    fn name(&self) -> &'static str {
+        "echo"
+    }
+
+    fn default_model(&self) -> &str {
+        &self.model
+    }
+
+    async fn complete(
+        &self,
+        model: &str,
+        req: &ChatRequest,
+    ) -> Result<ChatResponse, ProviderError> {
+        Ok(self.answer(model, req))
     }
 }
 
@@ -54,26 +82,32 @@ mod tests {
 
     #[test]
     fn first_turn_has_no_history() {
-        let r = Echo.complete(&ChatRequest {
-            model: "echo-1".into(),
-            system: None,
-            messages: vec![msg("user", "hello")],
-        });
+        let r = Echo::new("echo-1").answer(
+            "echo-1",
+            &ChatRequest {
+                model: None,
+                system: None,
+                messages: vec![msg("user", "hello")],
+            },
+        );
         assert_eq!(r.text, "echo: hello (turn 1)");
         assert_eq!(r.usage.prompt_tokens, 1);
     }
 
     #[test]
     fn later_turns_quote_the_previous_message() {
-        let r = Echo.complete(&ChatRequest {
-            model: "echo-1".into(),
-            system: Some("be brief".into()),
-            messages: vec![
-                msg("user", "my name is Ada"),
-                msg("assistant", "echo: my name is Ada (turn 1)"),
-                msg("user", "what is my name?"),
-            ],
-        });
+        let r = Echo::new("echo-1").answer(
+            "echo-1",
+            &ChatRequest {
+                model: None,
+                system: Some("be brief".into()),
+                messages: vec![
+                    msg("user", "my name is Ada"),
+                    msg("assistant", "echo: my name is Ada (turn 1)"),
+                    msg("user", "what is my name?"),
+                ],
+            },
+        );
         assert_eq!(
             r.text,
             "echo: what is my name? (turn 2; 1 earlier turn(s), previous message: \"my name is Ada\")"

@@ -1,26 +1,43 @@
-//! Chat (LLM) providers behind one small interface: a conversation in, an answer with token
-//! usage out. `echo` is built in, deterministic and offline; it is the default.
+//! Chat (LLM) providers behind one small trait, [`Backend`]: a conversation in, an answer with
+//! token usage out. `echo` is built in, deterministic and offline (the default); `openai` speaks
+//! any OpenAI-compatible chat completions API; `anthropic` the messages API. [`Provider`] is the
+//! configured `LLM_PROVIDER` list: each backend retries its own 429/5xx/timeouts, and when it is
+//! still unavailable the next one in the list is asked.
+//!
+//! # Layout
+//! - [`echo`], [`openai`], [`anthropic`]: one backend each.
+//! - [`http`]: the client, retries with `Retry-After`, error messages without the key.
 
-mod echo;
+pub mod anthropic;
+pub mod echo;
+pub mod http;
+pub mod openai;
+
+use std::future::Future;
+use std::sync::Arc;
 
 use serde::Serialize;
+use switchyard_shared::config::WorkerConfig;
 use switchyard_shared::task::ChatMessage;
+use tracing::warn;
 
+pub use anthropic::Anthropic;
 pub use echo::Echo;
+pub use openai::OpenAi;
 
 /// A conversation to answer.
 #[derive(Debug, Clone)]
 pub struct ChatRequest {
-    /// Model name.
-    pub model: String,
+    /// Model the task asked for; the first provider's configured model when absent.
+    pub model: Option<String>,
     /// Optional system prompt.
     pub system: Option<String>,
     /// History and the new user message, oldest first.
     pub messages: Vec<ChatMessage>,
 }
 
-/// Token counts of one call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Token counts of one call (zero when a compatible server reports none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Usage {
     /// Tokens sent.
     pub prompt_tokens: u64,
@@ -35,65 +52,199 @@ pub struct ChatResponse {
     pub text: String,
     /// Model that answered.
     pub model: String,
+    /// Provider that answered.
+    pub provider: &'static str,
     /// Tokens used.
     pub usage: Usage,
 }
 
-/// A failed provider call.
+/// A failed provider call. Messages carry the provider's own words, never the API key.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
-    /// Rate limited or a server error: worth another attempt.
+    /// Rate limited, a server error, a timeout or no connection, after the provider's retries.
     #[error("{provider}: {message}")]
     Retryable {
         /// Provider name.
         provider: &'static str,
-        /// What happened (never the API key).
+        /// What happened.
         message: String,
     },
-    /// The request itself is wrong (4xx): fails the same way every time.
+    /// The request itself was refused (4xx other than 429) or the answer is unreadable: fails
+    /// the same way every time.
     #[error("{provider}: {message}")]
     Permanent {
         /// Provider name.
         provider: &'static str,
-        /// What happened (never the API key).
+        /// What happened.
         message: String,
     },
+    /// Every provider of the fallback list failed, at least one of them transiently.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; then "))]
+    Exhausted(Vec<ProviderError>),
 }
 
-/// The configured provider.
+impl ProviderError {
+    /// Whether a later attempt of the task may succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Self::Permanent { .. })
+    }
+}
+
+/// Why the configured providers could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// `LLM_PROVIDER` names a provider this build lacks (the config check normally stops this).
+    #[error("configuration: LLM_PROVIDER: unknown provider {0:?}")]
+    Unknown(String),
+    /// An API key that cannot be sent in a header.
+    #[error("configuration: {0}: holds characters an HTTP header cannot carry")]
+    BadKey(&'static str),
+    /// The HTTP client (TLS set-up) could not be built.
+    #[error("cannot build the provider HTTP client: {0}")]
+    Client(reqwest::Error),
+}
+
+/// What every chat provider does.
+pub trait Backend {
+    /// Name recorded in results and logs.
+    fn name(&self) -> &'static str;
+    /// Model used when the task names none (`{PROVIDER}_MODEL`, else `LLM_MODEL`).
+    fn default_model(&self) -> &str;
+    /// Answers `req` with `model`, after this provider's own retries.
+    fn complete(
+        &self,
+        model: &str,
+        req: &ChatRequest,
+    ) -> impl Future<Output = Result<ChatResponse, ProviderError>> + Send;
+}
+
+/// One configured backend.
 #[derive(Debug, Clone)]
-pub enum Provider {
+pub enum AnyBackend {
     /// Built-in echo.
     Echo(Echo),
+    /// OpenAI-compatible chat completions.
+    OpenAi(OpenAi),
+    /// Anthropic messages.
+    Anthropic(Anthropic),
 }
 
-/// A provider name that `LLM_PROVIDER` may not use (yet).
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "configuration: LLM_PROVIDER {0:?} is not supported by this build; supported: echo (openai and anthropic are planned)"
-)]
-pub struct UnknownProvider(pub String);
+impl AnyBackend {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Echo(b) => b.name(),
+            Self::OpenAi(b) => b.name(),
+            Self::Anthropic(b) => b.name(),
+        }
+    }
+
+    fn default_model(&self) -> &str {
+        match self {
+            Self::Echo(b) => b.default_model(),
+            Self::OpenAi(b) => b.default_model(),
+            Self::Anthropic(b) => b.default_model(),
+        }
+    }
+
+    async fn complete(
+        &self,
+        model: &str,
+        req: &ChatRequest,
+    ) -> Result<ChatResponse, ProviderError> {
+        match self {
+            Self::Echo(b) => b.complete(model, req).await,
+            Self::OpenAi(b) => b.complete(model, req).await,
+            Self::Anthropic(b) => b.complete(model, req).await,
+        }
+    }
+}
+
+/// The configured providers in fallback order (`LLM_PROVIDER`); cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    chain: Arc<[AnyBackend]>,
+}
 
 impl Provider {
-    /// Builds the provider `LLM_PROVIDER` names (the first of a fallback list).
-    pub fn from_names(names: &[String]) -> Result<Self, UnknownProvider> {
-        match names.first().map(|s| s.trim()) {
-            Some("echo") | None => Ok(Self::Echo(Echo)),
-            Some(other) => Err(UnknownProvider(other.to_owned())),
+    /// Builds the providers `LLM_PROVIDER` names, in its order.
+    pub fn from_config(cfg: &WorkerConfig) -> Result<Self, SetupError> {
+        let mut chain = Vec::new();
+        for name in &cfg.llm_provider {
+            chain.push(match name.as_str() {
+                "echo" => AnyBackend::Echo(Echo::new(&cfg.llm_model)),
+                "openai" => AnyBackend::OpenAi(OpenAi::from_config(cfg)?),
+                "anthropic" => AnyBackend::Anthropic(Anthropic::from_config(cfg)?),
+                other => return Err(SetupError::Unknown(other.to_owned())),
+            });
+        }
+        if chain.is_empty() {
+            chain.push(AnyBackend::Echo(Echo::new(&cfg.llm_model)));
+        }
+        let remote = chain
+            .iter()
+            .filter(|b| !matches!(b, AnyBackend::Echo(_)))
+            .count();
+        let budget = cfg
+            .llm_timeout_ms
+            .saturating_mul(cfg.llm_max_retries as u32 + 1);
+        if chain.len() > 1 && remote > 0 && budget >= cfg.worker_timeout_ms {
+            warn!(
+                llm_timeout_ms = cfg.llm_timeout_ms.as_millis() as u64,
+                llm_max_retries = cfg.llm_max_retries,
+                worker_timeout_ms = cfg.worker_timeout_ms.as_millis() as u64,
+                "a hung provider can use the whole task timeout before the next provider is asked; lower LLM_TIMEOUT_MS or LLM_MAX_RETRIES"
+            );
+        }
+        Ok(Self::new(chain))
+    }
+
+    /// A provider list from backends built by hand (tests).
+    pub fn new(chain: Vec<AnyBackend>) -> Self {
+        Self {
+            chain: chain.into(),
         }
     }
 
-    /// Name recorded in results and metrics.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Echo(_) => "echo",
-        }
+    /// The providers' names in fallback order, joined by commas (`openai,anthropic`).
+    pub fn name(&self) -> String {
+        self.names().join(",")
     }
 
-    /// Answers a conversation.
+    /// The providers' names in fallback order.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.chain.iter().map(AnyBackend::name).collect()
+    }
+
+    /// Answers a conversation with the first provider that can. The task's model goes to the
+    /// first provider; fallbacks use their own configured model, since model names rarely carry
+    /// over between vendors. A permanent refusal by the first provider ends the list at once.
     pub async fn complete(&self, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
-        match self {
-            Self::Echo(p) => Ok(p.complete(req)),
+        let mut failures = Vec::new();
+        for (i, backend) in self.chain.iter().enumerate() {
+            let model = match (&req.model, i) {
+                (Some(m), 0) => m.as_str(),
+                _ => backend.default_model(),
+            };
+            match backend.complete(model, req).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) if !e.is_retryable() && failures.is_empty() => return Err(e),
+                Err(e) => {
+                    let stop = !e.is_retryable();
+                    if let Some(next) = self.chain.get(i + 1).filter(|_| !stop) {
+                        warn!(provider = backend.name(), next = next.name(), error = %e, "provider unavailable; asking the next one");
+                    }
+                    failures.push(e);
+                    // A refusal by a fallback ends the list, but the task stays retryable:
+                    // the provider before it may recover.
+                    if stop {
+                        break;
+                    }
+                }
+            }
         }
+        Err(match failures.len() {
+            1 => failures.remove(0),
+            _ => ProviderError::Exhausted(failures),
+        })
     }
 }

@@ -1,0 +1,80 @@
+//! The stats sampler: every few seconds, one pipeline reads every queue's numbers and the worker
+//! registry, and sets the Prometheus gauges. Scrapes then cost Redis nothing, however many
+//! Prometheus servers scrape.
+
+use std::time::{Duration, Instant};
+
+use metrics::gauge;
+use switchyard_shared::metrics as m;
+use switchyard_shared::store::StoreError;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::http::workers::list_workers;
+use crate::state::AppState;
+use crate::stats::sample;
+
+/// How often the gauges are refreshed.
+pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Samples queue and worker gauges.
+#[derive(Debug)]
+pub struct Sampler {
+    state: AppState,
+}
+
+impl Sampler {
+    /// A sampler over the dispatcher's queues.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    /// Samples every [`SAMPLE_INTERVAL`] until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut every = tokio::time::interval(SAMPLE_INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            if let Err(e) = self.tick().await {
+                warn!(component = "sampler", error = %e, "sampling queue stats failed");
+            }
+        }
+    }
+
+    /// One sample: reads Redis and sets the gauges.
+    pub async fn tick(&self) -> Result<(), StoreError> {
+        let began = Instant::now();
+        let mut con = self.state.pool.get().await?;
+        let queues = sample(&mut *con, &self.state.keys, &self.state.cfg.queues).await?;
+        drop(con);
+        for q in &queues {
+            let label = [("queue", q.queue.clone())];
+            gauge!(m::QUEUE_DEPTH, &label).set(q.depth as f64);
+            gauge!(m::QUEUE_PENDING, &label).set(q.pending as f64);
+            gauge!(m::QUEUE_WAITING, &label).set(q.waiting as f64);
+            if let Some(lag) = q.lag {
+                gauge!(m::QUEUE_LAG, &label).set(lag as f64);
+            }
+            gauge!(m::QUEUE_OLDEST_PENDING_AGE, &label).set(q.oldest_pending_ms as f64 / 1000.0);
+            gauge!(m::QUEUE_DELAYED, &label).set(q.delayed as f64);
+            gauge!(m::QUEUE_DEAD, &label).set(q.dead as f64);
+            gauge!(m::QUEUE_CONSUMERS, &label).set(q.consumers as f64);
+            for (state, n) in &q.counts {
+                if switchyard_shared::task::TaskState::parse(state).is_some() {
+                    gauge!(m::TASKS_BY_STATE, "queue" => q.queue.clone(), "state" => state.clone())
+                        .set(*n as f64);
+                }
+            }
+        }
+        let workers = list_workers(&self.state).await?;
+        for status in ["idle", "busy", "draining", "offline"] {
+            let n = workers.iter().filter(|w| w.status == status).count();
+            gauge!(m::WORKERS, "status" => status).set(n as f64);
+        }
+        gauge!(m::SAMPLE_DURATION).set(began.elapsed().as_secs_f64());
+        Ok(())
+    }
+}

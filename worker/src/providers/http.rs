@@ -1,0 +1,286 @@
+//! The HTTP side every remote provider shares: one `reqwest` client with timeouts, a JSON POST
+//! retried with exponential backoff on 429, 5xx, timeouts and connection errors (honouring a
+//! capped `Retry-After`), and error messages taken from the provider's answer with the API key
+//! scrubbed out.
+
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde_json::Value;
+use switchyard_shared::config::{Secret, WorkerConfig};
+use tracing::debug;
+
+use super::{ProviderError, SetupError};
+
+/// Longest provider message kept in an error.
+const MAX_MESSAGE_CHARS: usize = 300;
+
+/// A client plus the retry policy of one provider.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    max_retries: usize,
+    retry_base: Duration,
+    retry_max: Duration,
+}
+
+/// One failed attempt, with what the server asked us to wait.
+struct Attempt {
+    error: ProviderError,
+    retry_after: Option<Duration>,
+}
+
+impl HttpClient {
+    /// A client with the `LLM_*` timeouts and retry settings.
+    pub fn from_config(cfg: &WorkerConfig) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(cfg.llm_timeout_ms)
+            .connect_timeout(cfg.llm_connect_timeout_ms)
+            .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            client,
+            max_retries: cfg.llm_max_retries,
+            retry_base: cfg.llm_retry_base_ms,
+            retry_max: cfg.llm_retry_max_ms,
+        })
+    }
+
+    /// POSTs `body` to `url` and returns the JSON answer, retrying transient failures. `key` is
+    /// only used to scrub error messages; it travels in `headers`, marked sensitive.
+    pub async fn post_json(
+        &self,
+        provider: &'static str,
+        url: &str,
+        headers: &HeaderMap,
+        body: &Value,
+        key: Option<&Secret>,
+    ) -> Result<Value, ProviderError> {
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.retry_base)
+            .with_max_delay(self.retry_max)
+            .with_max_times(self.max_retries)
+            .with_jitter();
+        let cap = self.retry_max;
+        let attempt = || self.post_once(provider, url, headers, body, key);
+        attempt
+            .retry(backoff)
+            .when(|a: &Attempt| matches!(a.error, ProviderError::Retryable { .. }))
+            // The server's Retry-After replaces our delay, capped so it cannot stall a worker.
+            .adjust(move |a: &Attempt, delay| {
+                delay.map(|d| a.retry_after.map_or(d, |ra| ra.min(cap)))
+            })
+            .notify(|a: &Attempt, delay| {
+                debug!(provider, error = %a.error, delay_ms = delay.as_millis() as u64, "provider call failed; retrying");
+            })
+            .await
+            .map_err(|a| a.error)
+    }
+
+    async fn post_once(
+        &self,
+        provider: &'static str,
+        url: &str,
+        headers: &HeaderMap,
+        body: &Value,
+        key: Option<&Secret>,
+    ) -> Result<Value, Attempt> {
+        let transient = |message: String| Attempt {
+            error: ProviderError::Retryable { provider, message },
+            retry_after: None,
+        };
+        let permanent = |message: String| Attempt {
+            error: ProviderError::Permanent { provider, message },
+            retry_after: None,
+        };
+        let resp = self
+            .client
+            .post(url)
+            .headers(headers.clone())
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| {
+                let message = describe(&e);
+                if e.is_builder() {
+                    permanent(message)
+                } else {
+                    transient(message)
+                }
+            })?;
+        let status = resp.status();
+        let retry_after = retry_after(resp.headers());
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| transient(format!("reading the answer: {}", describe(&e))))?;
+        if status.is_success() {
+            return serde_json::from_str(&text)
+                .map_err(|e| permanent(format!("answer is not JSON: {e}")));
+        }
+        let message = format!("HTTP {status}: {}", provider_message(&text, key));
+        if status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT
+            || status.is_server_error()
+        {
+            Err(Attempt {
+                retry_after,
+                ..transient(message)
+            })
+        } else {
+            Err(permanent(message))
+        }
+    }
+}
+
+/// A header value marked sensitive, so `reqwest` and `http` never print it.
+pub fn secret_header(var: &'static str, value: &str) -> Result<HeaderValue, SetupError> {
+    let mut v = HeaderValue::from_str(value).map_err(|_| SetupError::BadKey(var))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// `{base}{path}` without a doubled slash.
+pub fn endpoint(base: &str, path: &str) -> String {
+    format!("{}{path}", base.trim_end_matches('/'))
+}
+
+/// The wait a 429 or 503 asks for: `retry-after-ms` (OpenAI), or `Retry-After` in seconds or as
+/// an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_millis(ms as u64));
+    }
+    let v = text("retry-after")?;
+    if let Ok(secs) = v.parse::<f64>() {
+        // try_: a huge value must not panic; the cap applies later anyway.
+        return Duration::try_from_secs_f64(secs).ok();
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let ms = when.timestamp_millis() - chrono::Utc::now().timestamp_millis();
+    Some(Duration::from_millis(ms.max(0) as u64))
+}
+
+/// The error message of a provider's answer (`error.message`, `error`, or `message`), cut short
+/// and with the key scrubbed: some providers quote a (partly masked) key back.
+fn provider_message(body: &str, key: Option<&Secret>) -> String {
+    let json: Option<Value> = serde_json::from_str(body).ok();
+    let found = json.as_ref().and_then(|j| {
+        j.pointer("/error/message")
+            .or_else(|| j.get("error"))
+            .or_else(|| j.get("message"))
+            .and_then(Value::as_str)
+    });
+    let raw = found.unwrap_or(body).trim();
+    let raw = if raw.is_empty() {
+        "(empty answer)"
+    } else {
+        raw
+    };
+    let mut msg: String = raw.chars().take(MAX_MESSAGE_CHARS).collect();
+    if raw.chars().count() > MAX_MESSAGE_CHARS {
+        msg.push('…');
+    }
+    match key {
+        Some(k) => scrub(&msg, k.expose()),
+        None => msg,
+    }
+}
+
+/// Replaces `key`, and any word sharing its first 8 characters (a masked echo of it), with
+/// `<redacted>`.
+pub fn scrub(text: &str, key: &str) -> String {
+    if key.is_empty() {
+        return text.to_owned();
+    }
+    let text = text.replace(key, "<redacted>");
+    let stem: String = key.chars().take(8).collect();
+    if key.chars().count() < 12 {
+        return text;
+    }
+    text.split(' ')
+        .map(|w| if w.contains(&stem) { "<redacted>" } else { w })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A `reqwest` error with its causes ("timed out", "connection refused"), without the URL.
+pub fn describe(e: &reqwest::Error) -> String {
+    let mut out = if e.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !out.ends_with(&s_text) {
+            out.push_str(": ");
+            out.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_ms_and_dates() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", HeaderValue::from_static("150"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert("retry-after", HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+        h.insert("retry-after", HeaderValue::from_static("1e300"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn provider_messages_are_found_and_scrubbed() {
+        let key = Secret::new("sk-proj-abcdef123456");
+        let body = r#"{"error":{"message":"Incorrect API key provided: sk-proj-***3456 (sk-proj-abcdef123456).","type":"invalid_request_error"}}"#;
+        let m = provider_message(body, Some(&key));
+        assert!(m.starts_with("Incorrect API key provided"), "{m}");
+        assert!(!m.contains("abcdef") && !m.contains("***3456"), "{m}");
+        assert_eq!(
+            provider_message(r#"{"error":"model not found"}"#, None),
+            "model not found"
+        );
+        assert_eq!(provider_message("", None), "(empty answer)");
+        assert_eq!(
+            provider_message(&"x".repeat(1000), None).chars().count(),
+            301
+        );
+    }
+
+    #[test]
+    fn endpoints_join_without_double_slashes() {
+        assert_eq!(
+            endpoint("http://h/v1/", "/chat/completions"),
+            "http://h/v1/chat/completions"
+        );
+        assert_eq!(endpoint("http://h", "/v1/messages"), "http://h/v1/messages");
+    }
+}
