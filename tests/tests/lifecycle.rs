@@ -412,10 +412,21 @@ async fn dispatcher_sigterm_answers_waiting_requests_and_exits_0() {
     let began = std::time::Instant::now();
     d.proc.sigterm();
     let (status, v) = waiting.await.expect("request task");
-    assert_eq!(status, 202, "the waiting request is answered with the task as it is: {v}");
+    assert_eq!(
+        status, 202,
+        "the waiting request is answered with the task as it is: {v}"
+    );
     assert_eq!(v["state"], "queued");
-    let exit = d.proc.wait_exit(Duration::from_secs(20)).await.expect("dispatcher exits");
+    let exit = d
+        .proc
+        .wait_exit(Duration::from_secs(20))
+        .await
+        .expect("dispatcher exits");
     assert!(exit.success(), "exit status {exit:?}");
     println!("dispatcher shutdown took {:?}", began.elapsed());
-    assert!(began.elapsed() < Duration::from_secs(10), "{:?}", began.elapsed());
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        began.elapsed()
+    );
 }
