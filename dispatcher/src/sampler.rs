@@ -14,6 +14,9 @@ use crate::http::workers::list_workers;
 use crate::state::AppState;
 use crate::stats::sample;
 
+/// Workers whose last heartbeat is older than this are removed from `{p}workers`.
+const FORGET_OFFLINE_MS: u64 = 86_400_000;
+
 /// How often the gauges are refreshed.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -69,6 +72,16 @@ impl Sampler {
                 }
             }
         }
+        // Workers offline for a day are forgotten, so the registry set stays small.
+        let mut con = self.state.pool.get().await?;
+        let cutoff = switchyard_shared::clock::now_ms().saturating_sub(FORGET_OFFLINE_MS);
+        let _: i64 = redis::cmd("ZREMRANGEBYSCORE")
+            .arg(self.state.keys.workers())
+            .arg("-inf")
+            .arg(cutoff)
+            .query_async(&mut *con)
+            .await?;
+        drop(con);
         let workers = list_workers(&self.state).await?;
         for status in ["idle", "busy", "draining", "offline"] {
             let n = workers.iter().filter(|w| w.status == status).count();

@@ -430,3 +430,33 @@ async fn dispatcher_sigterm_answers_waiting_requests_and_exits_0() {
         began.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_live_worker_with_the_same_id_is_refused() {
+    let redis = shared_redis();
+    let prefix = unique_prefix();
+    let _first = spawn_worker(redis.url(), &prefix, "twin", &[]).await;
+    let port = switchyard_tests::free_port().to_string();
+    let second = Proc::spawn(
+        "worker-twin",
+        &bin_path("worker"),
+        &[],
+        &[
+            ("REDIS_URL", redis.url()),
+            ("QUEUE_PREFIX", &prefix),
+            ("WORKER_ID", "twin"),
+            ("WORKER_PORT", &port),
+            ("WORKER_BIND", "127.0.0.1"),
+        ],
+    );
+    let status = second
+        .wait_exit(Duration::from_secs(30))
+        .await
+        .expect("it exits");
+    assert!(!status.success());
+    let log = second.log_text();
+    assert!(
+        log.contains("another live worker already uses WORKER_ID=twin"),
+        "{log}"
+    );
+}

@@ -83,6 +83,11 @@ impl Settings {
 /// Why the worker could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
+    /// Another live worker already uses this `WORKER_ID`.
+    #[error(
+        "another live worker already uses WORKER_ID={0}: its registry record keeps being refreshed; give each worker a unique WORKER_ID (or leave it unset for hostname-pid)"
+    )]
+    DuplicateId(String),
     /// Redis could not be set up before shutdown.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -146,6 +151,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         store::ensure_groups(&mut *con, &ctx.keys, &ctx.cfg.worker_queues).await
     })
     .await?;
+    ensure_unique_id(&ctx).await?;
     let recovered = shutdown::hand_back_pending(&ctx).await?;
     if recovered > 0 {
         info!(worker = %id, recovered, "handed back tasks left by an earlier run of this worker");
@@ -239,6 +245,31 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     let _ = tokio::join!(heartbeat_task, canceller, health, upkeep);
     info!(worker = %id, "worker stopped");
     Ok(())
+}
+
+/// Refuses to start while another live worker holds this id: taking over its consumer name
+/// would hand its running tasks back under it. A record left by a crashed earlier run of this
+/// worker expires within one registry TTL, so that is how long this waits.
+async fn ensure_unique_id(ctx: &context::Ctx) -> Result<(), WorkerError> {
+    let key = ctx.keys.worker(&ctx.id);
+    let deadline = tokio::time::Instant::now()
+        + ctx.cfg.heartbeat_interval_ms * (heartbeat::TTL_INTERVALS + 1);
+    loop {
+        let mut con = ctx.pool.get().await.map_err(StoreError::from)?;
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(&key)
+            .query_async(&mut *con)
+            .await
+            .map_err(StoreError::from)?;
+        if !exists {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(WorkerError::DuplicateId(ctx.id.clone()));
+        }
+        info!(worker = %ctx.id, "a registry record with this id exists; waiting for it to expire");
+        tokio::time::sleep(ctx.cfg.heartbeat_interval_ms).await;
+    }
 }
 
 /// `hostname-pid`: unique per process on a host, readable in `redis-cli`.
