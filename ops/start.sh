@@ -31,7 +31,13 @@ commands:
   stop          stop the workers, the dispatcher, then redis (only what 'local' started)
   status        show what runs, the health of each component and a redis PING
   logs [NAME]   follow all logs, or one: redis, dispatcher, worker-1, …
-  compose       (not implemented yet)
+  check         run ops/e2e.sh (the acceptance check) against the 'local' deployment
+  compose up [N]     docker compose: build the images, start redis, the dispatcher and N
+                     workers (default ${SY_WORKERS:-2}), wait until the dispatcher is healthy;
+                     creates compose/.env from compose/.env.example with a fresh secret if missing
+  compose down [-v]  stop and remove the containers and network (-v: the Redis volume too)
+  compose logs [SERVICE]  follow the logs (redis, dispatcher, worker)
+  compose ps         list the containers and their health
   help          this text
 
 script settings (environment):
@@ -42,6 +48,9 @@ script settings (environment):
   SY_START_TIMEOUT_S  how long 'local' waits for every /health (default 30)
   SY_STOP_TIMEOUT_S   how long 'stop' waits after SIGTERM before SIGKILL (default 15)
   ROOT_NODE_SECRET    if set, used instead of the secret generated in .run/secret
+  SY_COMPOSE_PROJECT  compose project name (default switchyard)
+  SY_COMPOSE_PROFILES compose profiles to enable, e.g. monitoring (prometheus + grafana)
+  SY_DISPATCHER_PORT  host port of the dispatcher in compose (default 3000)
 
 Other variables the binaries read (LLM_PROVIDER, WORKER_CONCURRENCY, …) are passed through;
 see compose/.env.example. Files: .run/<name>.pid, .run/logs/<name>.log, .run/secret.
@@ -432,6 +441,80 @@ cmd_logs() {
   exec tail -n 50 -F "${files[@]}"
 }
 
+cmd_check() {
+  ensure_secret
+  ROOT_URL="http://127.0.0.1:$HTTP_PORT" ROOT_NODE_SECRET="$SECRET" \
+    SY_E2E_MIN_WORKERS="${SY_E2E_MIN_WORKERS:-1}" exec bash "$ROOT/ops/e2e.sh"
+}
+
+# ---------------------------------------------------------------------------------------------
+# compose: the same stack in containers (compose/docker-compose.yml)
+
+COMPOSE_FILE="$ROOT/compose/docker-compose.yml"
+COMPOSE_ENV="$ROOT/compose/.env"
+
+# Runs docker compose (v2) or docker-compose (v1) with the project's name and file.
+dc() {
+  local -a tool
+  if docker compose version >/dev/null 2>&1; then
+    tool=(docker compose)
+  elif command -v docker-compose >/dev/null 2>&1; then
+    tool=(docker-compose)
+  else
+    die "neither 'docker compose' (v2) nor docker-compose is installed"
+  fi
+  local -a profiles=()
+  local p
+  local want=${SY_COMPOSE_PROFILES:-}
+  for p in ${want//,/ }; do profiles+=(--profile "$p"); done
+  "${tool[@]}" -p "${SY_COMPOSE_PROJECT:-switchyard}" -f "$COMPOSE_FILE" "${profiles[@]}" "$@"
+}
+
+# compose/.env from compose/.env.example with a generated ROOT_NODE_SECRET, if it is missing.
+ensure_compose_env() {
+  [[ -f $COMPOSE_ENV ]] && return
+  local s
+  s=$(od -An -tx1 -N32 /dev/urandom | tr -dc '0-9a-f')
+  (umask 077 && sed "s/^ROOT_NODE_SECRET=.*/ROOT_NODE_SECRET=$s/" \
+    "$ROOT/compose/.env.example" >"$COMPOSE_ENV")
+  say "created compose/.env with a fresh ROOT_NODE_SECRET (edit it for your settings)"
+}
+
+cmd_compose() {
+  local sub=${1:-help}
+  [[ $# -gt 0 ]] && shift
+  need docker
+  case $sub in
+    up)
+      local n=${1:-${SY_WORKERS:-2}}
+      [[ $n =~ ^[0-9]+$ ]] || die "compose up: N must be a number, not '$n'"
+      ensure_compose_env
+      dc up -d --build --scale "worker=$n"
+      local port=${SY_DISPATCHER_PORT:-3000} i
+      for ((i = 0; i < START_TIMEOUT_S * 2; i++)); do
+        if curl -fsS -o /dev/null "http://127.0.0.1:$port/health" 2>/dev/null; then
+          say ""
+          say "switchyard (compose) is running: dispatcher http://localhost:$port, $n worker(s)"
+          say "secret: ROOT_NODE_SECRET in compose/.env"
+          say "check it: ROOT_URL=http://127.0.0.1:$port ROOT_NODE_SECRET=... ops/e2e.sh"
+          say "ops/start.sh compose ps | ops/start.sh compose logs [service] | ops/start.sh compose down"
+          return 0
+        fi
+        sleep 0.5
+      done
+      dc ps || true
+      die "the dispatcher did not answer http://127.0.0.1:$port/health within ${START_TIMEOUT_S}s"
+      ;;
+    down) dc down --remove-orphans "$@" ;;
+    logs) dc logs -f --tail 100 "$@" ;;
+    ps) dc ps ;;
+    *)
+      usage >&2
+      exit 2
+      ;;
+  esac
+}
+
 main() {
   local cmd=${1:-help}
   [[ $# -gt 0 ]] && shift
@@ -440,10 +523,8 @@ main() {
     stop) cmd_stop ;;
     status) cmd_status ;;
     logs) cmd_logs "$@" ;;
-    compose)
-      say "not implemented yet: see compose/docker-compose.yml"
-      exit 2
-      ;;
+    check) cmd_check ;;
+    compose) cmd_compose "$@" ;;
     help | -h | --help) usage ;;
     *)
       usage >&2

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`config`]: environment variables → typed config structs, typo detection.
+//! - [`healthcheck`]: the `healthcheck` subcommand of both binaries (`GET /health`, exit 0/1).
 //! - [`keys`]: every Redis key name (SPEC §4), in one place.
 //! - [`task`]: task ids, kinds, states, the stored record, payload validation.
 //! - [`scripts`]: the `.lua` scripts (enqueue, start, complete, fail, promote, …), one typed
@@ -16,6 +17,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod healthcheck;
 pub mod keys;
 pub mod metrics;
 pub mod retry;

@@ -1,10 +1,14 @@
 //! `worker`: reads its settings from the environment and runs until SIGTERM/SIGINT.
+//! `worker healthcheck` checks a running one instead (exit 0 when its `/health` answers 200).
 
 use anyhow::Context;
+use switchyard_shared::healthcheck::{self, Component};
 use switchyard_shared::{config, signals, telemetry};
 use switchyard_worker::{Settings, run};
 
 fn main() -> anyhow::Result<()> {
+    // `worker healthcheck`: GET /health on its own port, exit 0/1 (for container healthchecks).
+    healthcheck::run_if_requested(Component::Worker);
     let settings = Settings::from_vars(&config::env_vars())?;
     telemetry::init(&settings.log).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
