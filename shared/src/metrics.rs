@@ -152,19 +152,7 @@ fn describe() {
     describe_counter!(LLM_TOKENS, "LLM tokens used.");
 }
 
-/// Milliseconds since the epoch encoded in a task id's ULID, i.e. when it was created.
-pub fn created_ms(task_id: &str) -> Option<u64> {
-    let (_, ulid) = task_id.rsplit_once('-')?;
-    let mut n: u128 = 0;
-    for b in ulid.bytes() {
-        let v = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-            .iter()
-            .position(|&c| c == b)?;
-        n = (n << 5) | v as u128;
-    }
-    // The first 48 of the 128 bits are the UUIDv7 millisecond timestamp.
-    u64::try_from(n >> 80).ok()
-}
+pub use crate::task::created_ms;
 
 #[cfg(test)]
 mod tests {

@@ -155,6 +155,18 @@ fn ulid_string(id: uuid::Uuid) -> String {
     out.iter().map(|&b| char::from(b)).collect()
 }
 
+/// Milliseconds since the epoch encoded in a task id's ULID, i.e. when it was created.
+pub fn created_ms(task_id: &str) -> Option<u64> {
+    let (_, ulid) = task_id.rsplit_once('-')?;
+    let mut n: u128 = 0;
+    for b in ulid.bytes() {
+        let v = CROCKFORD.iter().position(|&c| c == b)?;
+        n = (n << 5) | v as u128;
+    }
+    // The first 48 of the 128 bits are the UUIDv7 millisecond timestamp.
+    u64::try_from(n >> 80).ok()
+}
+
 /// A stored task record, decoded from its hash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
