@@ -53,8 +53,93 @@ pub struct Submitted {
     pub duplicate: bool,
 }
 
+/// A validated task, ready to be written.
+#[derive(Debug)]
+pub struct Prepared {
+    id: String,
+    queue: String,
+    kind: TaskKind,
+    fields: Vec<(&'static str, String)>,
+    delay_ms: u64,
+    due_ms: Option<u64>,
+    idempotency_key: Option<String>,
+}
+
+impl Prepared {
+    fn record<'a>(&'a self, state: &AppState) -> NewRecord<'a> {
+        NewRecord {
+            id: &self.id,
+            queue: &self.queue,
+            fields: self.fields.clone(),
+            due_ms: self.due_ms,
+            idempotency: self
+                .idempotency_key
+                .as_deref()
+                .map(|k| (k, state.cfg.idempotency_ttl_s.max(Duration::from_secs(1)))),
+        }
+    }
+}
+
+/// Most tasks in one `POST /api/tasks/batch`.
+pub const MAX_BATCH_TASKS: usize = 1000;
+
 /// Validates `t` and enqueues it.
 pub async fn submit(state: &AppState, t: NewTask) -> Result<Submitted, ApiError> {
+    let p = prepare(state, t)?;
+    let mut con = state
+        .pool
+        .get()
+        .await
+        .map_err(switchyard_shared::store::StoreError::from)?;
+    let reply = scripts::enqueue(
+        &mut *con,
+        &state.keys,
+        &p.record(state),
+        state.cfg.max_queue_depth,
+    )
+    .await?;
+    settle(state, &mut *con, p, reply).await
+}
+
+/// Validates every task of a batch first (a bad one rejects the batch, naming it as
+/// `tasks[i]`), then enqueues them all in one pipeline. Answers one result per task, in order:
+/// a task can still be refused alone (its queue is full).
+pub async fn submit_batch(
+    state: &AppState,
+    tasks: Vec<NewTask>,
+) -> Result<Vec<Result<Submitted, ApiError>>, ApiError> {
+    if tasks.is_empty() || tasks.len() > MAX_BATCH_TASKS {
+        return Err(ApiError::BadRequest(format!(
+            "tasks: must hold 1 to {MAX_BATCH_TASKS} tasks, got {}",
+            tasks.len()
+        )));
+    }
+    let prepared = tasks
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| prepare(state, t).map_err(|e| e.within(&format!("tasks[{i}]."))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let records: Vec<NewRecord<'_>> = prepared.iter().map(|p| p.record(state)).collect();
+    let mut con = state
+        .pool
+        .get()
+        .await
+        .map_err(switchyard_shared::store::StoreError::from)?;
+    let replies =
+        scripts::enqueue_many(&mut *con, &state.keys, &records, state.cfg.max_queue_depth).await?;
+    drop(records);
+    let mut out = Vec::with_capacity(prepared.len());
+    for (p, reply) in prepared.into_iter().zip(replies) {
+        out.push(match reply {
+            Ok(reply) => settle(state, &mut *con, p, reply).await,
+            Err(e) => Err(e.into()),
+        });
+    }
+    Ok(out)
+}
+
+/// Checks a task and builds its record: bad tasks fail here, at the door, not on a worker.
+fn prepare(state: &AppState, t: NewTask) -> Result<Prepared, ApiError> {
     let kind = TaskKind::parse(&t.kind).ok_or_else(|| ApiError::Unprocessable {
         code: "unknown_kind",
         message: format!(
@@ -134,22 +219,31 @@ pub async fn submit(state: &AppState, t: NewTask) -> Result<Submitted, ApiError>
     if let Some(s) = &session_id {
         fields.push(("session_id", s.clone()));
     }
-    let rec = NewRecord {
-        id: &id,
-        queue: &queue,
+    Ok(Prepared {
+        id,
+        queue,
+        kind,
         fields,
+        delay_ms,
         due_ms: (delay_ms > 0).then(|| clock::now_ms() + delay_ms),
-        idempotency: t
-            .idempotency_key
-            .as_deref()
-            .map(|k| (k, state.cfg.idempotency_ttl_s.max(Duration::from_secs(1)))),
-    };
-    let mut con = state
-        .pool
-        .get()
-        .await
-        .map_err(switchyard_shared::store::StoreError::from)?;
-    let reply = scripts::enqueue(&mut *con, &state.keys, &rec, state.cfg.max_queue_depth).await?;
+        idempotency_key: t.idempotency_key,
+    })
+}
+
+/// Turns enqueue's answer for `p` into the client's answer.
+async fn settle<C: redis::aio::ConnectionLike>(
+    state: &AppState,
+    con: &mut C,
+    p: Prepared,
+    reply: scripts::EnqueueReply,
+) -> Result<Submitted, ApiError> {
+    let Prepared {
+        id,
+        queue,
+        kind,
+        delay_ms,
+        ..
+    } = p;
     match reply.status {
         EnqueueStatus::Queued | EnqueueStatus::Delayed => {
             metrics::counter!(switchyard_shared::metrics::TASKS_ENQUEUED, "queue" => queue.clone(), "kind" => kind.as_str())
@@ -164,8 +258,7 @@ pub async fn submit(state: &AppState, t: NewTask) -> Result<Submitted, ApiError>
         }
         EnqueueStatus::Duplicate => {
             let existing =
-                switchyard_shared::store::load_task(&mut *con, &state.keys, &queue, &reply.id)
-                    .await?;
+                switchyard_shared::store::load_task(con, &state.keys, &queue, &reply.id).await?;
             Ok(Submitted {
                 state: existing.map_or(TaskState::Queued, |t| t.state),
                 id: reply.id,

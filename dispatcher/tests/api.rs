@@ -393,3 +393,127 @@ async fn unreachable_redis_is_a_503_within_the_timeout() {
     let (s, _) = api.get("/api/health/all").await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+async fn stream_len(api: &Api) -> u64 {
+    let mut con = connection(&api.url).await;
+    redis::cmd("XLEN")
+        .arg(format!("{}{{tool}}:stream", api.prefix))
+        .query_async(&mut con)
+        .await
+        .expect("xlen")
+}
+
+#[tokio::test]
+async fn batch_enqueues_every_task_in_order() {
+    let api = api_with(&[]);
+    let tasks: Vec<Value> = (0..25)
+        .map(|i| json!({"kind": "tool", "payload": {"tool": "echo", "args": {"i": i}}}))
+        .collect();
+    let (s, v) = api
+        .post("/api/tasks/batch", json!({ "tasks": tasks }))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["accepted"], 25);
+    let items = v["tasks"].as_array().expect("tasks");
+    assert_eq!(items.len(), 25);
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!(item["state"], "queued", "{item}");
+        let id = item["id"].as_str().expect("id");
+        let (s, t) = api.get(&format!("/api/tasks/{id}")).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(
+            t["payload"]["args"]["i"], i,
+            "answers follow the request's order"
+        );
+    }
+    assert_eq!(stream_len(&api).await, 25);
+}
+
+#[tokio::test]
+async fn batch_with_one_bad_task_is_rejected_whole_naming_it() {
+    let api = api_with(&[]);
+    let bad_tool = json!({"kind": "tool", "payload": {"tool": "nope", "args": {}}});
+    let (s, v) = api
+        .post(
+            "/api/tasks/batch",
+            json!({ "tasks": [echo_task(), echo_task(), bad_tool] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(message(&v).starts_with("tasks[2]."), "{v}");
+    let (s, v) = api
+        .post(
+            "/api/tasks/batch",
+            json!({ "tasks": [echo_task(), {"kind": "tool"}] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(message(&v).contains("tasks[1]"), "{v}");
+    assert!(message(&v).contains("payload"), "{v}");
+    let (s, v) = api
+        .post(
+            "/api/tasks/batch",
+            json!({ "tasks": [echo_task(), {"kind": "tool", "payload": {"tool": "echo", "args": {}}, "max_attempts": 0}] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(message(&v).starts_with("tasks[1].max_attempts"), "{v}");
+    assert_eq!(
+        stream_len(&api).await,
+        0,
+        "nothing of a rejected batch is written"
+    );
+
+    let (s, v) = api.post("/api/tasks/batch", json!({ "tasks": [] })).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(message(&v).contains("1 to 1000"), "{v}");
+    let (s, v) = api.post("/api/tasks/batch", json!([echo_task()])).await;
+    assert_eq!(
+        s,
+        StatusCode::BAD_REQUEST,
+        "a bare array is not a batch: {v}"
+    );
+}
+
+#[tokio::test]
+async fn batch_reports_a_full_queue_per_task() {
+    let api = api_with(&[("MAX_QUEUE_DEPTH", "3")]);
+    let (s, v) = api
+        .post("/api/tasks/batch", json!({ "tasks": vec![echo_task(); 5] }))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["accepted"], 3);
+    let items = v["tasks"].as_array().expect("tasks");
+    assert!(items[..3].iter().all(|t| t["state"] == "queued"), "{v}");
+    for t in &items[3..] {
+        assert_eq!(t["error"]["code"], "queue_full", "{v}");
+        assert!(t["id"].is_null(), "{v}");
+    }
+    assert_eq!(stream_len(&api).await, 3);
+}
+
+#[tokio::test]
+async fn batch_survives_a_flushed_script_cache_without_writing_twice() {
+    // Its own server: SCRIPT FLUSH would disturb the other tests of the shared one.
+    let redis = switchyard_tests::RedisServer::start();
+    let api = api_with(&[("REDIS_URL", redis.url())]);
+    let mut con = connection(&api.url).await;
+    let (s, _) = api
+        .post("/api/tasks/batch", json!({ "tasks": [echo_task()] }))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut con)
+        .await
+        .expect("script flush");
+    let (s, v) = api
+        .post(
+            "/api/tasks/batch",
+            json!({ "tasks": vec![echo_task(); 10] }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["accepted"], 10, "{v}");
+    assert_eq!(stream_len(&api).await, 11, "each task queued exactly once");
+}

@@ -75,9 +75,10 @@ impl From<StoreError> for ApiError {
 /// Seconds a client should wait before retrying a full queue.
 const QUEUE_FULL_RETRY_AFTER_S: u64 = 1;
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = match &self {
+impl ApiError {
+    /// The status code and machine-readable code this failure answers with.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -89,8 +90,33 @@ impl IntoResponse for ApiError {
             Self::TaskFailed(_) => (StatusCode::BAD_GATEWAY, "task_failed"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        };
-        let mut body = json!({ "error": { "code": code, "message": self.to_string() } });
+        }
+    }
+
+    /// The same failure about a part of the request: `prefix` (e.g. `tasks[3].`) goes before
+    /// the field its message names.
+    pub fn within(self, prefix: &str) -> Self {
+        match self {
+            Self::BadRequest(m) => Self::BadRequest(format!("{prefix}{m}")),
+            Self::Unprocessable { code, message } => Self::Unprocessable {
+                code,
+                message: format!("{prefix}{message}"),
+            },
+            other => other,
+        }
+    }
+
+    /// The `{"error": {code, message}}` object of this failure.
+    pub fn body(&self) -> serde_json::Value {
+        let (_, code) = self.status_and_code();
+        json!({ "error": { "code": code, "message": self.to_string() } })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, _) = self.status_and_code();
+        let mut body = self.body();
         if let Self::Timeout { task_id, .. } = &self {
             body["task_id"] = json!(task_id);
         }

@@ -27,6 +27,7 @@ use error::ApiError;
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/tasks", post(tasks::create))
+        .route("/api/tasks/batch", post(tasks::create_batch))
         .route("/api/tasks/{id}", get(tasks::get).delete(tasks::cancel))
         .route("/api/chat", post(chat::chat))
         .route("/api/workers", get(workers::workers))

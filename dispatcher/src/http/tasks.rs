@@ -16,7 +16,7 @@ use switchyard_shared::task::{self, Task};
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery};
 use crate::state::AppState;
-use crate::submit::{NewTask, submit};
+use crate::submit::{NewTask, submit, submit_batch};
 
 /// Query of `POST /api/tasks`.
 #[derive(Debug, Deserialize)]
@@ -63,6 +63,43 @@ pub async fn create(
             "state": submitted.state,
             "duplicate": submitted.duplicate,
         })),
+    )
+        .into_response())
+}
+
+/// The body of `POST /api/tasks/batch`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBatch {
+    /// The tasks, each as the body of `POST /api/tasks`.
+    pub tasks: Vec<NewTask>,
+}
+
+/// `POST /api/tasks/batch`: enqueues up to `MAX_BATCH_TASKS` tasks in one round trip to Redis.
+/// A malformed task rejects the whole batch (400/422 naming `tasks[i]`); otherwise 202
+/// `{accepted, tasks}` with, per task in order, `{id, queue, state, duplicate}` or
+/// `{error: {code, message}}` (e.g. `queue_full`).
+pub async fn create_batch(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<NewBatch>,
+) -> Result<Response, ApiError> {
+    let results = submit_batch(&state, body.tasks).await?;
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    let tasks: Vec<serde_json::Value> = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(s) => json!({
+                "id": s.id,
+                "queue": s.queue,
+                "state": s.state,
+                "duplicate": s.duplicate,
+            }),
+            Err(e) => e.body(),
+        })
+        .collect();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "accepted": accepted, "tasks": tasks })),
     )
         .into_response())
 }

@@ -83,13 +83,11 @@ pub struct NewRecord<'a> {
     pub idempotency: Option<(&'a str, Duration)>,
 }
 
-/// Writes a new task and queues (or delays) it: `enqueue.lua`.
-pub async fn enqueue<C: ConnectionLike>(
-    con: &mut C,
+fn enqueue_invocation(
     keys: &Keys,
     rec: &NewRecord<'_>,
     max_depth: u64,
-) -> Result<EnqueueReply, StoreError> {
+) -> redis::ScriptInvocation<'static> {
     let q = rec.queue;
     let mut inv = ENQUEUE.prepare_invoke();
     inv.key(keys.stream(q))
@@ -104,8 +102,80 @@ pub async fn enqueue<C: ConnectionLike>(
     for (f, v) in &rec.fields {
         inv.arg(*f).arg(v);
     }
-    let raw: String = inv.invoke_async(con).await?;
+    inv
+}
+
+/// Writes a new task and queues (or delays) it: `enqueue.lua`.
+pub async fn enqueue<C: ConnectionLike>(
+    con: &mut C,
+    keys: &Keys,
+    rec: &NewRecord<'_>,
+    max_depth: u64,
+) -> Result<EnqueueReply, StoreError> {
+    let raw: String = enqueue_invocation(keys, rec, max_depth)
+        .invoke_async(con)
+        .await?;
     decode("enqueue", raw)
+}
+
+/// Enqueues many tasks in one round trip: one pipeline of `enqueue.lua` calls (each task's
+/// write stays atomic on its own). Answers one result per record, in order. An error of the
+/// whole round trip (Redis unreachable) is the outer error: then some of the tasks may have been
+/// written, as with a single enqueue whose reply is lost.
+pub async fn enqueue_many<C: ConnectionLike>(
+    con: &mut C,
+    keys: &Keys,
+    recs: &[NewRecord<'_>],
+    max_depth: u64,
+) -> Result<Vec<Result<EnqueueReply, StoreError>>, StoreError> {
+    let invocations: Vec<_> = recs
+        .iter()
+        .map(|r| enqueue_invocation(keys, r, max_depth))
+        .collect();
+    let mut out: Vec<Option<Result<EnqueueReply, StoreError>>> =
+        (0..recs.len()).map(|_| None).collect();
+    let mut todo: Vec<usize> = (0..recs.len()).collect();
+    // The second pass only runs when Redis had not cached the script (first use after a
+    // restart or SCRIPT FLUSH); it resends just the calls that were refused, so no task is
+    // written twice.
+    for pass in 0..2 {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for &i in &todo {
+            pipe.invoke_script(&invocations[i]);
+        }
+        let replies: Vec<redis::RedisResult<String>> = pipe.query_async(con).await?;
+        let mut refused = Vec::new();
+        for (&i, reply) in todo.iter().zip(replies) {
+            match reply {
+                Err(e)
+                    if pass == 0
+                        && e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    refused.push(i)
+                }
+                Err(e) => out[i] = Some(Err(e.into())),
+                Ok(raw) => out[i] = Some(decode("enqueue", raw)),
+            }
+        }
+        if refused.is_empty() {
+            break;
+        }
+        ENQUEUE.prepare_invoke().load_async(con).await?;
+        todo = refused;
+    }
+    Ok(out
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(StoreError::Reply {
+                    script: "enqueue",
+                    message: "no reply in the pipeline".to_owned(),
+                })
+            })
+        })
+        .collect())
 }
 
 /// An entry delivered to a consumer: its stream id and the task id it carries.
