@@ -661,6 +661,81 @@ async fn batches_are_decided_entry_by_entry() {
 }
 
 #[tokio::test]
+async fn start_of_a_batch_skips_only_the_entry_another_consumer_holds() {
+    let mut env = Env::new().await;
+    for _ in 0..3 {
+        env.enqueue(3).await;
+    }
+    let batch = env.deliver("w1", 3).await;
+    env.xclaim("w2", &batch[1].entry).await;
+    let s = env.start("w1", &batch).await;
+    let statuses: Vec<StartStatus> = s.iter().map(|s| s.status).collect();
+    assert_eq!(
+        statuses,
+        vec![StartStatus::Run, StartStatus::Skip, StartStatus::Run]
+    );
+    assert_eq!(env.task(&batch[1].id).await["state"], "queued");
+    assert_eq!(
+        env.stream_len().await,
+        3,
+        "a skipped entry held elsewhere is not dropped"
+    );
+    env.assert_stats(&[("queued", 1), ("running", 2)]).await;
+}
+
+#[tokio::test]
+async fn enqueue_many_writes_a_batch_in_order_and_honours_keys_within_it() {
+    let mut env = Env::new().await;
+    let ids: Vec<String> = (0..4).map(|_| task::new_task_id(QUEUE)).collect();
+    let recs: Vec<NewRecord<'_>> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| NewRecord {
+            id,
+            queue: QUEUE,
+            fields: vec![
+                ("id", id.clone()),
+                ("kind", "tool".into()),
+                ("queue", QUEUE.into()),
+                ("payload", PAYLOAD.into()),
+                ("state", "queued".into()),
+                ("attempts", "0".into()),
+                ("max_attempts", "3".into()),
+                ("timeout_ms", TIMEOUT_MS.into()),
+                ("created_at", clock::now_rfc3339()),
+            ],
+            due_ms: (i == 3).then(|| clock::now_ms() + 60_000),
+            // The first two share a key: the second is a duplicate of the first.
+            idempotency: (i < 2).then(|| ("same-key", Duration::from_secs(60))),
+        })
+        .collect();
+    let replies = scripts::enqueue_many(&mut env.con, &env.keys, &recs, 0)
+        .await
+        .expect("enqueue_many");
+    let got: Vec<(EnqueueStatus, String)> = replies
+        .into_iter()
+        .map(|r| r.map(|r| (r.status, r.id)).expect("per-task reply"))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (EnqueueStatus::Queued, ids[0].clone()),
+            (EnqueueStatus::Duplicate, ids[0].clone()),
+            (EnqueueStatus::Queued, ids[2].clone()),
+            (EnqueueStatus::Delayed, ids[3].clone()),
+        ]
+    );
+    assert_eq!(env.stream_len().await, 2);
+    assert_eq!(env.task(&ids[0]).await["state"], "queued");
+    assert!(
+        env.task(&ids[1]).await.is_empty(),
+        "the duplicate wrote nothing"
+    );
+    assert!(env.task(&ids[3]).await.contains_key("run_at_ms"));
+    env.assert_stats(&[("enqueued", 3), ("queued", 3)]).await;
+}
+
+#[tokio::test]
 async fn promote_moves_only_the_due_tasks_of_a_batch() {
     let mut env = Env::new().await;
     let now = clock::now_ms();

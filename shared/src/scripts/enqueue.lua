@@ -1,39 +1,56 @@
--- Enqueue one task: write its record and either append it to the stream or park it in the
--- delayed set, honouring the idempotency key and the queue depth limit.
--- KEYS[1] stream   KEYS[2] task hash   KEYS[3] stats hash   KEYS[4] delayed zset
--- KEYS[5] idempotency key (ignored when ARGV[4] is 0)
--- ARGV[1] task id   ARGV[2] due ms (0 = run now)   ARGV[3] max stream length (0 = unlimited)
--- ARGV[4] idempotency TTL s (0 = no key)   ARGV[5..] field, value pairs of the record
--- Returns JSON {status = "queued"|"delayed"|"duplicate"|"full", id, entry}
-local id = ARGV[1]
-local due = tonumber(ARGV[2])
-local max_depth = tonumber(ARGV[3])
-local idem_ttl = tonumber(ARGV[4])
-
-if idem_ttl > 0 then
-  local existing = redis.call('GET', KEYS[5])
+-- Enqueue a batch of new tasks of one queue: write each record and either append it to the
+-- stream or park it in the delayed set, honouring idempotency keys and the queue depth limit.
+-- One call per batch: the stats counters move once for the whole batch.
+-- KEYS[1] stream   KEYS[2] stats hash   KEYS[3] delayed zset
+-- KEYS[4..] per task: task hash, idempotency key (a placeholder when it has none)
+-- ARGV[1] max stream length (0 = unlimited)
+-- ARGV[2..] per task: id, due ms (0 = run now), idempotency TTL s (0 = no key), field count n,
+--   then n field, value pairs of the record
+-- Returns JSON list, in order, of {status = "queued"|"delayed"|"duplicate"|"full", id, entry}
+local stream, stats, delayed = KEYS[1], KEYS[2], KEYS[3]
+local max_depth = tonumber(ARGV[1])
+local depth = 0
+if max_depth > 0 then depth = redis.call('XLEN', stream) end
+local out = {}
+local added = 0
+local a = 2
+for k = 4, #KEYS, 2 do
+  local task, idem = KEYS[k], KEYS[k + 1]
+  local id, due, idem_ttl, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]),
+    tonumber(ARGV[a + 3])
+  local first = a + 4
+  a = first + 2 * n
+  local existing = idem_ttl > 0 and redis.call('GET', idem)
   if existing then
-    return cjson.encode({status = 'duplicate', id = existing, entry = ''})
+    out[#out + 1] = {status = 'duplicate', id = existing, entry = ''}
+  elseif max_depth > 0 and depth >= max_depth then
+    out[#out + 1] = {status = 'full', id = '', entry = ''}
+  else
+    local fields = {}
+    for i = first, a - 1 do fields[#fields + 1] = ARGV[i] end
+    if due > 0 then
+      redis.call('ZADD', delayed, due, id)
+      fields[#fields + 1] = 'run_at_ms'
+      fields[#fields + 1] = ARGV[first - 3]
+      redis.call('HSET', task, unpack(fields))
+      out[#out + 1] = {status = 'delayed', id = id, entry = ''}
+    else
+      local entry = redis.call('XADD', stream, '*', 'id', id)
+      depth = depth + 1
+      fields[#fields + 1] = 'entry'
+      fields[#fields + 1] = entry
+      redis.call('HSET', task, unpack(fields))
+      out[#out + 1] = {status = 'queued', id = id, entry = entry}
+    end
+    if idem_ttl > 0 then
+      redis.call('SET', idem, id, 'EX', idem_ttl)
+    end
+    added = added + 1
   end
 end
-if max_depth > 0 and redis.call('XLEN', KEYS[1]) >= max_depth then
-  return cjson.encode({status = 'full', id = '', entry = ''})
+if added > 0 then
+  redis.call('HINCRBY', stats, 'enqueued', added)
+  redis.call('HINCRBY', stats, 'queued', added)
 end
-
-local fields = {}
-for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[2], unpack(fields))
-if idem_ttl > 0 then
-  redis.call('SET', KEYS[5], id, 'EX', idem_ttl)
-end
-redis.call('HINCRBY', KEYS[3], 'enqueued', 1)
-redis.call('HINCRBY', KEYS[3], 'queued', 1)
-
-if due > 0 then
-  redis.call('ZADD', KEYS[4], due, id)
-  redis.call('HSET', KEYS[2], 'run_at_ms', ARGV[2])
-  return cjson.encode({status = 'delayed', id = id, entry = ''})
-end
-local entry = redis.call('XADD', KEYS[1], '*', 'id', id)
-redis.call('HSET', KEYS[2], 'entry', entry)
-return cjson.encode({status = 'queued', id = id, entry = entry})
+if #out == 0 then return '[]' end
+return cjson.encode(out)

@@ -83,24 +83,28 @@ pub struct NewRecord<'a> {
     pub idempotency: Option<(&'a str, Duration)>,
 }
 
+/// One `enqueue.lua` call for `recs`, which all belong to `queue`.
 fn enqueue_invocation(
     keys: &Keys,
-    rec: &NewRecord<'_>,
+    queue: &str,
+    recs: &[&NewRecord<'_>],
     max_depth: u64,
 ) -> redis::ScriptInvocation<'static> {
-    let q = rec.queue;
     let mut inv = ENQUEUE.prepare_invoke();
-    inv.key(keys.stream(q))
-        .key(keys.task(q, rec.id))
-        .key(keys.stats(q))
-        .key(keys.delayed(q))
-        .key(keys.idempotency(q, rec.idempotency.map_or("-", |(k, _)| k)))
-        .arg(rec.id)
-        .arg(rec.due_ms.unwrap_or(0))
-        .arg(max_depth)
-        .arg(rec.idempotency.map_or(0, |(_, ttl)| ttl.as_secs().max(1)));
-    for (f, v) in &rec.fields {
-        inv.arg(*f).arg(v);
+    inv.key(keys.stream(queue))
+        .key(keys.stats(queue))
+        .key(keys.delayed(queue))
+        .arg(max_depth);
+    for rec in recs {
+        inv.key(keys.task(queue, rec.id))
+            .key(keys.idempotency(queue, rec.idempotency.map_or("-", |(k, _)| k)))
+            .arg(rec.id)
+            .arg(rec.due_ms.unwrap_or(0))
+            .arg(rec.idempotency.map_or(0, |(_, ttl)| ttl.as_secs().max(1)))
+            .arg(rec.fields.len());
+        for (f, v) in &rec.fields {
+            inv.arg(*f).arg(v);
+        }
     }
     inv
 }
@@ -112,51 +116,97 @@ pub async fn enqueue<C: ConnectionLike>(
     rec: &NewRecord<'_>,
     max_depth: u64,
 ) -> Result<EnqueueReply, StoreError> {
-    let raw: String = enqueue_invocation(keys, rec, max_depth)
+    let raw: String = enqueue_invocation(keys, rec.queue, &[rec], max_depth)
         .invoke_async(con)
         .await?;
-    decode("enqueue", raw)
+    let mut replies: Vec<EnqueueReply> = decode("enqueue", raw)?;
+    match (replies.pop(), replies.is_empty()) {
+        (Some(reply), true) => Ok(reply),
+        _ => Err(StoreError::Reply {
+            script: "enqueue",
+            message: "expected exactly one answer for one task".to_owned(),
+        }),
+    }
 }
 
-/// Enqueues many tasks in one round trip: one pipeline of `enqueue.lua` calls (each task's
-/// write stays atomic on its own). Answers one result per record, in order. An error of the
-/// whole round trip (Redis unreachable) is the outer error: then some of the tasks may have been
-/// written, as with a single enqueue whose reply is lost.
+/// Enqueues many tasks in one round trip: one `enqueue.lua` call per queue (a batch of one
+/// queue is written atomically; the calls of several queues are pipelined). Answers one result
+/// per record, in order. An error of the whole round trip (Redis unreachable) is the outer
+/// error: then some of the tasks may have been written, as with a single enqueue whose reply is
+/// lost.
 pub async fn enqueue_many<C: ConnectionLike>(
     con: &mut C,
     keys: &Keys,
     recs: &[NewRecord<'_>],
     max_depth: u64,
 ) -> Result<Vec<Result<EnqueueReply, StoreError>>, StoreError> {
-    let invocations: Vec<_> = recs
+    // Records grouped by queue, remembering each one's place in `recs`.
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, r) in recs.iter().enumerate() {
+        match groups.iter_mut().find(|(q, _)| *q == r.queue) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((r.queue, vec![i])),
+        }
+    }
+    let invocations: Vec<_> = groups
         .iter()
-        .map(|r| enqueue_invocation(keys, r, max_depth))
+        .map(|(q, members)| {
+            let group: Vec<&NewRecord<'_>> = members.iter().map(|&i| &recs[i]).collect();
+            enqueue_invocation(keys, q, &group, max_depth)
+        })
         .collect();
     let mut out: Vec<Option<Result<EnqueueReply, StoreError>>> =
         (0..recs.len()).map(|_| None).collect();
-    let mut todo: Vec<usize> = (0..recs.len()).collect();
+    let mut todo: Vec<usize> = (0..groups.len()).collect();
     // The second pass only runs when Redis had not cached the script (first use after a
-    // restart or SCRIPT FLUSH); it resends just the calls that were refused, so no task is
-    // written twice.
+    // restart or SCRIPT FLUSH): a refused call wrote nothing, so resending it writes nothing
+    // twice.
     for pass in 0..2 {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
-        for &i in &todo {
-            pipe.invoke_script(&invocations[i]);
+        for &g in &todo {
+            pipe.invoke_script(&invocations[g]);
         }
         let replies: Vec<redis::RedisResult<String>> = pipe.query_async(con).await?;
         let mut refused = Vec::new();
-        for (&i, reply) in todo.iter().zip(replies) {
+        for (&g, reply) in todo.iter().zip(replies) {
+            let members = &groups[g].1;
             match reply {
                 Err(e)
                     if pass == 0
                         && e.kind()
                             == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
-                    refused.push(i)
+                    refused.push(g);
                 }
-                Err(e) => out[i] = Some(Err(e.into())),
-                Ok(raw) => out[i] = Some(decode("enqueue", raw)),
+                Err(e) => {
+                    let msg = e.to_string();
+                    for &i in members {
+                        out[i] = Some(Err(StoreError::Reply {
+                            script: "enqueue",
+                            message: msg.clone(),
+                        }));
+                    }
+                }
+                Ok(raw) => match decode::<Vec<EnqueueReply>>("enqueue", raw) {
+                    Ok(replies) if replies.len() == members.len() => {
+                        for (&i, r) in members.iter().zip(replies) {
+                            out[i] = Some(Ok(r));
+                        }
+                    }
+                    other => {
+                        let msg = match other {
+                            Err(e) => e.to_string(),
+                            Ok(r) => format!("{} answers for {} tasks", r.len(), members.len()),
+                        };
+                        for &i in members {
+                            out[i] = Some(Err(StoreError::Reply {
+                                script: "enqueue",
+                                message: msg.clone(),
+                            }));
+                        }
+                    }
+                },
             }
         }
         if refused.is_empty() {
