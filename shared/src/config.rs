@@ -20,7 +20,7 @@ pub const DEFAULT_QUEUE_PREFIX: &str = "sy:";
 /// Default `REDIS_TIMEOUT_MS`: connect and response timeout of non-blocking Redis calls.
 pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 2_000;
 /// Default `REDIS_POOL_SIZE`.
-pub const DEFAULT_REDIS_POOL_SIZE: usize = 16;
+pub const DEFAULT_REDIS_POOL_SIZE: usize = 4;
 /// Default `RESULT_TTL_S`: how long a finished task record is kept (one day).
 pub const DEFAULT_RESULT_TTL_S: u64 = 86_400;
 /// Default `EVENTS_MAXLEN`: approximate cap of each queue's events stream.

@@ -27,5 +27,5 @@ pub mod store;
 pub mod task;
 pub mod telemetry;
 
-pub use deadpool_redis::Pool;
 pub use redis;
+pub use store::Pool;

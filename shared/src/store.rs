@@ -1,5 +1,10 @@
-//! Redis access shared by both binaries: the connection pool, dedicated connections for blocking
-//! reads, consumer-group setup, and typed reads of task records.
+//! Redis access shared by both binaries: the shared connections, dedicated connections for
+//! blocking reads, consumer-group setup, and typed reads of task records.
+//!
+//! Ordinary calls share a few multiplexed, self-reconnecting connections (redis'
+//! `ConnectionManager`): concurrent callers pipeline onto one socket and a checkout costs nothing.
+//! A checkout from deadpool-redis, used before, sent `UNWATCH` + `PING` first, one extra round
+//! trip in front of every start, completion and enqueue.
 //!
 //! redis 1.x times out a response after 500 ms by default; ordinary calls use `REDIS_TIMEOUT_MS`
 //! and blocking reads get their own connection whose timeout exceeds the block.
@@ -7,8 +12,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use deadpool_redis::{Manager, Pool, PoolError, Runtime};
-use redis::aio::{ConnectionLike, MultiplexedConnection};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
 use redis::{AsyncConnectionConfig, Client, RedisError};
 
 use crate::config::RedisConfig;
@@ -21,9 +30,6 @@ pub enum StoreError {
     /// Redis answered with an error, or the connection failed or timed out.
     #[error("redis: {0}")]
     Redis(#[from] RedisError),
-    /// No pooled connection could be had in time.
-    #[error("redis pool: {0}")]
-    Pool(#[from] PoolError),
     /// A script answered something its wrapper cannot decode.
     #[error("script {script} answered unexpectedly: {message}")]
     Reply {
@@ -49,7 +55,7 @@ impl StoreError {
     /// Whether the error means Redis is unreachable or slow (as opposed to a logic error).
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Pool(_) | Self::GaveUp(_) => true,
+            Self::GaveUp(_) => true,
             Self::Redis(e) => {
                 e.is_io_error()
                     || e.is_timeout()
@@ -72,22 +78,72 @@ fn connection_config(connect: Duration, response: Duration) -> AsyncConnectionCo
         .set_response_timeout(Some(response))
 }
 
-/// The shared pool of multiplexed connections for ordinary (non-blocking) calls. Creation does
-/// not connect; a Redis that is down shows up as [`StoreError::Pool`] on use.
+/// The connections ordinary (non-blocking) calls share: `REDIS_POOL_SIZE` multiplexed
+/// connections, handed out round-robin. Each connects on first use and reconnects by itself after
+/// a failure (one attempt per call, bounded by `REDIS_TIMEOUT_MS`), so a Redis that is down shows
+/// up as an unavailable [`StoreError`] on use, never as a hang.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
+    connections: Vec<ConnectionManager>,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("size", &self.inner.connections.len())
+            .finish()
+    }
+}
+
+/// One of the [`Pool`]'s connections, for the caller's exclusive `&mut` use (a cheap handle on
+/// the shared socket).
+pub struct PooledConnection(ConnectionManager);
+
+impl std::ops::Deref for PooledConnection {
+    type Target = ConnectionManager;
+    fn deref(&self) -> &ConnectionManager {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for PooledConnection {
+    fn deref_mut(&mut self) -> &mut ConnectionManager {
+        &mut self.0
+    }
+}
+
+impl Pool {
+    /// A connection to use now. Never waits: connecting happens on the first command.
+    pub async fn get(&self) -> Result<PooledConnection, StoreError> {
+        let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.connections.len();
+        Ok(PooledConnection(self.inner.connections[i].clone()))
+    }
+}
+
+/// The shared connections. Creation does not connect.
 pub fn create_pool(cfg: &RedisConfig) -> Result<Pool, StoreError> {
     let t = cfg.redis_timeout_ms;
-    let manager = Manager::new_with_config(cfg.redis_url.as_str(), connection_config(t, t))?;
-    Pool::builder(manager)
-        .max_size(cfg.redis_pool_size)
-        .wait_timeout(Some(t))
-        .create_timeout(Some(t))
-        .recycle_timeout(Some(t))
-        .runtime(Runtime::Tokio1)
-        .build()
-        .map_err(|e| StoreError::Reply {
-            script: "pool",
-            message: e.to_string(),
-        })
+    let client = Client::open(cfg.redis_url.as_str())?;
+    // No retries inside a call: callers decide (503 to a client, `while_unavailable` in the
+    // worker), and a call must not outlive REDIS_TIMEOUT_MS by a backoff schedule.
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(t))
+        .set_response_timeout(Some(t))
+        .set_number_of_retries(0);
+    let connections = (0..cfg.redis_pool_size.max(1))
+        .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), config.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Pool {
+        inner: Arc::new(PoolInner {
+            connections,
+            next: AtomicUsize::new(0),
+        }),
+    })
 }
 
 /// A dedicated connection for blocking reads (`XREADGROUP`/`XREAD … BLOCK`), whose response

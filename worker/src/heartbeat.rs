@@ -87,7 +87,7 @@ impl Heartbeat {
 
     async fn register(
         &self,
-        con: &mut deadpool_redis::Connection,
+        con: &mut switchyard_shared::store::PooledConnection,
         flights: &[(String, InFlight)],
     ) -> Result<(), StoreError> {
         let ctx = &self.ctx;
