@@ -86,11 +86,7 @@ pub const MAX_BATCH_TASKS: usize = 1000;
 /// Validates `t` and enqueues it.
 pub async fn submit(state: &AppState, t: NewTask) -> Result<Submitted, ApiError> {
     let p = prepare(state, t)?;
-    let mut con = state
-        .pool
-        .get()
-        .await
-        .map_err(switchyard_shared::store::StoreError::from)?;
+    let mut con = state.pool.get().await?;
     let reply = scripts::enqueue(
         &mut *con,
         &state.keys,
@@ -120,11 +116,7 @@ pub async fn submit_batch(
         .map(|(i, t)| prepare(state, t).map_err(|e| e.within(&format!("tasks[{i}]."))))
         .collect::<Result<Vec<_>, _>>()?;
     let records: Vec<NewRecord<'_>> = prepared.iter().map(|p| p.record(state)).collect();
-    let mut con = state
-        .pool
-        .get()
-        .await
-        .map_err(switchyard_shared::store::StoreError::from)?;
+    let mut con = state.pool.get().await?;
     let replies =
         scripts::enqueue_many(&mut *con, &state.keys, &records, state.cfg.max_queue_depth).await?;
     drop(records);

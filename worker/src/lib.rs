@@ -255,7 +255,7 @@ async fn ensure_unique_id(ctx: &context::Ctx) -> Result<(), WorkerError> {
     let deadline = tokio::time::Instant::now()
         + ctx.cfg.heartbeat_interval_ms * (heartbeat::TTL_INTERVALS + 1);
     loop {
-        let mut con = ctx.pool.get().await.map_err(StoreError::from)?;
+        let mut con = ctx.pool.get().await?;
         let exists: bool = redis::cmd("EXISTS")
             .arg(&key)
             .query_async(&mut *con)

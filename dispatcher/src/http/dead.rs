@@ -68,7 +68,7 @@ pub async fn list(
         }
         None => state.cfg.queues.clone(),
     };
-    let mut con = state.pool.get().await.map_err(StoreError::from)?;
+    let mut con = state.pool.get().await?;
     let mut letters = Vec::new();
     for queue in queues {
         let range: StreamRangeReply = redis::cmd("XREVRANGE")
@@ -100,7 +100,7 @@ pub async fn retry(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let queue = task::queue_of(&id).ok_or_else(|| ApiError::NotFound(format!("no task {id:?}")))?;
-    let mut con = state.pool.get().await.map_err(StoreError::from)?;
+    let mut con = state.pool.get().await?;
     let reply = scripts::replay_dead(&mut *con, &state.keys, queue, &id).await?;
     match reply.status {
         ReplayStatus::Queued => {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 use switchyard_shared::clock;
 use switchyard_shared::scripts::{self, CancelStatus};
-use switchyard_shared::store::{self, StoreError};
+use switchyard_shared::store;
 use switchyard_shared::task::{self, Task};
 
 use super::error::ApiError;
@@ -113,13 +113,13 @@ pub async fn wait_for(
     timeout: Duration,
 ) -> Result<Option<Task>, ApiError> {
     let mut registration = state.waiter.register(id);
-    let mut con = state.pool.get().await.map_err(StoreError::from)?;
+    let mut con = state.pool.get().await?;
     let task = store::load_task(&mut *con, &state.keys, queue, id).await?;
     drop(con);
     match task {
         Some(t) if !t.state.is_terminal() => {
             registration.wait(timeout).await;
-            let mut con = state.pool.get().await.map_err(StoreError::from)?;
+            let mut con = state.pool.get().await?;
             Ok(store::load_task(&mut *con, &state.keys, queue, id).await?)
         }
         other => Ok(other),
@@ -140,7 +140,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Task>, ApiError> {
     let queue = queue_of(&id)?;
-    let mut con = state.pool.get().await.map_err(StoreError::from)?;
+    let mut con = state.pool.get().await?;
     store::load_task(&mut *con, &state.keys, queue, &id)
         .await?
         .map(Json)
@@ -158,7 +158,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let queue = queue_of(&id)?;
-    let mut con = state.pool.get().await.map_err(StoreError::from)?;
+    let mut con = state.pool.get().await?;
     let now = clock::now_rfc3339();
     let reply = scripts::cancel(&mut *con, &state.keys, queue, &id, &now, &state.retention).await?;
     match reply.status {
