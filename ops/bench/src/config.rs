@@ -1,0 +1,274 @@
+//! The bench's settings: command-line flags, each with an `SY_BENCH_*` environment fallback, read
+//! by hand (no argument-parser dependency) into one typed [`Config`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::BenchError;
+
+/// Default `--tasks`: tasks of the ceiling and end-to-end phases.
+pub const DEFAULT_TASKS: u64 = 100_000;
+/// Default `--enqueue-tasks`: tasks of each enqueue sub-phase.
+pub const DEFAULT_ENQUEUE_TASKS: u64 = 20_000;
+/// Default `--clients`: concurrent HTTP clients of single enqueues (batches use a quarter).
+pub const DEFAULT_CLIENTS: usize = 32;
+/// Default `--batch`: tasks per batch request.
+pub const DEFAULT_BATCH: usize = 100;
+/// Default `--latency-secs`: length of the open-loop latency run.
+pub const DEFAULT_LATENCY_SECS: u64 = 10;
+/// Default `--wait-samples`: sequential `?wait_ms=` round trips.
+pub const DEFAULT_WAIT_SAMPLES: u64 = 2_000;
+/// Default `--bin-dir`: where `dispatcher` and `worker` are, relative to the working directory.
+pub const DEFAULT_BIN_DIR: &str = "target/release";
+/// Default `--log-level`: `LOG_LEVEL` of the children.
+pub const DEFAULT_LOG_LEVEL: &str = "warn";
+/// Default `--timeout-s`: deadline of the whole run.
+pub const DEFAULT_TIMEOUT_S: u64 = 900;
+/// `WORKER_CONCURRENCY` of every worker the bench starts.
+pub const WORKER_CONCURRENCY: usize = 50;
+
+/// The `--help` text.
+pub const USAGE: &str = "\
+bench: the switchyard benchmark. Starts its own redis-server, dispatcher and worker, then runs
+the phases ceiling (raw Redis), enqueue (single and batch), drain, end-to-end, latency (open loop
+and ?wait_ms round trips); prints a table and one `BENCH_JSON {...}` line. Exit 1 when a phase
+timed out or any task was lost or refused; targets are markers, not exit codes.
+
+usage: bench [FLAGS]     (each flag also reads SY_BENCH_<NAME>, e.g. SY_BENCH_TASKS=1000)
+
+  --tasks N           tasks of the ceiling and end-to-end phases        (default 100000)
+  --enqueue-tasks M   tasks of each enqueue sub-phase (single, batch)   (default 20000)
+  --clients C         concurrent clients of single enqueues; batches C/4 (default 32)
+  --batch B           tasks per batch request                          (default 100)
+  --latency-secs D    length of the open-loop latency run               (default 10)
+  --rate R            latency arrival rate, tasks/s                     (default: half the e2e rate)
+  --wait-samples W    sequential POST /api/tasks?wait_ms=5000           (default 2000)
+  --no-drain          skip the drain figure (preloaded tasks, worker started after)
+  --bin-dir DIR       where dispatcher and worker are                  (default target/release)
+  --log-level L       LOG_LEVEL of dispatcher and worker                (default warn)
+  --timeout-s S       deadline of the whole run                        (default 900)
+  --json-only         print only the BENCH_JSON line on stdout
+  -h, --help          this text
+";
+
+/// Everything one run is told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Tasks of the ceiling and end-to-end phases.
+    pub tasks: u64,
+    /// Tasks of each enqueue sub-phase.
+    pub enqueue_tasks: u64,
+    /// Concurrent clients of single enqueues; batch phases use a quarter (at least one).
+    pub clients: usize,
+    /// Tasks per batch request.
+    pub batch: usize,
+    /// Length of the open-loop latency run.
+    pub latency: Duration,
+    /// Arrival rate of the latency run in tasks/s; `None`: half the end-to-end rate.
+    pub rate: Option<f64>,
+    /// Sequential `?wait_ms=` round trips.
+    pub wait_samples: u64,
+    /// Whether to measure the drain figure.
+    pub drain: bool,
+    /// Directory holding `dispatcher` and `worker`.
+    pub bin_dir: PathBuf,
+    /// `LOG_LEVEL` of the children.
+    pub log_level: String,
+    /// Deadline of the whole run.
+    pub timeout: Duration,
+    /// Print only the JSON line on stdout.
+    pub json_only: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            tasks: DEFAULT_TASKS,
+            enqueue_tasks: DEFAULT_ENQUEUE_TASKS,
+            clients: DEFAULT_CLIENTS,
+            batch: DEFAULT_BATCH,
+            latency: Duration::from_secs(DEFAULT_LATENCY_SECS),
+            rate: None,
+            wait_samples: DEFAULT_WAIT_SAMPLES,
+            drain: true,
+            bin_dir: PathBuf::from(DEFAULT_BIN_DIR),
+            log_level: DEFAULT_LOG_LEVEL.to_owned(),
+            timeout: Duration::from_secs(DEFAULT_TIMEOUT_S),
+            json_only: false,
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Run the bench.
+    Run(Config),
+    /// Print [`USAGE`].
+    Help,
+}
+
+/// Flags that take a value, with their environment fallback's suffix.
+const VALUE_FLAGS: &[&str] = &[
+    "tasks",
+    "enqueue-tasks",
+    "clients",
+    "batch",
+    "latency-secs",
+    "rate",
+    "wait-samples",
+    "bin-dir",
+    "log-level",
+    "timeout-s",
+];
+/// Switches (no value); the environment fallback is `1`/`true`.
+const SWITCHES: &[&str] = &["no-drain", "json-only"];
+
+fn env_name(flag: &str) -> String {
+    format!("SY_BENCH_{}", flag.replace('-', "_").to_ascii_uppercase())
+}
+
+/// Reads `args` (without the program name) over the `SY_BENCH_*` values `env` gives.
+pub fn parse(
+    args: impl IntoIterator<Item = String>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Command, BenchError> {
+    let mut cfg = Config::default();
+    for flag in VALUE_FLAGS {
+        if let Some(v) = env(&env_name(flag)).filter(|v| !v.is_empty()) {
+            apply(&mut cfg, flag, &v).map_err(|m| bad(&env_name(flag), m))?;
+        }
+    }
+    for flag in SWITCHES {
+        if let Some(v) = env(&env_name(flag)) {
+            match v.as_str() {
+                "1" | "true" => apply_switch(&mut cfg, flag),
+                "" | "0" | "false" => {}
+                _ => return Err(bad(&env_name(flag), "expected 1/true or 0/false".into())),
+            }
+        }
+    }
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "-h" || arg == "--help" {
+            return Ok(Command::Help);
+        }
+        let Some(name) = arg.strip_prefix("--") else {
+            return Err(bad(&arg, "unexpected argument (see --help)".into()));
+        };
+        let (name, inline) = match name.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_owned())),
+            None => (name, None),
+        };
+        if SWITCHES.contains(&name) && inline.is_none() {
+            apply_switch(&mut cfg, name);
+        } else if VALUE_FLAGS.contains(&name) {
+            let value = match inline {
+                Some(v) => v,
+                None => args
+                    .next()
+                    .ok_or_else(|| bad(&arg, "needs a value".into()))?,
+            };
+            apply(&mut cfg, name, &value).map_err(|m| bad(&format!("--{name}"), m))?;
+        } else {
+            return Err(bad(&arg, "unknown flag (see --help)".into()));
+        }
+    }
+    Ok(Command::Run(cfg))
+}
+
+fn bad(what: &str, message: String) -> BenchError {
+    BenchError::Usage(format!("{what}: {message}"))
+}
+
+fn apply_switch(cfg: &mut Config, flag: &str) {
+    match flag {
+        "no-drain" => cfg.drain = false,
+        _ => cfg.json_only = true,
+    }
+}
+
+fn apply(cfg: &mut Config, flag: &str, v: &str) -> Result<(), String> {
+    match flag {
+        "tasks" => cfg.tasks = positive(v)?,
+        "enqueue-tasks" => cfg.enqueue_tasks = positive(v)?,
+        "clients" => cfg.clients = usize::try_from(positive(v)?).map_err(|e| e.to_string())?,
+        "batch" => cfg.batch = usize::try_from(positive(v)?).map_err(|e| e.to_string())?,
+        "latency-secs" => cfg.latency = Duration::from_secs(positive(v)?),
+        "rate" => {
+            let r: f64 = v.parse().map_err(|_| format!("not a number: {v:?}"))?;
+            if !(r.is_finite() && r > 0.0) {
+                return Err(format!("must be a positive rate, not {v:?}"));
+            }
+            cfg.rate = Some(r);
+        }
+        "wait-samples" => cfg.wait_samples = positive(v)?,
+        "bin-dir" => cfg.bin_dir = PathBuf::from(v),
+        "log-level" => cfg.log_level = v.to_owned(),
+        _ => cfg.timeout = Duration::from_secs(positive(v)?),
+    }
+    Ok(())
+}
+
+fn positive(v: &str) -> Result<u64, String> {
+    match v.replace('_', "").parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("not a whole number: {v:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Command, BenchError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        parse(args.iter().map(|s| (*s).to_owned()), |k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn flags_override_environment_which_overrides_defaults() {
+        let Ok(Command::Run(cfg)) = run(
+            &[
+                "--tasks",
+                "300",
+                "--batch=10",
+                "--no-drain",
+                "--rate",
+                "50.5",
+            ],
+            &[("SY_BENCH_TASKS", "7"), ("SY_BENCH_CLIENTS", "4")],
+        ) else {
+            panic!("expected a run");
+        };
+        assert_eq!(cfg.tasks, 300);
+        assert_eq!(cfg.clients, 4);
+        assert_eq!(cfg.batch, 10);
+        assert_eq!(cfg.rate, Some(50.5));
+        assert!(!cfg.drain);
+        assert_eq!(cfg.enqueue_tasks, DEFAULT_ENQUEUE_TASKS);
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_the_flag_named() {
+        for (args, needle) in [
+            (vec!["--tasks", "0"], "--tasks"),
+            (vec!["--tasks"], "--tasks"),
+            (vec!["--frobnicate"], "--frobnicate"),
+            (vec!["stray"], "stray"),
+            (vec!["--rate", "-1"], "--rate"),
+        ] {
+            match run(&args, &[]) {
+                Err(BenchError::Usage(m)) => assert!(m.contains(needle), "{m}"),
+                other => panic!("{args:?} gave {other:?}"),
+            }
+        }
+        assert!(matches!(run(&["--help"], &[]), Ok(Command::Help)));
+    }
+}

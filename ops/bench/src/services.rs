@@ -1,0 +1,180 @@
+//! The `dispatcher` and `worker` binaries as the bench runs them: only their real variables in a
+//! clean environment, free loopback ports, and started only once `/health` answers 200.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::WORKER_CONCURRENCY;
+use crate::error::BenchError;
+use crate::procs::{Proc, RunDir, free_port};
+
+/// How long a binary may take to answer `/health`.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+/// Interval of the `/health` polls.
+const HEALTH_POLL: Duration = Duration::from_millis(20);
+/// Starts tried when the free port was taken before the child bound it.
+const PORT_ATTEMPTS: u32 = 3;
+
+/// What every child of one run shares.
+#[derive(Debug)]
+pub struct Launcher<'a> {
+    dir: &'a RunDir,
+    bin_dir: PathBuf,
+    redis_url: String,
+    log_level: String,
+    secret: String,
+    health: reqwest::Client,
+}
+
+/// A dispatcher answering on a loopback port.
+#[derive(Debug)]
+pub struct Dispatcher {
+    /// The process.
+    pub proc: Proc,
+    /// `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    /// Time from spawn to the first 200 of `/health`.
+    pub startup: Duration,
+}
+
+/// A worker with its health server on a loopback port.
+#[derive(Debug)]
+pub struct Worker {
+    /// The process.
+    pub proc: Proc,
+    /// Time from spawn to the first 200 of `/health`.
+    pub startup: Duration,
+}
+
+/// Fails, naming the path, when `dispatcher` or `worker` is not in `bin_dir`.
+pub fn check_binaries(bin_dir: &Path) -> Result<(), BenchError> {
+    for bin in ["dispatcher", "worker"] {
+        let path = bin_dir.join(bin);
+        if !path.is_file() {
+            return Err(BenchError::BinaryMissing(path.display().to_string()));
+        }
+    }
+    Ok(())
+}
+
+impl<'a> Launcher<'a> {
+    /// A launcher of the binaries in `bin_dir`, all on `redis_url`; fails when one is missing.
+    pub fn new(
+        dir: &'a RunDir,
+        bin_dir: &Path,
+        redis_url: &str,
+        log_level: &str,
+    ) -> Result<Self, BenchError> {
+        check_binaries(bin_dir)?;
+        Ok(Self {
+            dir,
+            bin_dir: bin_dir.to_path_buf(),
+            redis_url: redis_url.to_owned(),
+            log_level: log_level.to_owned(),
+            secret: format!("bench-{:032x}", rand::random::<u128>()),
+            health: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(2))
+                .build()?,
+        })
+    }
+
+    /// The bearer token every dispatcher of this run requires.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// Starts a dispatcher with keys under `prefix`.
+    pub async fn dispatcher(&self, prefix: &str) -> Result<Dispatcher, BenchError> {
+        let base = vec![
+            ("REDIS_URL".to_owned(), self.redis_url.clone()),
+            ("QUEUE_PREFIX".to_owned(), prefix.to_owned()),
+            ("ROOT_NODE_SECRET".to_owned(), self.secret.clone()),
+            ("LOG_LEVEL".to_owned(), self.log_level.clone()),
+        ];
+        let (proc, port, startup) = self
+            .start("dispatcher", base, "DISPATCHER_ADDR", |p| {
+                format!("127.0.0.1:{p}")
+            })
+            .await?;
+        Ok(Dispatcher {
+            proc,
+            base_url: format!("http://127.0.0.1:{port}"),
+            startup,
+        })
+    }
+
+    /// Starts a worker named `id` on queue `tool` with keys under `prefix`.
+    pub async fn worker(&self, prefix: &str, id: &str) -> Result<Worker, BenchError> {
+        let base = vec![
+            ("REDIS_URL".to_owned(), self.redis_url.clone()),
+            ("QUEUE_PREFIX".to_owned(), prefix.to_owned()),
+            ("WORKER_ID".to_owned(), id.to_owned()),
+            ("WORKER_BIND".to_owned(), "127.0.0.1".to_owned()),
+            ("WORKER_QUEUES".to_owned(), "tool".to_owned()),
+            (
+                "WORKER_CONCURRENCY".to_owned(),
+                WORKER_CONCURRENCY.to_string(),
+            ),
+            ("LLM_PROVIDER".to_owned(), "echo".to_owned()),
+            ("LOG_LEVEL".to_owned(), self.log_level.clone()),
+        ];
+        let (proc, _, startup) = self
+            .start("worker", base, "WORKER_PORT", |p| p.to_string())
+            .await?;
+        Ok(Worker { proc, startup })
+    }
+
+    /// Spawns `bin` with `env` plus `port_var` on a free port and waits for its `/health`.
+    async fn start(
+        &self,
+        bin: &str,
+        env: Vec<(String, String)>,
+        port_var: &str,
+        port_value: impl Fn(u16) -> String,
+    ) -> Result<(Proc, u16, Duration), BenchError> {
+        let program = self.bin_dir.join(bin);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = free_port()?;
+            let mut env = env.clone();
+            env.push((port_var.to_owned(), port_value(port)));
+            let url = format!("http://127.0.0.1:{port}/health");
+            let started = Instant::now();
+            let proc = Proc::spawn(bin, &program, &[], &env, self.dir.log_for(bin))?;
+            let deadline = started + START_DEADLINE;
+            loop {
+                if let Ok(r) = self.health.get(&url).send().await
+                    && r.status().as_u16() == 200
+                {
+                    return Ok((proc, port, started.elapsed()));
+                }
+                if !proc.is_running() {
+                    if proc.lost_port_race() && attempt < PORT_ATTEMPTS {
+                        break;
+                    }
+                    return Err(BenchError::Process {
+                        name: bin.to_owned(),
+                        message: format!(
+                            "exited before answering {url}; its log:\n{}",
+                            proc.log_tail()
+                        ),
+                    });
+                }
+                if Instant::now() >= deadline {
+                    return Err(BenchError::Process {
+                        name: bin.to_owned(),
+                        message: format!(
+                            "no 200 from {url} within {START_DEADLINE:?}; its log:\n{}",
+                            proc.log_tail()
+                        ),
+                    });
+                }
+                tokio::time::sleep(HEALTH_POLL).await;
+            }
+        }
+    }
+}
