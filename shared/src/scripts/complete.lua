@@ -5,39 +5,27 @@
 -- call each, and the stats move once per batch.
 -- KEYS[1] stream   KEYS[2] stats   KEYS[3] events   KEYS[4..] task hashes
 -- ARGV[1] consumer   ARGV[2] now (RFC 3339)   ARGV[3] result TTL s   ARGV[4] events maxlen
--- ARGV[5..] entry id, task id, result JSON triples, in the order of KEYS[4..]
--- Returns JSON list of {id, status = "succeeded"|"fenced"}
+-- ARGV[5] lowest, ARGV[6] highest entry id of the batch
+-- ARGV[7..] entry id, task id, result JSON triples, in the order of KEYS[4..]
+-- Returns JSON list of the 1-based positions of the fenced tasks; every other one succeeded
 local stream, stats, events = KEYS[1], KEYS[2], KEYS[3]
 local consumer, now, ttl, maxlen = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 if #KEYS < 4 then return '[]' end
 
--- Stream ids order by their two numbers, not as strings.
-local function id_less(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
-  return am < bm or (am == bm and as < bs)
-end
-local lo, hi = ARGV[5], ARGV[5]
-for i = 8, #ARGV, 3 do
-  if id_less(ARGV[i], lo) then lo = ARGV[i] end
-  if id_less(hi, ARGV[i]) then hi = ARGV[i] end
-end
+local lo, hi = ARGV[5], ARGV[6]
 local owned = {}
 for _, p in ipairs(redis.call('XPENDING', stream, 'workers', lo, hi, 100000, consumer)) do
   owned[p[1]] = true
 end
 
-local out, done = {}, {}
-local fenced = 0
+local fenced, done = {}, {}
 for i = 4, #KEYS do
   local task = KEYS[i]
-  local base = 5 + (i - 4) * 3
+  local base = 7 + (i - 4) * 3
   local entry, id, result = ARGV[base], ARGV[base + 1], ARGV[base + 2]
   local r = owned[entry] and redis.call('HMGET', task, 'state', 'entry')
   if not r or r[1] ~= 'running' or r[2] ~= entry then
-    fenced = fenced + 1
-    out[#out + 1] = {id = id, status = 'fenced'}
+    fenced[#fenced + 1] = i - 3
   else
     -- An entry completes once even if it is listed twice.
     owned[entry] = nil
@@ -46,7 +34,6 @@ for i = 4, #KEYS do
     redis.call('EXPIRE', task, ttl)
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'state', 'succeeded')
     done[#done + 1] = entry
-    out[#out + 1] = {id = id, status = 'succeeded'}
   end
 end
 if #done > 0 then
@@ -55,6 +42,6 @@ if #done > 0 then
   redis.call('HINCRBY', stats, 'running', -#done)
   redis.call('HINCRBY', stats, 'succeeded', #done)
 end
-if fenced > 0 then redis.call('HINCRBY', stats, 'fenced', fenced) end
-if #out == 0 then return '[]' end
-return cjson.encode(out)
+if #fenced == 0 then return '[]' end
+redis.call('HINCRBY', stats, 'fenced', #fenced)
+return cjson.encode(fenced)

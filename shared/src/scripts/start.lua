@@ -5,7 +5,8 @@
 -- range, acks and deletes go in one call each, and the stats move once per batch.
 -- KEYS[1] stream   KEYS[2] stats   KEYS[3] events   KEYS[4] dead stream   KEYS[5..] task hashes
 -- ARGV[1] consumer   ARGV[2] now (RFC 3339)   ARGV[3] result TTL s   ARGV[4] events maxlen
--- ARGV[5..] entry id, task id pairs, in the order of KEYS[5..]
+-- ARGV[5] lowest, ARGV[6] highest entry id of the batch
+-- ARGV[7..] entry id, task id pairs, in the order of KEYS[5..]
 -- Returns JSON list of {status = "run"|"skip"|"dead", entry, id, reason?, kind?, payload?,
 --   attempts?, max_attempts?, timeout_ms?}
 local stream, stats, events, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -16,18 +17,7 @@ if #KEYS < 5 then return '[]' end
 local function add(field, n) delta[field] = (delta[field] or 0) + n end
 local function drop(entry) drops[#drops + 1] = entry end
 
--- Stream ids order by their two numbers, not as strings.
-local function id_less(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
-  return am < bm or (am == bm and as < bs)
-end
-local lo, hi = ARGV[5], ARGV[5]
-for i = 7, #ARGV, 2 do
-  if id_less(ARGV[i], lo) then lo = ARGV[i] end
-  if id_less(hi, ARGV[i]) then hi = ARGV[i] end
-end
+local lo, hi = ARGV[5], ARGV[6]
 local owned = {}
 for _, p in ipairs(redis.call('XPENDING', stream, 'workers', lo, hi, 100000, consumer)) do
   owned[p[1]] = true
@@ -35,8 +25,8 @@ end
 
 for i = 5, #KEYS do
   local task = KEYS[i]
-  local entry = ARGV[5 + (i - 5) * 2]
-  local id = ARGV[6 + (i - 5) * 2]
+  local entry = ARGV[7 + (i - 5) * 2]
+  local id = ARGV[8 + (i - 5) * 2]
   if not owned[entry] then
     -- Another consumer claimed the entry since it was delivered here: it is theirs to run.
     out[#out + 1] = {status = 'skip', entry = entry, id = id, reason = 'entry held by another consumer'}
