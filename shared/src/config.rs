@@ -137,10 +137,10 @@ pub struct RedisConfig {
     /// `QUEUE_PREFIX`: prefix of every key, so deployments can share one Redis.
     #[serde(default = "default_queue_prefix")]
     pub queue_prefix: String,
-    /// `REDIS_TIMEOUT_MS`: connect, pool-wait and response timeout of ordinary calls.
+    /// `REDIS_TIMEOUT_MS`: connect and response timeout of ordinary calls.
     #[serde(default = "default_redis_timeout", with = "millis")]
     pub redis_timeout_ms: Duration,
-    /// `REDIS_POOL_SIZE`: connections in the shared pool.
+    /// `REDIS_POOL_SIZE`: shared multiplexed connections, handed out round-robin.
     #[serde(default = "default_pool_size")]
     pub redis_pool_size: usize,
     /// `RESULT_TTL_S`: how long a finished task record is kept, in seconds.
