@@ -384,7 +384,10 @@ async fn enqueue_writes_a_queued_record_and_one_stream_entry() {
     assert_eq!(t["payload"], PAYLOAD);
     let entries = env.xrange(&env.stream()).await;
     assert_eq!(entries.len(), 1);
-    assert_eq!(t["entry"], entries[0].0, "the record names its entry");
+    assert!(
+        !t.contains_key("entry"),
+        "a fresh record names no entry: the worker's start writes it"
+    );
     assert_eq!(entries[0].1["id"], id);
     assert_eq!(env.task_ttl(&id).await, -1, "a live task never expires");
     env.assert_stats(&[("queued", 1), ("enqueued", 1)]).await;
@@ -555,13 +558,18 @@ async fn start_skips_a_task_cancelled_between_delivery_and_start() {
     let d = env.deliver_one("w1").await;
     let c = env.cancel(&id).await;
     assert_eq!(c.status, CancelStatus::Cancelled);
-    assert!(
-        env.pending().await.is_empty(),
-        "cancel acks the delivered entry"
+    assert_eq!(
+        env.pending().await.len(),
+        1,
+        "a fresh record names no entry, so the delivered one waits for its start"
     );
 
     let s = env.start("w1", std::slice::from_ref(&d)).await;
     assert_eq!(s[0].status, StartStatus::Skip);
+    assert!(
+        env.pending().await.is_empty(),
+        "start acks the entry it skips"
+    );
     assert_eq!(env.task(&id).await["state"], "cancelled");
     assert_eq!(env.stream_len().await, 0);
     env.assert_stats(&[("queued", 0), ("running", 0), ("cancelled", 1)])
@@ -585,7 +593,10 @@ async fn completion_acks_and_deletes_the_entry_and_records_the_result() {
     assert_eq!(t["state"], "succeeded");
     assert_eq!(t["result"], result);
     assert_eq!(t["finished_at"], LATER);
-    assert!(!t.contains_key("entry"));
+    assert_eq!(
+        t["entry"], d.entry,
+        "the finished record keeps the entry it ran under"
+    );
     assert_eq!(env.stream_len().await, 0);
     assert!(env.pending().await.is_empty());
     env.assert_event(&d.id, "succeeded").await;
@@ -998,7 +1009,7 @@ async fn aborted_attempt_ends_cancelled() {
 // ---- 7. cancel -----------------------------------------------------------------------------
 
 #[tokio::test]
-async fn cancelling_a_queued_task_removes_its_entry() {
+async fn cancelling_a_queued_task_ends_it_and_the_next_start_drops_its_entry() {
     let mut env = Env::new().await;
     let id = env.enqueue(3).await;
 
@@ -1010,11 +1021,44 @@ async fn cancelling_a_queued_task_removes_its_entry() {
     let t = env.task(&id).await;
     assert_eq!(t["state"], "cancelled");
     assert_eq!(t["finished_at"], LATER);
-    assert!(!t.contains_key("entry"));
-    assert_eq!(env.stream_len().await, 0);
     assert!(ttl_is_result_ttl(env.task_ttl(&id).await));
     env.assert_event(&id, "cancelled").await;
     env.assert_stats(&[("queued", 0), ("cancelled", 1)]).await;
+
+    // A fresh record names no entry (enqueue cannot know it cheaply), so the entry waits for
+    // the next worker, whose start acks and deletes it without running the task.
+    assert_eq!(env.stream_len().await, 1);
+    let d = env.deliver_one("w1").await;
+    let s = env.start("w1", std::slice::from_ref(&d)).await;
+    assert_eq!(
+        (s[0].status, s[0].reason.as_deref()),
+        (StartStatus::Skip, Some("task is cancelled"))
+    );
+    assert_eq!(env.stream_len().await, 0);
+    assert!(env.pending().await.is_empty());
+    assert_eq!(env.task(&id).await["state"], "cancelled");
+    env.assert_stats(&[("queued", 0), ("running", 0), ("cancelled", 1)])
+        .await;
+}
+
+#[tokio::test]
+async fn cancelling_a_requeued_task_removes_the_entry_its_record_names() {
+    let mut env = Env::new().await;
+    let d = env.running("w1", 3).await;
+    let st = scripts::requeue(&mut env.con, &env.keys, QUEUE, "w1", &d)
+        .await
+        .expect("requeue");
+    assert_eq!(st, RequeueStatus::Queued);
+    assert_eq!(env.stream_len().await, 1);
+
+    let c = env.cancel(&d.id).await;
+    assert_eq!(c.status, CancelStatus::Cancelled);
+    let t = env.task(&d.id).await;
+    assert_eq!(t["state"], "cancelled");
+    assert!(!t.contains_key("entry"));
+    assert_eq!(env.stream_len().await, 0);
+    env.assert_stats(&[("queued", 0), ("running", 0), ("cancelled", 1)])
+        .await;
 }
 
 #[tokio::test]

@@ -7,10 +7,10 @@
 -- ARGV[1] consumer   ARGV[2] now (RFC 3339)   ARGV[3] result TTL s   ARGV[4] events maxlen
 -- ARGV[5] lowest, ARGV[6] highest entry id of the batch
 -- ARGV[7..] entry id, task id, result JSON triples, in the order of KEYS[4..]
--- Returns JSON list of the 1-based positions of the fenced tasks; every other one succeeded
+-- Returns the list of the 1-based positions of the fenced tasks; every other one succeeded
 local stream, stats, events = KEYS[1], KEYS[2], KEYS[3]
 local consumer, now, ttl, maxlen = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-if #KEYS < 4 then return '[]' end
+if #KEYS < 4 then return {} end
 
 local lo, hi = ARGV[5], ARGV[6]
 local owned = {}
@@ -23,15 +23,18 @@ for i = 4, #KEYS do
   local task = KEYS[i]
   local base = 7 + (i - 4) * 3
   local entry, id, result = ARGV[base], ARGV[base + 1], ARGV[base + 2]
-  local r = owned[entry] and redis.call('HMGET', task, 'state', 'entry')
-  if not r or r[1] ~= 'running' or r[2] ~= entry then
+  -- Pending under this consumer means running here with this entry: start set both, and
+  -- nothing else moves a running task's entry without acking it (requeue, fail, complete) or
+  -- reassigns it without XCLAIM. So the pending check alone fences, with no read of the record.
+  -- EXPIRE doubles as the existence check: a record deleted by hand is not recreated.
+  if not owned[entry] or redis.call('EXPIRE', task, ttl) == 0 then
     fenced[#fenced + 1] = i - 3
   else
     -- An entry completes once even if it is listed twice.
     owned[entry] = nil
+    -- `entry` stays in the finished record: every script reads it only for queued or running
+    -- tasks, and removing it cost a command per task.
     redis.call('HSET', task, 'state', 'succeeded', 'result', result, 'finished_at', now)
-    redis.call('HDEL', task, 'entry')
-    redis.call('EXPIRE', task, ttl)
     redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'state', 'succeeded')
     done[#done + 1] = entry
   end
@@ -42,6 +45,5 @@ if #done > 0 then
   redis.call('HINCRBY', stats, 'running', -#done)
   redis.call('HINCRBY', stats, 'succeeded', #done)
 end
-if #fenced == 0 then return '[]' end
-redis.call('HINCRBY', stats, 'fenced', #fenced)
-return cjson.encode(fenced)
+if #fenced > 0 then redis.call('HINCRBY', stats, 'fenced', #fenced) end
+return fenced

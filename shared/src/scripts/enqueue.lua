@@ -6,7 +6,7 @@
 -- ARGV[1] max stream length (0 = unlimited)
 -- ARGV[2..] per task: id, due ms (0 = run now), idempotency TTL s (0 = no key), field count n,
 --   then n field, value pairs of the record
--- Returns JSON list, in order, of {status = "queued"|"delayed"|"duplicate"|"full", id, entry}
+-- Returns JSON list, in order, of {status = "queued"|"delayed"|"duplicate"|"full", id}
 local stream, stats, delayed = KEYS[1], KEYS[2], KEYS[3]
 local max_depth = tonumber(ARGV[1])
 local depth = 0
@@ -22,25 +22,21 @@ for k = 4, #KEYS, 2 do
   a = first + 2 * n
   local existing = idem_ttl > 0 and redis.call('GET', idem)
   if existing then
-    out[#out + 1] = {status = 'duplicate', id = existing, entry = ''}
+    out[#out + 1] = {status = 'duplicate', id = existing}
   elseif max_depth > 0 and depth >= max_depth then
-    out[#out + 1] = {status = 'full', id = '', entry = ''}
+    out[#out + 1] = {status = 'full', id = ''}
   else
-    local fields = {}
-    for i = first, a - 1 do fields[#fields + 1] = ARGV[i] end
     if due > 0 then
       redis.call('ZADD', delayed, due, id)
-      fields[#fields + 1] = 'run_at_ms'
-      fields[#fields + 1] = ARGV[first - 3]
-      redis.call('HSET', task, unpack(fields))
-      out[#out + 1] = {status = 'delayed', id = id, entry = ''}
+      redis.call('HSET', task, 'run_at_ms', ARGV[first - 3], unpack(ARGV, first, a - 1))
+      out[#out + 1] = {status = 'delayed', id = id}
     else
-      local entry = redis.call('XADD', stream, '*', 'id', id)
+      -- The record does not name its entry: a worker's start writes it (plain enqueues, a
+      -- MULTI block, cannot know it either).
+      redis.call('XADD', stream, '*', 'id', id)
       depth = depth + 1
-      fields[#fields + 1] = 'entry'
-      fields[#fields + 1] = entry
-      redis.call('HSET', task, unpack(fields))
-      out[#out + 1] = {status = 'queued', id = id, entry = entry}
+      redis.call('HSET', task, unpack(ARGV, first, a - 1))
+      out[#out + 1] = {status = 'queued', id = id}
     end
     if idem_ttl > 0 then
       redis.call('SET', idem, id, 'EX', idem_ttl)

@@ -7,12 +7,22 @@
 -- ARGV[1] consumer   ARGV[2] now (RFC 3339)   ARGV[3] result TTL s   ARGV[4] events maxlen
 -- ARGV[5] lowest, ARGV[6] highest entry id of the batch
 -- ARGV[7..] entry id, task id pairs, in the order of KEYS[5..]
--- Returns JSON list of {status = "run"|"skip"|"dead", entry, id, reason?, kind?, payload?,
---   attempts?, max_attempts?, timeout_ms?}
+-- Returns one flat list, one record per entry in the order given: "run", kind, payload, attempts,
+--   max_attempts, timeout_ms, resumed (1|0)  or  "skip"|"dead", reason. Flat instead of
+--   cjson.encode, which cost about a sixth of the script.
 local stream, stats, events, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local consumer, now, ttl, maxlen = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local out, drops, delta = {}, {}, {}
-if #KEYS < 5 then return '[]' end
+local function run(kind, payload, attempts, max_attempts, timeout_ms, resumed)
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = 'run', kind, payload, attempts
+  out[n + 5], out[n + 6], out[n + 7] = max_attempts, timeout_ms, resumed
+end
+local function refuse(status, reason)
+  local n = #out
+  out[n + 1], out[n + 2] = status, reason
+end
+if #KEYS < 5 then return out end
 
 local function add(field, n) delta[field] = (delta[field] or 0) + n end
 local function drop(entry) drops[#drops + 1] = entry end
@@ -29,7 +39,7 @@ for i = 5, #KEYS do
   local id = ARGV[8 + (i - 5) * 2]
   if not owned[entry] then
     -- Another consumer claimed the entry since it was delivered here: it is theirs to run.
-    out[#out + 1] = {status = 'skip', entry = entry, id = id, reason = 'entry held by another consumer'}
+    refuse('skip', 'entry held by another consumer')
   else
     local r = redis.call('HMGET', task, 'state', 'attempts', 'max_attempts', 'kind', 'payload',
       'timeout_ms', 'entry', 'queue', 'cancel_requested', 'worker')
@@ -37,19 +47,17 @@ for i = 5, #KEYS do
     if state == 'running' and r[10] == consumer and r[7] == entry then
       -- Started here already: a start re-sent after a lost reply, or the entry delivered twice
       -- to this consumer. Not a new attempt; the worker runs it unless it is running it now.
-      out[#out + 1] = {status = 'run', entry = entry, id = id, kind = r[4], payload = r[5],
-        attempts = tonumber(r[2]), max_attempts = tonumber(r[3]), timeout_ms = tonumber(r[6]),
-        resumed = true}
+      run(r[4], r[5], r[2], r[3], r[6], 1)
     elseif not state then
       drop(entry)
-      out[#out + 1] = {status = 'skip', entry = entry, id = id, reason = 'no task record'}
+      refuse('skip', 'no task record')
     elseif state ~= 'queued' and state ~= 'running' then
       drop(entry)
-      out[#out + 1] = {status = 'skip', entry = entry, id = id, reason = 'task is ' .. state}
+      refuse('skip', 'task is ' .. state)
     elseif r[7] and r[7] ~= entry then
       -- A stale entry: the task was re-queued under a newer one.
       drop(entry)
-      out[#out + 1] = {status = 'skip', entry = entry, id = id, reason = 'superseded entry'}
+      refuse('skip', 'superseded entry')
     elseif r[9] == '1' then
       -- Cancelled while its previous holder ran it; that holder died before acting on it.
       drop(entry)
@@ -59,7 +67,7 @@ for i = 5, #KEYS do
       redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'state', 'cancelled')
       add(state, -1)
       add('cancelled', 1)
-      out[#out + 1] = {status = 'skip', entry = entry, id = id, reason = 'cancel requested'}
+      refuse('skip', 'cancel requested')
     else
       local attempts = tonumber(r[2]) + 1
       local max_attempts = tonumber(r[3])
@@ -82,12 +90,11 @@ for i = 5, #KEYS do
         redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'state', 'dead')
         add('running', -1)
         add('dead', 1)
-        out[#out + 1] = {status = 'dead', entry = entry, id = id, reason = err}
+        refuse('dead', err)
       else
         redis.call('HSET', task, 'state', 'running', 'attempts', attempts, 'started_at', now,
           'worker', consumer, 'entry', entry)
-        out[#out + 1] = {status = 'run', entry = entry, id = id, kind = r[4], payload = r[5],
-          attempts = attempts, max_attempts = max_attempts, timeout_ms = tonumber(r[6])}
+        run(r[4], r[5], attempts, r[3], r[6], 0)
       end
     end
   end
@@ -99,5 +106,4 @@ end
 for field, n in pairs(delta) do
   if n ~= 0 then redis.call('HINCRBY', stats, field, n) end
 end
-if #out == 0 then return '[]' end
-return cjson.encode(out)
+return out
