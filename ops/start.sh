@@ -243,7 +243,7 @@ start_redis() {
   mkdir -p "$DATA_DIR"
   [[ -f $LOG_DIR/redis.log ]] && mv -f "$LOG_DIR/redis.log" "$LOG_DIR/redis.log.1"
   redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" \
-    --appendonly yes --maxmemory-policy noeviction \
+    --appendonly yes --maxmemory-policy noeviction --stream-node-max-entries 16 \
     --dir "$DATA_DIR" --pidfile "$RUN_DIR/redis.pid" --logfile "$LOG_DIR/redis.log" \
     >/dev/null
   echo "$REDIS_PORT" >"$RUN_DIR/redis.port"

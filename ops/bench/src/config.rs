@@ -24,6 +24,9 @@ pub const DEFAULT_BIN_DIR: &str = "target/release";
 pub const DEFAULT_LOG_LEVEL: &str = "warn";
 /// Default `--timeout-s`: deadline of the whole run.
 pub const DEFAULT_TIMEOUT_S: u64 = 900;
+/// Default `--stream-node-max-entries`: the `stream-node-max-entries` the bench's redis-server is
+/// started with, the value the shipped deployments (compose, k8s) set. Redis' own default is 100.
+pub const DEFAULT_STREAM_NODE_MAX_ENTRIES: u64 = 16;
 /// `WORKER_CONCURRENCY` of every worker the bench starts.
 pub const WORKER_CONCURRENCY: usize = 50;
 
@@ -47,6 +50,9 @@ usage: bench [FLAGS]     (each flag also reads SY_BENCH_<NAME>, e.g. SY_BENCH_TA
   --bin-dir DIR       where dispatcher and worker are                  (default target/release)
   --log-level L       LOG_LEVEL of dispatcher and worker                (default warn)
   --timeout-s S       deadline of the whole run                        (default 900)
+  --stream-node-max-entries N
+                      stream-node-max-entries of the redis-server      (default 16, as shipped;
+                      100 is Redis' own default)
   --json-only         print only the BENCH_JSON line on stdout
   -h, --help          this text
 ";
@@ -78,6 +84,8 @@ pub struct Config {
     pub timeout: Duration,
     /// Print only the JSON line on stdout.
     pub json_only: bool,
+    /// `stream-node-max-entries` of the bench's redis-server.
+    pub stream_node_max_entries: u64,
 }
 
 impl Default for Config {
@@ -95,6 +103,7 @@ impl Default for Config {
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_S),
             json_only: false,
+            stream_node_max_entries: DEFAULT_STREAM_NODE_MAX_ENTRIES,
         }
     }
 }
@@ -120,6 +129,7 @@ const VALUE_FLAGS: &[&str] = &[
     "bin-dir",
     "log-level",
     "timeout-s",
+    "stream-node-max-entries",
 ];
 /// Switches (no value); the environment fallback is `1`/`true`.
 const SWITCHES: &[&str] = &["no-drain", "json-only"];
@@ -205,6 +215,7 @@ fn apply(cfg: &mut Config, flag: &str, v: &str) -> Result<(), String> {
         "wait-samples" => cfg.wait_samples = positive(v)?,
         "bin-dir" => cfg.bin_dir = PathBuf::from(v),
         "log-level" => cfg.log_level = v.to_owned(),
+        "stream-node-max-entries" => cfg.stream_node_max_entries = positive(v)?,
         _ => cfg.timeout = Duration::from_secs(positive(v)?),
     }
     Ok(())
@@ -253,6 +264,19 @@ mod tests {
         assert_eq!(cfg.rate, Some(50.5));
         assert!(!cfg.drain);
         assert_eq!(cfg.enqueue_tasks, DEFAULT_ENQUEUE_TASKS);
+        assert_eq!(cfg.stream_node_max_entries, DEFAULT_STREAM_NODE_MAX_ENTRIES);
+    }
+
+    #[test]
+    fn stream_node_max_entries_from_flag_or_environment() {
+        let Ok(Command::Run(cfg)) = run(&["--stream-node-max-entries", "100"], &[]) else {
+            panic!("expected a run");
+        };
+        assert_eq!(cfg.stream_node_max_entries, 100);
+        let Ok(Command::Run(cfg)) = run(&[], &[("SY_BENCH_STREAM_NODE_MAX_ENTRIES", "32")]) else {
+            panic!("expected a run");
+        };
+        assert_eq!(cfg.stream_node_max_entries, 32);
     }
 
     #[test]
@@ -263,6 +287,10 @@ mod tests {
             (vec!["--frobnicate"], "--frobnicate"),
             (vec!["stray"], "stray"),
             (vec!["--rate", "-1"], "--rate"),
+            (
+                vec!["--stream-node-max-entries", "0"],
+                "--stream-node-max-entries",
+            ),
         ] {
             match run(&args, &[]) {
                 Err(BenchError::Usage(m)) => assert!(m.contains(needle), "{m}"),

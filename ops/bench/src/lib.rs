@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //! - [`config`]: flags and `SY_BENCH_*` variables → [`Config`].
-//! - [`redis_server`]: the run's own `redis-server`, and connections to it.
+//! - [`redis_server`]: the run's own `redis-server` (`--stream-node-max-entries` as asked), and
+//!   connections to it.
 //! - [`procs`]: child processes (clean environment, log file, killed on drop) and the run's temp dir.
 //! - [`services`]: `dispatcher` and `worker` started on free ports and waited for until healthy.
 //! - [`api`]: the dispatcher's HTTP API as the bench calls it.
@@ -129,8 +130,13 @@ async fn phases(cfg: &Config, dir: &RunDir) -> Result<Report, BenchError> {
     let end = Instant::now() + cfg.timeout;
     // Before anything starts, so a wrong --bin-dir costs nothing.
     services::check_binaries(&cfg.bin_dir)?;
-    let redis = RedisServer::start(dir).await?;
-    progress!("redis-server pid {} at {}", redis.proc.pid(), redis.url);
+    let redis = RedisServer::start(dir, cfg.stream_node_max_entries).await?;
+    progress!(
+        "redis-server pid {} at {}, stream-node-max-entries {}",
+        redis.proc.pid(),
+        redis.url,
+        redis.stream_node_max_entries
+    );
     let mut run = Run {
         cfg,
         redis: &redis,
@@ -146,6 +152,7 @@ async fn phases(cfg: &Config, dir: &RunDir) -> Result<Report, BenchError> {
                 latency_secs: cfg.latency.as_secs(),
                 wait_samples: cfg.wait_samples,
                 worker_concurrency: config::WORKER_CONCURRENCY,
+                redis_stream_node_max_entries: redis.stream_node_max_entries,
             },
             ..Report::default()
         },

@@ -1,6 +1,8 @@
 //! The run's own `redis-server`: found on PATH, started without persistence on a free loopback
-//! port, ready once it answers PING; and the connections the bench opens to it.
+//! port with the `stream-node-max-entries` asked for, ready once it answers PING; and the
+//! connections the bench opens to it.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -23,6 +25,8 @@ pub struct RedisServer {
     pub proc: Proc,
     /// `redis://127.0.0.1:PORT`.
     pub url: String,
+    /// Its `stream-node-max-entries`, as `CONFIG GET` reports it.
+    pub stream_node_max_entries: u64,
 }
 
 /// The `redis-server` on PATH.
@@ -35,10 +39,12 @@ fn find_on_path() -> Result<PathBuf, BenchError> {
 }
 
 impl RedisServer {
-    /// Starts `redis-server --save "" --appendonly no` on a free port, its files in `dir`.
-    pub async fn start(dir: &RunDir) -> Result<Self, BenchError> {
+    /// Starts `redis-server --save "" --appendonly no --stream-node-max-entries N` on a free
+    /// port, its files in `dir`.
+    pub async fn start(dir: &RunDir, stream_node_max_entries: u64) -> Result<Self, BenchError> {
         let program = find_on_path()?;
         let workdir = dir.path().to_string_lossy().into_owned();
+        let node_entries = stream_node_max_entries.to_string();
         let mut last = String::new();
         // A free port can be taken before redis binds it: try a few.
         for _ in 0..3 {
@@ -54,6 +60,8 @@ impl RedisServer {
                 "no",
                 "--dir",
                 &workdir,
+                "--stream-node-max-entries",
+                &node_entries,
             ];
             let proc = Proc::spawn(
                 "redis-server",
@@ -71,7 +79,21 @@ impl RedisServer {
                         .await
                         .is_ok_and(|p| p == "PONG")
                 {
-                    return Ok(Self { proc, url });
+                    let reported = node_max_entries(&mut con).await?;
+                    if reported != stream_node_max_entries {
+                        return Err(BenchError::Process {
+                            name: "redis-server".to_owned(),
+                            message: format!(
+                                "started with --stream-node-max-entries \
+                                 {stream_node_max_entries} but reports {reported}"
+                            ),
+                        });
+                    }
+                    return Ok(Self {
+                        proc,
+                        url,
+                        stream_node_max_entries: reported,
+                    });
                 }
                 if !proc.is_running() || Instant::now() >= deadline {
                     last = proc.log_tail();
@@ -85,6 +107,23 @@ impl RedisServer {
             message: format!("did not answer PING; its log:\n{last}"),
         })
     }
+}
+
+/// `CONFIG GET stream-node-max-entries`.
+async fn node_max_entries(con: &mut MultiplexedConnection) -> Result<u64, BenchError> {
+    let reply: HashMap<String, String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("stream-node-max-entries")
+        .query_async(con)
+        .await?;
+    reply
+        .get("stream-node-max-entries")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| {
+            BenchError::Reply(format!(
+                "CONFIG GET stream-node-max-entries answered {reply:?}"
+            ))
+        })
 }
 
 /// A connection of its own (one TCP connection per call) to `url`.

@@ -24,7 +24,7 @@ const TARGET_CPU_US: f64 = 15.0;
 /// Target: idle RSS per process, MiB, at most.
 const TARGET_IDLE_RSS_MIB: f64 = 30.0;
 
-/// The sizes the run used.
+/// The sizes and Redis setting the run used.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Settings {
     /// `--tasks`.
@@ -41,6 +41,9 @@ pub struct Settings {
     pub wait_samples: u64,
     /// `WORKER_CONCURRENCY` of the workers.
     pub worker_concurrency: usize,
+    /// `stream-node-max-entries` of the run's redis-server (`--stream-node-max-entries`); the
+    /// ceiling is measured with it too.
+    pub redis_stream_node_max_entries: u64,
 }
 
 /// Memory figures; `None` where the process never ran.
@@ -110,7 +113,7 @@ pub struct OfCeiling {
 pub struct Report {
     /// No phase timed out and no task was lost or refused.
     pub ok: bool,
-    /// Sizes used.
+    /// Sizes and Redis setting used.
     pub settings: Settings,
     /// Whether `POST /api/tasks/batch` exists.
     pub batch_endpoint: bool,

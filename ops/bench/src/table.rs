@@ -26,14 +26,15 @@ impl Report {
         let s = &self.settings;
         let _ = writeln!(
             t.out,
-            "switchyard bench: tasks {}, enqueue tasks {}, clients {}, batch {}, latency {} s, wait samples {}, worker concurrency {}\n",
+            "switchyard bench: tasks {}, enqueue tasks {}, clients {}, batch {}, latency {} s, wait samples {}, worker concurrency {}\nredis-server: stream-node-max-entries {} (ceiling included)\n",
             s.tasks,
             s.enqueue_tasks,
             s.clients,
             s.batch,
             s.latency_secs,
             s.wait_samples,
-            s.worker_concurrency
+            s.worker_concurrency,
+            s.redis_stream_node_max_entries
         );
         t.row("figure", "value", "of ceiling", "target");
         t.rule();

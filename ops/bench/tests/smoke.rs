@@ -54,6 +54,8 @@ fn tiny_run_reports_consistent_counts_with_no_errors() {
     let r: Value = serde_json::from_str(json).expect("BENCH_JSON is JSON");
 
     assert_eq!(r["ok"], true, "{json}");
+    // The default, as the shipped deployments set it; read back from the running redis-server.
+    assert_eq!(u(&r, "/settings/redis_stream_node_max_entries"), 16);
     assert_eq!(r["failures"].as_array().map(Vec::len), Some(0), "{json}");
     assert_eq!(u(&r, "/ceiling/acked"), 300);
     assert_eq!(u(&r, "/enqueue_single/accepted"), 200);
