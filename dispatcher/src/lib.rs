@@ -26,7 +26,9 @@ pub mod waiter;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use switchyard_shared::config::{self, ConfigError, DispatcherConfig, LogConfig, RedisConfig};
+use switchyard_shared::config::{
+    self, ConfigError, DispatcherConfig, LogConfig, RedisConfig, RuntimeConfig,
+};
 use switchyard_shared::keys::Keys;
 use switchyard_shared::retry::while_unavailable;
 use switchyard_shared::scripts::Retention;
@@ -44,6 +46,8 @@ pub struct Settings {
     pub redis: RedisConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Threads of the async runtime.
+    pub runtime: RuntimeConfig,
     /// Dispatcher behaviour.
     pub dispatcher: DispatcherConfig,
 }
@@ -55,6 +59,7 @@ impl Settings {
         Ok(Self {
             redis: RedisConfig::from_vars(vars)?,
             log: LogConfig::from_vars(vars)?,
+            runtime: RuntimeConfig::from_vars(vars)?,
             dispatcher: DispatcherConfig::from_vars(vars)?,
         })
     }

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use switchyard_dispatcher::{Settings, run};
 use switchyard_shared::healthcheck::{self, Component};
-use switchyard_shared::{config, signals, telemetry};
+use switchyard_shared::{config, runtime, signals, telemetry};
 
 /// mimalloc instead of glibc malloc: allocation and free were about a third of this binary's
 /// CPU under load (perf), with glibc's `malloc_consolidate` alone at 3-4 %.
@@ -16,10 +16,7 @@ fn main() -> anyhow::Result<()> {
     healthcheck::run_if_requested(Component::Dispatcher);
     let settings = Settings::from_vars(&config::env_vars())?;
     telemetry::init(&settings.log).map_err(anyhow::Error::msg)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let runtime = runtime::build(&settings.runtime).context("starting the tokio runtime")?;
     runtime.block_on(async {
         let shutdown = signals::shutdown_on_signals();
         run(settings, shutdown).await

@@ -25,6 +25,8 @@ pub const DEFAULT_REDIS_POOL_SIZE: usize = 4;
 pub const DEFAULT_RESULT_TTL_S: u64 = 86_400;
 /// Default `EVENTS_MAXLEN`: approximate cap of each queue's events stream.
 pub const DEFAULT_EVENTS_MAXLEN: u64 = 100_000;
+/// Default `RUNTIME_THREADS`: one thread runs the whole async runtime.
+pub const DEFAULT_RUNTIME_THREADS: usize = 1;
 /// Default `LOG_LEVEL` (a `tracing` filter directive).
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// Default `DISPATCHER_ADDR`.
@@ -160,6 +162,15 @@ pub struct LogConfig {
     /// `LOG_FORMAT`: `pretty` for terminals, `json` for containers.
     #[serde(default)]
     pub log_format: LogFormat,
+}
+
+/// The async runtime: read by both binaries.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct RuntimeConfig {
+    /// `RUNTIME_THREADS`: 1 runs everything on one thread; N > 1 a pool of N threads; 0 a pool
+    /// of one thread per core.
+    #[serde(default = "default_runtime_threads")]
+    pub runtime_threads: usize,
 }
 
 /// Output format of the logs.
@@ -431,6 +442,13 @@ impl LogConfig {
     }
 }
 
+impl RuntimeConfig {
+    /// Reads `RUNTIME_THREADS` from `vars`.
+    pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
+        parse(vars)
+    }
+}
+
 impl DispatcherConfig {
     /// Reads the dispatcher's variables from `vars`.
     pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
@@ -630,6 +648,7 @@ const OWNED_PREFIXES: &[&str] = &[
     "RESULT_",
     "EVENTS_",
     "LOG_",
+    "RUNTIME_",
     "DISPATCHER_",
     "ROOT_NODE_",
     "MAX_",
@@ -661,6 +680,7 @@ pub fn check_unknown(vars: &[(String, String)]) -> Result<(), ConfigError> {
     for fields in [
         field_names::<RedisConfig>(),
         field_names::<LogConfig>(),
+        field_names::<RuntimeConfig>(),
         field_names::<DispatcherConfig>(),
         field_names::<WorkerConfig>(),
     ] {
@@ -826,6 +846,9 @@ fn default_result_ttl() -> Duration {
 fn default_events_maxlen() -> u64 {
     DEFAULT_EVENTS_MAXLEN
 }
+fn default_runtime_threads() -> usize {
+    DEFAULT_RUNTIME_THREADS
+}
 fn default_log_level() -> String {
     DEFAULT_LOG_LEVEL.to_owned()
 }
@@ -983,6 +1006,19 @@ mod tests {
         assert!(e.to_string().contains("QUEUES"), "{e}");
         let e = LogConfig::from_vars(&vars(&[("LOG_FORMAT", "xml")])).expect_err("bad format");
         assert!(e.to_string().contains("LOG_FORMAT"), "{e}");
+        let e = RuntimeConfig::from_vars(&vars(&[("RUNTIME_THREADS", "many")]))
+            .expect_err("not a number");
+        assert!(e.to_string().contains("RUNTIME_THREADS"), "{e}");
+    }
+
+    #[test]
+    fn runtime_threads_default_to_one_and_are_read() {
+        let r = RuntimeConfig::from_vars(&[]).expect("defaults are valid");
+        assert_eq!(r.runtime_threads, 1);
+        let r = RuntimeConfig::from_vars(&vars(&[("RUNTIME_THREADS", "4")])).expect("valid");
+        assert_eq!(r.runtime_threads, 4);
+        let e = check_unknown(&vars(&[("RUNTIME_THREAD", "2")])).expect_err("misspelt");
+        assert!(e.to_string().contains("RUNTIME_THREADS"), "{e}");
     }
 
     #[test]

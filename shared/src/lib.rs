@@ -21,6 +21,7 @@ pub mod healthcheck;
 pub mod keys;
 pub mod metrics;
 pub mod retry;
+pub mod runtime;
 pub mod scripts;
 pub mod signals;
 pub mod store;

@@ -120,9 +120,10 @@ async fn thousand_echo_tasks_all_succeed_spread_over_both_workers() {
     const N: usize = 1_000;
     let redis = shared_redis();
     let prefix = unique_prefix();
-    let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
+    // The default runtime is one thread; the dispatcher and w2 run on a pool, so both are covered.
+    let d = spawn_dispatcher(redis.url(), &prefix, &[("RUNTIME_THREADS", "2")]).await;
     let _w1 = spawn_worker(redis.url(), &prefix, "w1", &[]).await;
-    let _w2 = spawn_worker(redis.url(), &prefix, "w2", &[]).await;
+    let _w2 = spawn_worker(redis.url(), &prefix, "w2", &[("RUNTIME_THREADS", "2")]).await;
 
     let mut ids = Vec::with_capacity(N);
     for chunk in (0..N).collect::<Vec<_>>().chunks(25) {

@@ -41,7 +41,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use switchyard_shared::clock;
-use switchyard_shared::config::{self, ConfigError, LogConfig, RedisConfig, WorkerConfig};
+use switchyard_shared::config::{
+    self, ConfigError, LogConfig, RedisConfig, RuntimeConfig, WorkerConfig,
+};
 use switchyard_shared::keys::Keys;
 use switchyard_shared::retry::while_unavailable;
 use switchyard_shared::scripts::Retention;
@@ -60,6 +62,8 @@ pub struct Settings {
     pub redis: RedisConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Threads of the async runtime.
+    pub runtime: RuntimeConfig,
     /// Worker behaviour.
     pub worker: WorkerConfig,
 }
@@ -71,6 +75,7 @@ impl Settings {
         Ok(Self {
             redis: RedisConfig::from_vars(vars)?,
             log: LogConfig::from_vars(vars)?,
+            runtime: RuntimeConfig::from_vars(vars)?,
             worker: {
                 let w = WorkerConfig::from_vars(vars)?;
                 capabilities::check_queues(&w)?;

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use switchyard_shared::healthcheck::{self, Component};
-use switchyard_shared::{config, signals, telemetry};
+use switchyard_shared::{config, runtime, signals, telemetry};
 use switchyard_worker::{Settings, run};
 
 /// mimalloc instead of glibc malloc: allocation and free were about a third of this binary's
@@ -16,10 +16,7 @@ fn main() -> anyhow::Result<()> {
     healthcheck::run_if_requested(Component::Worker);
     let settings = Settings::from_vars(&config::env_vars())?;
     telemetry::init(&settings.log).map_err(anyhow::Error::msg)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let runtime = runtime::build(&settings.runtime).context("starting the tokio runtime")?;
     runtime.block_on(async {
         let shutdown = signals::shutdown_on_signals();
         run(settings, shutdown).await
