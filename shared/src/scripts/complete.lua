@@ -9,7 +9,8 @@
 -- ARGV[7..] entry id, task id, result JSON triples, in the order of KEYS[4..]
 -- Returns the list of the 1-based positions of the fenced tasks; every other one succeeded
 local stream, stats, events = KEYS[1], KEYS[2], KEYS[3]
-local consumer, now, ttl, maxlen = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+-- ttl stays a string: a Lua number passed to redis.call is formatted with snprintf, per task.
+local consumer, now, ttl, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if #KEYS < 4 then return {} end
 
 local lo, hi = ARGV[5], ARGV[6]
