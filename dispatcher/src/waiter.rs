@@ -10,6 +10,7 @@ use metrics::{counter, histogram};
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamRangeReply, StreamReadReply};
 use switchyard_shared::config::RedisConfig;
+use switchyard_shared::events;
 use switchyard_shared::keys::Keys;
 use switchyard_shared::metrics as m;
 use switchyard_shared::store::{self, StoreError};
@@ -221,14 +222,19 @@ impl EventTail {
                 continue;
             };
             let queue = self.queues.get(&key.key).cloned().unwrap_or_default();
-            for event in key.ids {
-                if let Some(id) = event.get::<String>("id") {
-                    self.waiter.notify(&id);
-                    let state: String = event.get("state").unwrap_or_default();
-                    observe(&self.recent, &queue, &id, &state, &event.id);
-                    n += 1;
+            for entry in key.ids {
+                match events::decode(&entry) {
+                    Ok(event) => {
+                        for id in &event.ids {
+                            self.waiter.notify(id);
+                            observe(&self.recent, &queue, id, &event.state, &entry.id);
+                        }
+                        n += event.ids.len();
+                    }
+                    // Not ours (written by hand?): nothing to wake, and no reason to stop.
+                    Err(e) => debug!(component = "waiter", error = %e, "skipped an event"),
                 }
-                *cursor = event.id;
+                *cursor = entry.id;
             }
         }
         if n > 0 {

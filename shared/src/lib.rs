@@ -17,6 +17,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod events;
 pub mod healthcheck;
 pub mod keys;
 pub mod metrics;

@@ -349,8 +349,7 @@ impl Env {
         assert!(
             events
                 .iter()
-                .any(|(_, f)| f.get("id").map(String::as_str) == Some(id)
-                    && f.get("state").map(String::as_str) == Some(state)),
+                .any(|(_, f)| names(f, id) && f.get("state").map(String::as_str) == Some(state)),
             "no {state} event for {id}: {events:?}"
         );
     }
@@ -359,12 +358,18 @@ impl Env {
         let key = self.keys.events(QUEUE);
         let events = self.xrange(&key).await;
         assert!(
-            !events
-                .iter()
-                .any(|(_, f)| f.get("id").map(String::as_str) == Some(id)),
+            !events.iter().any(|(_, f)| names(f, id)),
             "unexpected event for {id}: {events:?}"
         );
     }
+}
+
+/// Whether an event's fields name task `id`: alone (`id`) or in a completion batch (`ids`).
+fn names(fields: &HashMap<String, String>, id: &str) -> bool {
+    fields.get("id").map(String::as_str) == Some(id)
+        || fields
+            .get("ids")
+            .is_some_and(|ids| ids.split(',').any(|i| i == id))
 }
 
 fn ttl_is_result_ttl(ttl: i64) -> bool {

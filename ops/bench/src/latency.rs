@@ -9,6 +9,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamRangeReply, StreamReadReply};
 use serde::Serialize;
+use switchyard_shared::events;
 use switchyard_shared::keys::Keys;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -250,13 +251,10 @@ async fn tail(
         let Some(reply) = reply else { continue };
         let mut seen = lock(&seen);
         for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
-            let id: String = entry
-                .get("id")
-                .ok_or_else(|| BenchError::Reply(format!("event {} without id", entry.id)))?;
-            let state: String = entry
-                .get("state")
-                .ok_or_else(|| BenchError::Reply(format!("event {} without state", entry.id)))?;
-            seen.entry(id).or_insert((now, state == "succeeded"));
+            let event = events::decode(&entry).map_err(|e| BenchError::Reply(e.to_string()))?;
+            for id in event.ids {
+                seen.entry(id).or_insert((now, event.state == "succeeded"));
+            }
             from = entry.id;
         }
     }

@@ -1,8 +1,9 @@
 -- Commit the results of a batch of succeeded tasks of one queue. A result is written only if
 -- the entry is still pending under the completing consumer (fencing): a late completion from a
 -- worker that lost its entry is dropped and counted, never written over a newer attempt.
--- Ownership is read with one XPENDING over the batch's id range, acks and deletes go in one
--- call each, and the stats move once per batch.
+-- Ownership is read with one XPENDING over the batch's id range; acks, deletes and the events
+-- entry (`ids`, comma-separated: one XADD per batch, not per task) go in one call each, and the
+-- stats move once per batch.
 -- KEYS[1] stream   KEYS[2] stats   KEYS[3] events   KEYS[4..] task hashes
 -- ARGV[1] consumer   ARGV[2] now (RFC 3339)   ARGV[3] result TTL s   ARGV[4] events maxlen
 -- ARGV[5] lowest, ARGV[6] highest entry id of the batch
@@ -19,7 +20,7 @@ for _, p in ipairs(redis.call('XPENDING', stream, 'workers', lo, hi, 100000, con
   owned[p[1]] = true
 end
 
-local fenced, done = {}, {}
+local fenced, done, ids = {}, {}, {}
 for i = 4, #KEYS do
   local task = KEYS[i]
   local base = 7 + (i - 4) * 3
@@ -36,13 +37,15 @@ for i = 4, #KEYS do
     -- `entry` stays in the finished record: every script reads it only for queued or running
     -- tasks, and removing it cost a command per task.
     redis.call('HSET', task, 'state', 'succeeded', 'result', result, 'finished_at', now)
-    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'state', 'succeeded')
     done[#done + 1] = entry
+    ids[#ids + 1] = id
   end
 end
 if #done > 0 then
   redis.call('XACK', stream, 'workers', unpack(done))
   redis.call('XDEL', stream, unpack(done))
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'ids', table.concat(ids, ','),
+    'state', 'succeeded')
   redis.call('HINCRBY', stats, 'running', -#done)
   redis.call('HINCRBY', stats, 'succeeded', #done)
 end
