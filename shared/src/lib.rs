@@ -6,12 +6,14 @@
 //! - [`healthcheck`]: the `healthcheck` subcommand of both binaries (`GET /health`, exit 0/1).
 //! - [`keys`]: every Redis key name (SPEC §4), in one place.
 //! - [`task`]: task ids, kinds, states, the stored record, payload validation.
+//! - [`events`]: the events stream's entry format (`{id, state}` or a batch's `{ids, state}`).
 //! - [`scripts`]: the `.lua` scripts (enqueue, start, complete, fail, promote, …), one typed
 //!   wrapper each.
 //! - [`store`]: connection pool, blocking connections, group set-up, record reads.
 //! - [`metrics`]: metric names and the Prometheus recorder.
 //! - [`retry`]: retrying Redis calls with backoff while Redis is unreachable.
 //! - [`signals`]: SIGTERM/SIGINT → graceful shutdown.
+//! - [`runtime`]: the tokio runtime both binaries run on (`RUNTIME_THREADS`).
 //! - [`clock`]: time as the records store it.
 //! - [`telemetry`]: log set-up.
 
