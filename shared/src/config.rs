@@ -27,6 +27,8 @@ pub const DEFAULT_RESULT_TTL_S: u64 = 86_400;
 pub const DEFAULT_EVENTS_MAXLEN: u64 = 100_000;
 /// Default `RUNTIME_THREADS`: one thread runs the whole async runtime.
 pub const DEFAULT_RUNTIME_THREADS: usize = 1;
+/// Most `RUNTIME_THREADS` accepted: beyond this a value is a typo, not a machine.
+pub const MAX_RUNTIME_THREADS: usize = 1024;
 /// Default `LOG_LEVEL` (a `tracing` filter directive).
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// Default `DISPATCHER_ADDR`.
@@ -445,7 +447,14 @@ impl LogConfig {
 impl RuntimeConfig {
     /// Reads `RUNTIME_THREADS` from `vars`.
     pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
-        parse(vars)
+        let c: Self = parse(vars)?;
+        if c.runtime_threads > MAX_RUNTIME_THREADS {
+            return Err(invalid(
+                "RUNTIME_THREADS",
+                "must be at most 1024 (0 = one thread per core)",
+            ));
+        }
+        Ok(c)
     }
 }
 
@@ -1017,6 +1026,9 @@ mod tests {
         assert_eq!(r.runtime_threads, 1);
         let r = RuntimeConfig::from_vars(&vars(&[("RUNTIME_THREADS", "4")])).expect("valid");
         assert_eq!(r.runtime_threads, 4);
+        let e = RuntimeConfig::from_vars(&vars(&[("RUNTIME_THREADS", "1000000")]))
+            .expect_err("too many");
+        assert!(e.to_string().contains("RUNTIME_THREADS"), "{e}");
         let e = check_unknown(&vars(&[("RUNTIME_THREAD", "2")])).expect_err("misspelt");
         assert!(e.to_string().contains("RUNTIME_THREADS"), "{e}");
     }
