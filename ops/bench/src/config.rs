@@ -55,6 +55,9 @@ usage: bench [FLAGS]     (each flag also reads SY_BENCH_<NAME>, e.g. SY_BENCH_TA
                       100 is Redis' own default)
   --json-only         print only the BENCH_JSON line on stdout
   -h, --help          this text
+
+The services start with a clean environment; only PATH, RUNTIME_THREADS and MIMALLOC_* (e.g.
+MIMALLOC_ALLOW_THP=0) are passed on from the bench's own.
 ";
 
 /// Everything one run is told.

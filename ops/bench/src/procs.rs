@@ -165,6 +165,12 @@ impl Proc {
         if let Some(path) = std::env::var_os("PATH") {
             cmd.env("PATH", path);
         }
+        // Allocator and runtime knobs reach the services, so they can be compared in one rig.
+        for (k, v) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("MIMALLOC_") || k == "RUNTIME_THREADS" {
+                cmd.env(k, v);
+            }
+        }
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let child = cmd.spawn().map_err(|e| BenchError::Process {
             name: name.to_owned(),
