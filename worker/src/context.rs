@@ -2,7 +2,7 @@
 //! the registry of tasks it is running right now.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use switchyard_shared::Pool;
@@ -33,6 +33,10 @@ pub struct InFlight {
     pub stop: CancellationToken,
     /// Why `stop` fired.
     pub reason: Arc<Mutex<Option<StopReason>>>,
+    /// Set once the attempt ended and its outcome is being committed. From then on its entry
+    /// may vanish from the pending list because this worker's own commit acked it, which is not
+    /// a lost lease (and a commit after a real loss is fenced by the script anyway).
+    pub committing: Arc<AtomicBool>,
 }
 
 impl InFlight {
@@ -48,6 +52,27 @@ impl InFlight {
     /// Why the task was stopped, if it was.
     pub fn stop_reason(&self) -> Option<StopReason> {
         *lock(&self.reason)
+    }
+
+    /// A flight for `entry` of `queue`, not stopped, not committing.
+    pub fn new(queue: String, entry: String) -> Self {
+        Self {
+            queue,
+            entry,
+            stop: CancellationToken::new(),
+            reason: Arc::new(Mutex::new(None)),
+            committing: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Marks the attempt as finished, its outcome on its way to Redis.
+    pub fn mark_committing(&self) {
+        self.committing.store(true, Ordering::Release);
+    }
+
+    /// Whether the attempt finished and its outcome is being committed.
+    pub fn is_committing(&self) -> bool {
+        self.committing.load(Ordering::Acquire)
     }
 }
 

@@ -63,7 +63,13 @@ impl Heartbeat {
         for (queue, entries) in by_queue {
             let lost = scripts::extend(&mut *con, &ctx.keys, queue, &ctx.id, &entries).await?;
             for entry in lost {
-                if let Some((id, f)) = flights.iter().find(|(_, f)| f.entry == entry) {
+                let Some((id, f)) = flights.iter().find(|(_, f)| f.entry == entry) else {
+                    continue;
+                };
+                if f.is_committing() {
+                    // Most likely acked by this worker's own commit since the snapshot above.
+                    debug!(task_id = %id, queue, "entry left the pending list while its outcome is being committed");
+                } else {
                     warn!(task_id = %id, queue, worker = %ctx.id, "lease lost: entry taken by another worker; abandoning the attempt");
                     f.stop(StopReason::LeaseLost);
                 }

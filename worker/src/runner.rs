@@ -2,7 +2,7 @@
 //! tracked tokio task per runnable task, holding a concurrency permit until its outcome is
 //! committed. Shared by the consumer (fresh entries) and the reclaimer (claimed ones).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use metrics::{gauge, histogram};
@@ -132,12 +132,7 @@ impl Runner {
             histogram!(m::WORKER_WAIT_TIME, "queue" => queue.clone())
                 .record(clock::now_ms().saturating_sub(created) as f64 / 1000.0);
         }
-        let flight = InFlight {
-            queue: queue.clone(),
-            entry: task.entry.clone(),
-            stop: CancellationToken::new(),
-            reason: Arc::new(Mutex::new(None)),
-        };
+        let flight = InFlight::new(queue.clone(), task.entry.clone());
         {
             let mut in_flight = lock(&self.ctx.in_flight);
             in_flight.insert(task.id.clone(), flight.clone());
@@ -152,6 +147,7 @@ impl Runner {
             let began = Instant::now();
             info!(task_id = %task.id, queue = %queue, worker = %ctx.id, attempt = task.attempts, state = "running", "task started");
             let outcome = executor.execute(&task, &flight).await;
+            flight.mark_committing();
             reporter.report(&queue, &task, outcome, began.elapsed()).await;
             {
                 let mut in_flight = lock(&ctx.in_flight);
