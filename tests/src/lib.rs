@@ -9,7 +9,8 @@
 //! - [`binaries`]: [`bin_path`], the workspace binaries, rebuilt when stale.
 //! - [`services`]: [`spawn_dispatcher`] / [`Dispatcher`], [`spawn_worker`] / [`Worker`], started
 //!   and waited for until `/health` answers.
-//! - here: [`poll_until`], [`unique_prefix`], [`connection`], [`free_port`].
+//! - here: [`poll_until`], [`unique_prefix`], [`connection`], [`free_port`],
+//!   [`queued_tool_record`].
 
 pub mod binaries;
 pub mod process;
@@ -28,6 +29,28 @@ pub use binaries::bin_path;
 pub use process::Proc;
 pub use redis_server::{REDIS_URL_ENV, RedisServer, shared_redis};
 pub use services::{Dispatcher, Response, Worker, spawn_dispatcher, spawn_worker};
+
+/// The fields of a fresh `tool` task record as the dispatcher writes them (state `queued`, no
+/// attempt yet), for tests that enqueue through `switchyard_shared::scripts` directly.
+pub fn queued_tool_record(
+    id: &str,
+    queue: &str,
+    payload: &str,
+    max_attempts: u32,
+    timeout_ms: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("id", id.to_owned()),
+        ("kind", "tool".to_owned()),
+        ("queue", queue.to_owned()),
+        ("payload", payload.to_owned()),
+        ("state", "queued".to_owned()),
+        ("attempts", "0".to_owned()),
+        ("max_attempts", max_attempts.to_string()),
+        ("timeout_ms", timeout_ms.to_owned()),
+        ("created_at", switchyard_shared::clock::now_rfc3339()),
+    ]
+}
 
 /// Interval of every polling loop of the fixture.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);

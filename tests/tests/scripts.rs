@@ -17,7 +17,7 @@ use switchyard_shared::scripts::{
 };
 use switchyard_shared::store;
 use switchyard_shared::task;
-use switchyard_tests::{connection, shared_redis, unique_prefix};
+use switchyard_tests::{connection, queued_tool_record, shared_redis, unique_prefix};
 
 const QUEUE: &str = "tool";
 const PAYLOAD: &str = r#"{"tool":"echo","args":{"x":1}}"#;
@@ -77,17 +77,7 @@ impl Env {
     /// Enqueues a new task as the dispatcher does; the script's reply and the id it was given.
     async fn enqueue_spec(&mut self, spec: &Spec<'_>) -> (EnqueueReply, String) {
         let id = task::new_task_id(QUEUE);
-        let mut fields: Vec<(&'static str, String)> = vec![
-            ("id", id.clone()),
-            ("kind", "tool".into()),
-            ("queue", QUEUE.into()),
-            ("payload", PAYLOAD.into()),
-            ("state", "queued".into()),
-            ("attempts", "0".into()),
-            ("max_attempts", spec.max_attempts.to_string()),
-            ("timeout_ms", TIMEOUT_MS.into()),
-            ("created_at", clock::now_rfc3339()),
-        ];
+        let mut fields = queued_tool_record(&id, QUEUE, PAYLOAD, spec.max_attempts, TIMEOUT_MS);
         if let Some(k) = spec.idempotency_key {
             fields.push(("idempotency_key", k.to_owned()));
         }
@@ -709,17 +699,7 @@ async fn enqueue_many_writes_a_batch_in_order_and_honours_keys_within_it() {
         .map(|(i, id)| NewRecord {
             id,
             queue: QUEUE,
-            fields: vec![
-                ("id", id.clone()),
-                ("kind", "tool".into()),
-                ("queue", QUEUE.into()),
-                ("payload", PAYLOAD.into()),
-                ("state", "queued".into()),
-                ("attempts", "0".into()),
-                ("max_attempts", "3".into()),
-                ("timeout_ms", TIMEOUT_MS.into()),
-                ("created_at", clock::now_rfc3339()),
-            ],
+            fields: queued_tool_record(id, QUEUE, PAYLOAD, 3, TIMEOUT_MS),
             due_ms: (i == 3).then(|| clock::now_ms() + 60_000),
             // The first two share a key: the second is a duplicate of the first.
             idempotency: (i < 2).then(|| ("same-key", Duration::from_secs(60))),

@@ -14,7 +14,7 @@ use switchyard_shared::config::{RedisConfig, WorkerConfig};
 use switchyard_shared::keys::{GROUP, Keys};
 use switchyard_shared::scripts::{self, Completion, Delivered, NewRecord, Retention};
 use switchyard_shared::{clock, store, task};
-use switchyard_tests::{connection, shared_redis, unique_prefix};
+use switchyard_tests::{connection, queued_tool_record, shared_redis, unique_prefix};
 use switchyard_worker::context::{InFlight, StopReason, WorkerContext};
 use switchyard_worker::heartbeat::Heartbeat;
 use tokio_util::sync::CancellationToken;
@@ -64,17 +64,7 @@ async fn running(con: &mut MultiplexedConnection, keys: &Keys, n: usize) -> Vec<
         .map(|id| NewRecord {
             id,
             queue: QUEUE,
-            fields: vec![
-                ("id", id.clone()),
-                ("kind", "tool".into()),
-                ("queue", QUEUE.into()),
-                ("payload", r#"{"tool":"echo","args":{}}"#.into()),
-                ("state", "queued".into()),
-                ("attempts", "0".into()),
-                ("max_attempts", "3".into()),
-                ("timeout_ms", "30000".into()),
-                ("created_at", clock::now_rfc3339()),
-            ],
+            fields: queued_tool_record(id, QUEUE, r#"{"tool":"echo","args":{}}"#, 3, "30000"),
             due_ms: None,
             idempotency: None,
         })
