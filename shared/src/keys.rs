@@ -59,6 +59,12 @@ impl Keys {
         self.queue_key(queue, "stats")
     }
 
+    /// Stream (capped, TTL): a task's output as it is written (text deltas per attempt, then an
+    /// end entry per attempt); format in [`crate::output`].
+    pub fn output(&self, queue: &str, id: &str) -> String {
+        self.queue_key(queue, &format!("out:{id}"))
+    }
+
     /// String with TTL: idempotency key → task id.
     pub fn idempotency(&self, queue: &str, key: &str) -> String {
         self.queue_key(queue, &format!("idem:{key}"))
@@ -99,6 +105,7 @@ mod tests {
         assert_eq!(k.dead("chat"), "sy:{chat}:dead");
         assert_eq!(k.stats("chat"), "sy:{chat}:stats");
         assert_eq!(k.idempotency("chat", "abc"), "sy:{chat}:idem:abc");
+        assert_eq!(k.output("chat", "chat-01J"), "sy:{chat}:out:chat-01J");
         assert_eq!(k.worker("w1"), "sy:worker:w1");
         assert_eq!(k.workers(), "sy:workers");
         assert_eq!(k.session("s1"), "sy:session:s1");

@@ -7,6 +7,7 @@
 //! - [`keys`]: every Redis key name (SPEC §4), in one place.
 //! - [`task`]: task ids, kinds, states, the stored record, payload validation.
 //! - [`events`]: the events stream's entry format (`{id, state}` or a batch's `{ids, state}`).
+//! - [`output`]: a task's output stream format (text deltas per attempt, end marks).
 //! - [`scripts`]: the `.lua` scripts (enqueue, start, complete, fail, promote, …), one typed
 //!   wrapper each.
 //! - [`store`]: connection pool, blocking connections, group set-up, record reads.
@@ -23,6 +24,7 @@ pub mod events;
 pub mod healthcheck;
 pub mod keys;
 pub mod metrics;
+pub mod output;
 pub mod retry;
 pub mod runtime;
 pub mod scripts;
