@@ -2,10 +2,12 @@
 //! needs on free loopback ports, waited for until `/health` answers, and talked to over HTTP.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+use switchyard_harness::{Readiness, http_ok, start_ready};
 
+use crate::process::spec;
 use crate::{POLL_INTERVAL, Proc, bin_path, free_port};
 
 /// How long a binary may take to answer `/health` after start.
@@ -41,47 +43,30 @@ async fn spawn_healthy(
     env: &BTreeMap<String, String>,
     health_url: impl Fn(&BTreeMap<String, String>) -> String,
 ) -> (Proc, BTreeMap<String, String>) {
-    const ATTEMPTS: u32 = 3;
     let program = bin_path(bin);
     let client = http_client();
     let port_fixed = env.contains_key(port_var);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
+    let policy = Readiness {
+        attempts: if port_fixed { 1 } else { 3 },
+        deadline: BINARY_START_DEADLINE,
+        poll: POLL_INTERVAL,
+    };
+    let launch = || {
         let mut env = env.clone();
         if !port_fixed {
             env.insert(port_var.to_owned(), port_value(free_port()));
         }
         let url = health_url(&env);
-        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let proc = Proc::spawn(label, &program, &[], &pairs);
-        let deadline = Instant::now() + BINARY_START_DEADLINE;
-        loop {
-            if let Ok(r) = client.get(&url).send().await
-                && r.status().as_u16() == 200
-            {
-                return (proc, env);
-            }
-            if !proc.is_running() {
-                let log = proc.log_text();
-                let port_taken = log.to_ascii_lowercase().contains("in use");
-                if port_taken && !port_fixed && attempt < ATTEMPTS {
-                    break;
-                }
-                panic!(
-                    "{label} exited before answering {url}; its log ({}):\n{log}",
-                    proc.log_path().display()
-                );
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "{label} did not answer 200 on {url} within {BINARY_START_DEADLINE:?}; its log ({}):\n{}",
-                    proc.log_path().display(),
-                    proc.log_text()
-                );
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+        let proc = spec(label, &program).envs(env.clone()).start()?;
+        Ok((proc, url, env))
+    };
+    match start_ready(&policy, launch, async |url: &str| {
+        http_ok(&client, url).await
+    })
+    .await
+    {
+        Ok(started) => (started.proc.into(), started.value),
+        Err(e) => panic!("{e}"),
     }
 }
 

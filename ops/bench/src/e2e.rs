@@ -177,7 +177,7 @@ pub async fn drain(
             break (now, true);
         }
         if !worker.proc.is_running() {
-            return Err(worker.proc.exited());
+            return Err(crate::procs::exited(&worker.proc));
         }
     };
     let secs = start.elapsed().as_secs_f64();

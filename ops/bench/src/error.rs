@@ -1,6 +1,11 @@
 //! The bench's error type: everything that stops a run before its report is complete.
 
+use switchyard_harness::{HarnessError, last_lines};
+
 use crate::info::InfoError;
+
+/// Lines of a child's log quoted in an error.
+const LOG_TAIL_LINES: usize = 40;
 
 /// Why a run stopped.
 #[derive(Debug, thiserror::Error)]
@@ -56,5 +61,43 @@ impl BenchError {
     pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
         let what = what.into();
         move |source| Self::Io { what, source }
+    }
+}
+
+impl From<HarnessError> for BenchError {
+    /// A child that would not start names itself with the end of its log, as the run's own
+    /// failures do.
+    fn from(e: HarnessError) -> Self {
+        let tail = |log: &str| last_lines(log, LOG_TAIL_LINES);
+        match e {
+            HarnessError::Io { what, source } => Self::Io { what, source },
+            HarnessError::Spawn {
+                name,
+                program,
+                source,
+            } => Self::Process {
+                name,
+                message: format!("cannot start {}: {source}", program.display()),
+            },
+            HarnessError::Exited {
+                name, target, log, ..
+            } => Self::Process {
+                name,
+                message: format!("exited before answering {target}; its log:\n{}", tail(&log)),
+            },
+            HarnessError::NotReady {
+                name,
+                target,
+                deadline,
+                log,
+                ..
+            } => Self::Process {
+                name,
+                message: format!(
+                    "no answer from {target} within {deadline:?}; its log:\n{}",
+                    tail(&log)
+                ),
+            },
+        }
     }
 }

@@ -7,7 +7,9 @@
 //! - [`config`]: flags and `SY_BENCH_*` variables → [`Config`].
 //! - [`redis_server`]: the run's own `redis-server` (`--stream-node-max-entries` as asked), and
 //!   connections to it.
-//! - [`procs`]: child processes (clean environment, log file, killed on drop) and the run's temp dir.
+//! - [`procs`]: the run's temp dir and how children start in it (the process harness is
+//!   `switchyard_harness`, shared with the end-to-end tests), a dead child's error, and memory
+//!   and CPU read from `/proc`.
 //! - [`services`]: `dispatcher` and `worker` started on free ports and waited for until healthy.
 //! - [`api`]: the dispatcher's HTTP API as the bench calls it.
 //! - [`ceiling`]: raw XADD / XREADGROUP / XACK, the reference rate.
@@ -42,6 +44,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
+use switchyard_harness::Proc;
 use switchyard_shared::keys::Keys;
 use tokio::time::Instant;
 
@@ -53,7 +56,7 @@ use crate::api::Api;
 use crate::efficiency::Efficiency;
 use crate::enqueue::{Mode, closed_loop};
 use crate::info::Snapshot;
-use crate::procs::{Proc, Rss, RunDir, first_exit, own_cpu_s};
+use crate::procs::{Rss, RunDir, first_exit, own_cpu_s};
 use crate::redis_server::{RedisServer, connect};
 use crate::services::Launcher;
 

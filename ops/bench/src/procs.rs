@@ -1,31 +1,23 @@
-//! Child processes of a run: each in its own process group with a clean environment and a log
-//! file in the run's temp dir, killed (group and all) when its guard drops, and killed by a
-//! watchdog if the bench itself dies without running destructors.
+//! The run's children as the bench sees them, around the harness's
+//! [`Proc`](switchyard_harness::Proc): the run's temp dir holding their logs, how they are
+//! spawned here (which variables reach them), the error of one that died, and their memory and
+//! CPU from `/proc`.
 
-use std::fs::{self, OpenOptions};
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::Duration;
+
+use switchyard_harness::{Log, Proc, Spawn, log_tail};
 
 use crate::error::BenchError;
 
 /// Lines of a child's log printed when the run fails.
 const LOG_TAIL_LINES: usize = 40;
 
-/// Shell wrapper of every child: a watchdog SIGKILLs the group if the bench (`$1`) is gone, then
-/// `exec` runs the program, so it keeps the pid (`$$`) the watchdog watches and that
-/// `/proc/<pid>/status` describes. The watchdog wakes twice a second: negligible CPU.
-const WRAPPER: &str = r#"
-parent=$1; shift
-(
-  while kill -0 "$parent" 2>/dev/null && kill -0 $$ 2>/dev/null; do sleep 0.5; done
-  kill -0 "$parent" 2>/dev/null || kill -KILL -$$ 2>/dev/null
-) >/dev/null 2>&1 </dev/null &
-exec "$@"
-"#;
+/// Variables of the bench that reach its children: PATH, and the allocator and runtime knobs,
+/// so they can be compared in one rig.
+const INHERITED: &[&str] = &["PATH", "MIMALLOC_*", "RUNTIME_THREADS"];
 
 /// The run's temp dir holding every child's log (and Redis's working dir); removed on drop
 /// unless [`keep`](Self::keep) was called, so a failed run leaves its logs to read.
@@ -66,6 +58,11 @@ impl RunDir {
         path
     }
 
+    /// How the bench starts child `name`: a fresh log in this dir, [`INHERITED`] passed through.
+    pub fn spawn(&self, name: &str, program: &Path) -> Spawn {
+        Spawn::new(name, program, Log::Kept(self.log_for(name))).inherit(INHERITED)
+    }
+
     /// Prints the last lines of every child's log to stderr and keeps the directory (if any
     /// child was started).
     pub fn print_log_tails(&mut self) {
@@ -78,7 +75,7 @@ impl RunDir {
             eprintln!(
                 "---- last lines of {name} ({}) ----\n{}",
                 path.display(),
-                tail(path, LOG_TAIL_LINES)
+                log_tail(path, LOG_TAIL_LINES)
             );
         }
         eprintln!("(logs kept in {})", self.path.display());
@@ -93,153 +90,14 @@ impl Drop for RunDir {
     }
 }
 
-/// The last `n` lines of a file (empty when unreadable).
-pub fn tail(path: &Path, n: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// A free TCP port on 127.0.0.1 (bound to port 0 and released; a start that loses a race for
-/// it is retried by the caller).
-pub fn free_port() -> Result<u16, BenchError> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(BenchError::io("finding a free port"))
-}
-
-/// A running child: its own process group, stdout and stderr in its log file, SIGKILLed with
-/// its group on drop.
-#[derive(Debug)]
-pub struct Proc {
-    name: String,
-    child: Mutex<ChildState>,
-    pid: u32,
-    log: PathBuf,
-}
-
-#[derive(Debug)]
-struct ChildState {
-    child: Child,
-    /// Set once reaped: from then on its pid may belong to someone else.
-    reaped: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves the child handle intact: keep using it.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Proc {
-    /// Starts `program args` with exactly `env` plus PATH, output appended to `log`.
-    pub fn spawn(
-        name: &str,
-        program: &Path,
-        args: &[&str],
-        env: &[(String, String)],
-        log: PathBuf,
-    ) -> Result<Self, BenchError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(BenchError::io(format!("creating {}", log.display())))?;
-        let err_file = file
-            .try_clone()
-            .map_err(BenchError::io("cloning a log file handle"))?;
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(WRAPPER)
-            .arg("sh")
-            .arg(std::process::id().to_string())
-            .arg(program)
-            .args(args)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(file))
-            .stderr(Stdio::from(err_file))
-            // Own group: a terminal's Ctrl-C reaches only the bench, which then kills the
-            // children itself, in order, instead of racing their graceful shutdowns.
-            .process_group(0);
-        if let Some(path) = std::env::var_os("PATH") {
-            cmd.env("PATH", path);
-        }
-        // Allocator and runtime knobs reach the services, so they can be compared in one rig.
-        for (k, v) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("MIMALLOC_") || k == "RUNTIME_THREADS" {
-                cmd.env(k, v);
-            }
-        }
-        cmd.envs(env.iter().map(|(k, v)| (k, v)));
-        let child = cmd.spawn().map_err(|e| BenchError::Process {
-            name: name.to_owned(),
-            message: format!("cannot start {}: {e}", program.display()),
-        })?;
-        Ok(Self {
-            name: name.to_owned(),
-            pid: child.id(),
-            child: Mutex::new(ChildState {
-                child,
-                reaped: false,
-            }),
-            log,
-        })
-    }
-
-    /// The child's label.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Its pid (the program's, the wrapper having exec'd it).
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
-    /// Whether it has not exited yet.
-    pub fn is_running(&self) -> bool {
-        let mut state = lock(&self.child);
-        if !state.reaped && matches!(state.child.try_wait(), Ok(Some(_))) {
-            state.reaped = true;
-        }
-        !state.reaped
-    }
-
-    /// The last lines of its log.
-    pub fn log_tail(&self) -> String {
-        tail(&self.log, LOG_TAIL_LINES)
-    }
-
-    /// Whether its log mentions an address already in use (a lost race for a free port).
-    pub fn lost_port_race(&self) -> bool {
-        fs::read_to_string(&self.log)
-            .map(|t| t.to_ascii_lowercase().contains("in use"))
-            .unwrap_or(false)
-    }
-
-    /// SIGKILLs its group and reaps it, so its port is free when this returns.
-    pub fn kill(&self) {
-        let mut state = lock(&self.child);
-        if state.reaped {
-            return;
-        }
-        // Not reaped yet, so the group id is still ours even if the process just exited.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.pid)])
-            .stderr(Stdio::null())
-            .status();
-        let _ = state.child.kill();
-        let _ = state.child.wait();
-        state.reaped = true;
-    }
-
-    /// The error of a child that exited while the run needed it.
-    pub fn exited(&self) -> BenchError {
-        BenchError::Process {
-            name: self.name.clone(),
-            message: format!("exited during the run; its log:\n{}", self.log_tail()),
-        }
+/// The error of a child that exited while the run needed it.
+pub fn exited(proc: &Proc) -> BenchError {
+    BenchError::Process {
+        name: proc.name().to_owned(),
+        message: format!(
+            "exited during the run; its log:\n{}",
+            proc.log_tail(LOG_TAIL_LINES)
+        ),
     }
 }
 
@@ -248,15 +106,9 @@ impl Proc {
 pub async fn first_exit(procs: &[&Proc]) -> BenchError {
     loop {
         if let Some(p) = procs.iter().find(|p| !p.is_running()) {
-            return p.exited();
+            return exited(p);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

@@ -8,13 +8,18 @@ use std::time::Duration;
 
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
-use tokio::time::Instant;
+use switchyard_harness::{Proc, Readiness, free_port, start_ready};
 
 use crate::error::BenchError;
-use crate::procs::{Proc, RunDir, free_port};
+use crate::procs::RunDir;
 
-/// How long `redis-server` may take to answer PING.
-const START_DEADLINE: Duration = Duration::from_secs(10);
+/// `redis-server` gets 10 s to answer PING, asked every 20 ms; 3 starts when the free port was
+/// taken before it bound it.
+const READINESS: Readiness = Readiness {
+    attempts: 3,
+    deadline: Duration::from_secs(10),
+    poll: Duration::from_millis(20),
+};
 /// Response timeout of the bench's connections: longer than any `BLOCK` it sends.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -40,14 +45,12 @@ fn find_on_path() -> Result<PathBuf, BenchError> {
 
 impl RedisServer {
     /// Starts `redis-server --save "" --appendonly no --stream-node-max-entries N` on a free
-    /// port, its files in `dir`.
+    /// port, its files in `dir`, and checks that it reports that N.
     pub async fn start(dir: &RunDir, stream_node_max_entries: u64) -> Result<Self, BenchError> {
         let program = find_on_path()?;
         let workdir = dir.path().to_string_lossy().into_owned();
         let node_entries = stream_node_max_entries.to_string();
-        let mut last = String::new();
-        // A free port can be taken before redis binds it: try a few.
-        for _ in 0..3 {
+        let launch = || {
             let port = free_port()?.to_string();
             let args = [
                 "--port",
@@ -63,48 +66,33 @@ impl RedisServer {
                 "--stream-node-max-entries",
                 &node_entries,
             ];
-            let proc = Proc::spawn(
-                "redis-server",
-                &program,
-                &args,
-                &[],
-                dir.log_for("redis-server"),
-            )?;
+            let proc = dir.spawn("redis-server", &program).args(args).start()?;
             let url = format!("redis://127.0.0.1:{port}");
-            let deadline = Instant::now() + START_DEADLINE;
-            loop {
-                if let Ok(mut con) = connect(&url).await
-                    && redis::cmd("PING")
-                        .query_async::<String>(&mut con)
-                        .await
-                        .is_ok_and(|p| p == "PONG")
-                {
-                    let reported = node_max_entries(&mut con).await?;
-                    if reported != stream_node_max_entries {
-                        return Err(BenchError::Process {
-                            name: "redis-server".to_owned(),
-                            message: format!(
-                                "started with --stream-node-max-entries \
-                                 {stream_node_max_entries} but reports {reported}"
-                            ),
-                        });
-                    }
-                    return Ok(Self {
-                        proc,
-                        url,
-                        stream_node_max_entries: reported,
-                    });
-                }
-                if !proc.is_running() || Instant::now() >= deadline {
-                    last = proc.log_tail();
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            Ok((proc, url.clone(), url))
+        };
+        let pong = async |url: &str| match connect(url).await {
+            Ok(mut con) => redis::cmd("PING")
+                .query_async::<String>(&mut con)
+                .await
+                .is_ok_and(|p| p == "PONG"),
+            Err(_) => false,
+        };
+        let started = start_ready(&READINESS, launch, pong).await?;
+        let url = started.value;
+        let reported = node_max_entries(&mut connect(&url).await?).await?;
+        if reported != stream_node_max_entries {
+            return Err(BenchError::Process {
+                name: "redis-server".to_owned(),
+                message: format!(
+                    "started with --stream-node-max-entries \
+                     {stream_node_max_entries} but reports {reported}"
+                ),
+            });
         }
-        Err(BenchError::Process {
-            name: "redis-server".to_owned(),
-            message: format!("did not answer PING; its log:\n{last}"),
+        Ok(Self {
+            proc: started.proc,
+            url,
+            stream_node_max_entries: reported,
         })
     }
 }

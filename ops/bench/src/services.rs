@@ -4,18 +4,19 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use switchyard_harness::{Proc, Readiness, free_port, http_ok, start_ready};
 
 use crate::config::WORKER_CONCURRENCY;
 use crate::error::BenchError;
-use crate::procs::{Proc, RunDir, free_port};
+use crate::procs::RunDir;
 
-/// How long a binary may take to answer `/health`.
-const START_DEADLINE: Duration = Duration::from_secs(30);
-/// Interval of the `/health` polls.
-const HEALTH_POLL: Duration = Duration::from_millis(20);
-/// Starts tried when the free port was taken before the child bound it.
-const PORT_ATTEMPTS: u32 = 3;
+/// A binary gets 30 s to answer `/health`, asked every 20 ms; 3 starts when the free port was
+/// taken before it bound it.
+const READINESS: Readiness = Readiness {
+    attempts: 3,
+    deadline: Duration::from_secs(30),
+    poll: Duration::from_millis(20),
+};
 
 /// What every child of one run shares.
 #[derive(Debug)]
@@ -136,45 +137,15 @@ impl<'a> Launcher<'a> {
         port_value: impl Fn(u16) -> String,
     ) -> Result<(Proc, u16, Duration), BenchError> {
         let program = self.bin_dir.join(bin);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
+        let launch = || {
             let port = free_port()?;
             let mut env = env.clone();
             env.push((port_var.to_owned(), port_value(port)));
-            let url = format!("http://127.0.0.1:{port}/health");
-            let started = Instant::now();
-            let proc = Proc::spawn(bin, &program, &[], &env, self.dir.log_for(bin))?;
-            let deadline = started + START_DEADLINE;
-            loop {
-                if let Ok(r) = self.health.get(&url).send().await
-                    && r.status().as_u16() == 200
-                {
-                    return Ok((proc, port, started.elapsed()));
-                }
-                if !proc.is_running() {
-                    if proc.lost_port_race() && attempt < PORT_ATTEMPTS {
-                        break;
-                    }
-                    return Err(BenchError::Process {
-                        name: bin.to_owned(),
-                        message: format!(
-                            "exited before answering {url}; its log:\n{}",
-                            proc.log_tail()
-                        ),
-                    });
-                }
-                if Instant::now() >= deadline {
-                    return Err(BenchError::Process {
-                        name: bin.to_owned(),
-                        message: format!(
-                            "no 200 from {url} within {START_DEADLINE:?}; its log:\n{}",
-                            proc.log_tail()
-                        ),
-                    });
-                }
-                tokio::time::sleep(HEALTH_POLL).await;
-            }
-        }
+            let proc = self.dir.spawn(bin, &program).envs(env).start()?;
+            Ok((proc, format!("http://127.0.0.1:{port}/health"), port))
+        };
+        let health = async |url: &str| http_ok(&self.health, url).await;
+        let started = start_ready(&READINESS, launch, health).await?;
+        Ok((started.proc, started.value, started.startup))
     }
 }
