@@ -17,14 +17,24 @@ use crate::HarnessError;
 /// Log lines printed when a child with an owned log is dropped during a panic.
 const PANIC_TAIL_LINES: usize = 60;
 
-/// Shell wrapper of every child: a watchdog SIGKILLs the group if the parent (`$1`) is gone,
-/// then `exec` runs the program, so it keeps the pid (`$$`) the watchdog watches and that
+/// Shell wrapper of every child: a watchdog SIGKILLs the program and its group if the parent
+/// (`$1`) is gone, after removing the directory `$2` (if not empty) that no destructor will
+/// remove then; `exec` runs the program, so it keeps the pid (`$$`) the watchdog watches and that
 /// [`Proc::pid`] reports. The watchdog wakes twice a second: negligible CPU.
 const WRAPPER: &str = r#"
-parent=$1; shift
+parent=$1; orphan_dir=$2; shift 2
 (
   while kill -0 "$parent" 2>/dev/null && kill -0 $$ 2>/dev/null; do sleep 0.5; done
-  kill -0 "$parent" 2>/dev/null || kill -KILL -$$ 2>/dev/null
+  if ! kill -0 "$parent" 2>/dev/null; then
+    kill -KILL $$ 2>/dev/null
+    if [ -n "$orphan_dir" ]; then
+      # Until the program is reaped (bounded), so none of its writes lands after the removal.
+      n=0
+      while kill -0 $$ 2>/dev/null && [ "$n" -lt 20 ]; do sleep 0.1; n=$((n+1)); done
+      rm -rf "$orphan_dir"
+    fi
+    kill -KILL -$$ 2>/dev/null
+  fi
 ) >/dev/null 2>&1 </dev/null &
 exec "$@"
 "#;
@@ -49,6 +59,9 @@ pub struct Spawn {
     env: Vec<(OsString, OsString)>,
     inherit: Vec<String>,
     log: Log,
+    orphan_dir: Option<PathBuf>,
+    /// The process whose death the watchdog waits for: this one, except in the harness's tests.
+    parent: u32,
 }
 
 impl Spawn {
@@ -62,6 +75,8 @@ impl Spawn {
             env: Vec::new(),
             inherit: Vec::new(),
             log,
+            orphan_dir: None,
+            parent: std::process::id(),
         }
     }
 
@@ -88,6 +103,13 @@ impl Spawn {
         self
     }
 
+    /// Has the watchdog remove `dir` when it kills the child because the parent died: a
+    /// server's data dir, when the server lives in a static no destructor drops.
+    pub fn remove_if_orphaned(mut self, dir: &Path) -> Self {
+        self.orphan_dir = Some(dir.to_path_buf());
+        self
+    }
+
     fn inherits(&self, key: &str) -> bool {
         self.inherit.iter().any(|n| match n.strip_suffix('*') {
             Some(prefix) => key.starts_with(prefix),
@@ -110,7 +132,8 @@ impl Spawn {
         cmd.arg("-c")
             .arg(WRAPPER)
             .arg("sh")
-            .arg(std::process::id().to_string())
+            .arg(self.parent.to_string())
+            .arg(self.orphan_dir.as_deref().unwrap_or(Path::new("")))
             .arg(&self.program)
             .args(&self.args)
             .env_clear()
@@ -317,5 +340,47 @@ mod tests {
         assert!(!s.inherits("PATHX"));
         assert!(s.inherits("MIMALLOC_ARENA_EAGER_COMMIT"));
         assert!(!s.inherits("HOME"));
+    }
+
+    /// Polls `done` every 20 ms for up to 10 s.
+    fn within_10s(mut done: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if done() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    #[test]
+    fn the_watchdog_kills_the_child_and_removes_its_dir_when_the_parent_dies() {
+        let base = std::env::temp_dir().join(format!(
+            "switchyard-harness-watchdog-{}-{:?}",
+            std::process::id(),
+            Instant::now()
+        ));
+        let dir = base.join("data");
+        fs::create_dir_all(&dir).expect("temp dir");
+        // A stand-in parent: the watchdog cannot watch this test process die.
+        let mut parent = Command::new("sleep").arg("30").spawn().expect("sleep runs");
+        let mut spawn = Spawn::new("orphan", Path::new("/bin/sh"), Log::Kept(base.join("log")))
+            .args(["-c", "echo up; sleep 30"])
+            .inherit(&["PATH"])
+            .remove_if_orphaned(&dir);
+        spawn.parent = parent.id();
+        let proc = spawn.start().expect("starts");
+        assert!(within_10s(|| proc.log_text().contains("up")));
+        assert!(proc.is_running() && dir.is_dir());
+
+        let _ = parent.kill();
+        let _ = parent.wait();
+        assert!(
+            within_10s(|| !proc.is_running() && !dir.exists()),
+            "the orphan still runs or its dir is left"
+        );
+        drop(proc);
+        let _ = fs::remove_dir_all(&base);
     }
 }

@@ -10,7 +10,7 @@ use switchyard_harness::{Log, Spawn};
 use crate::unique_name;
 
 /// Variables of the test process every child keeps.
-const INHERITED: &[&str] = &["PATH", "HOME"];
+pub(crate) const INHERITED: &[&str] = &["PATH", "HOME"];
 
 /// A child process in its own process group, with a clean environment (PATH and HOME kept),
 /// whose stdout and stderr go to a log file; its group is SIGKILLed on drop if it still runs,

@@ -2,14 +2,16 @@
 //! one shared by every test of a process; each dies with the test process.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use switchyard_harness::{Log, Proc, Spawn};
+
+use crate::process::INHERITED;
 use crate::{POLL_INTERVAL, free_port, unique_name};
 
 /// Environment variable naming an existing Redis that [`shared_redis`] uses instead of starting
@@ -18,27 +20,6 @@ pub const REDIS_URL_ENV: &str = "SWITCHYARD_TEST_REDIS_URL";
 
 /// How long a Redis server may take to answer PING after start.
 const REDIS_START_DEADLINE: Duration = Duration::from_secs(10);
-
-/// Shell wrapper of every `redis-server`: runs it in the background and kills it (and removes its
-/// data dir) when the test process is gone, because a static server is never dropped and a test
-/// process killed by a timeout runs no destructor. `$1` parent pid, `$2` data dir, `$3` log file,
-/// the rest is the redis-server command line. Prints the server's pid first.
-const REDIS_WRAPPER: &str = r#"
-parent=$1; dir=$2; log=$3; shift 3
-"$@" >>"$log" 2>&1 </dev/null &
-rpid=$!
-echo "$rpid"
-(
-  while kill -0 "$parent" 2>/dev/null; do sleep 0.5; done
-  kill -9 "$rpid" 2>/dev/null
-) >/dev/null 2>&1 </dev/null &
-wpid=$!
-wait "$rpid"
-code=$?
-kill "$wpid" 2>/dev/null
-kill -0 "$parent" 2>/dev/null || rm -rf "$dir"
-exit "$code"
-"#;
 
 /// A `redis-server` on a free loopback port with its own data dir; killed and its data dir
 /// removed on drop. Also stands for an external server when [`REDIS_URL_ENV`] is set.
@@ -53,8 +34,10 @@ struct LocalRedis {
     port: u16,
     dir: PathBuf,
     aof: bool,
-    /// The wrapper shell (our child) and the pid of the redis-server it runs.
-    running: Option<(Child, u32)>,
+    /// The server, if started; its watchdog removes `dir` if the test process dies first,
+    /// because a static server is never dropped and a test killed by a timeout runs no
+    /// destructor.
+    running: Option<Proc>,
 }
 
 impl RedisServer {
@@ -127,7 +110,7 @@ impl RedisServer {
 
     /// Whether the server process is alive (always true for an external server).
     pub fn is_running(&mut self) -> bool {
-        match &mut self.local {
+        match &self.local {
             None => true,
             Some(l) => l.is_running(),
         }
@@ -157,9 +140,7 @@ impl LocalRedis {
     fn launch(&mut self) -> Result<(), String> {
         let port = self.port.to_string();
         let dir = self.dir.to_string_lossy().into_owned();
-        let log = self.log_path().to_string_lossy().into_owned();
         let mut args: Vec<&str> = vec![
-            "redis-server",
             "--port",
             &port,
             "--bind",
@@ -178,29 +159,17 @@ impl LocalRedis {
         } else {
             args.extend(["--appendonly", "no"]);
         }
-        let parent = std::process::id().to_string();
-        let mut shell = Command::new("sh")
-            .arg("-c")
-            .arg(REDIS_WRAPPER)
-            .arg("sh")
-            .arg(&parent)
-            .arg(&dir)
-            .arg(&log)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot run sh to start redis-server: {e}"))?;
-        let mut first = String::new();
-        if let Some(out) = shell.stdout.take() {
-            let _ = BufReader::new(out).read_line(&mut first);
-        }
-        let pid: u32 = first
-            .trim()
-            .parse()
-            .map_err(|_| format!("the redis wrapper printed no pid: {first:?}"))?;
-        self.running = Some((shell, pid));
+        let proc = Spawn::new(
+            "redis-server",
+            Path::new("redis-server"),
+            Log::Kept(self.log_path()),
+        )
+        .args(args)
+        .inherit(INHERITED)
+        .remove_if_orphaned(&self.dir)
+        .start()
+        .map_err(|e| e.to_string())?;
+        self.running = Some(proc);
 
         let deadline = Instant::now() + REDIS_START_DEADLINE;
         loop {
@@ -224,24 +193,13 @@ impl LocalRedis {
         }
     }
 
-    fn is_running(&mut self) -> bool {
-        match &mut self.running {
-            None => false,
-            Some((shell, _)) => matches!(shell.try_wait(), Ok(None)),
-        }
+    fn is_running(&self) -> bool {
+        self.running.as_ref().is_some_and(|p| p.is_running())
     }
 
+    /// Kills the server's group and reaps it, so the port is free once this returns.
     fn kill(&mut self) {
-        if let Some((mut shell, pid)) = self.running.take() {
-            if matches!(shell.try_wait(), Ok(None)) {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .stderr(Stdio::null())
-                    .status();
-            }
-            // The wrapper reaps redis and exits, so the port is free once this returns.
-            let _ = shell.wait();
-        }
+        self.running = None;
     }
 }
 
