@@ -12,8 +12,8 @@ use switchyard_shared::clock;
 use switchyard_shared::keys::{GROUP, Keys};
 use switchyard_shared::scripts::{
     self, CancelStatus, CompleteStatus, Completion, Delivered, EnqueueReply, EnqueueStatus,
-    FailMode, FailStatus, Failure, NewRecord, ReplayStatus, RequeueStatus, Retention, StartStatus,
-    Started,
+    FailMode, FailStatus, Failure, NewRecord, ReplayStatus, RequeueStatus, Retention, Runnable,
+    StartStatus, Started, Work,
 };
 use switchyard_shared::store;
 use switchyard_shared::task;
@@ -158,7 +158,7 @@ impl Env {
         let d = self.deliver_one(consumer).await;
         assert_eq!(d.id, id);
         let s = self.start(consumer, std::slice::from_ref(&d)).await;
-        assert_eq!(s[0].status, StartStatus::Run, "{s:?}");
+        assert_eq!(s[0].status(), StartStatus::Run, "{s:?}");
         d
     }
 
@@ -362,6 +362,14 @@ fn names(fields: &HashMap<String, String>, id: &str) -> bool {
             .is_some_and(|ids| ids.split(',').any(|i| i == id))
 }
 
+/// The run `started` must be.
+fn runnable(started: &Started) -> &Runnable {
+    match started {
+        Started::Run(run) => run,
+        other => panic!("expected a run: {other:?}"),
+    }
+}
+
 fn ttl_is_result_ttl(ttl: i64) -> bool {
     ttl > 0 && ttl <= i64::try_from(RESULT_TTL_S).expect("small")
 }
@@ -465,16 +473,21 @@ async fn start_marks_the_task_running_under_its_consumer() {
 
     let s = env.start("w1", std::slice::from_ref(&d)).await;
     assert_eq!(s.len(), 1);
-    assert_eq!(s[0].status, StartStatus::Run);
+    let run = runnable(&s[0]);
     assert_eq!(
-        (s[0].id.as_str(), s[0].entry.as_str()),
+        (run.delivered.id.as_str(), run.delivered.entry.as_str()),
         (id.as_str(), d.entry.as_str())
     );
-    assert_eq!(s[0].kind.as_deref(), Some("tool"));
-    assert_eq!(s[0].payload.as_deref(), Some(PAYLOAD));
     assert_eq!(
-        (s[0].attempts, s[0].max_attempts, s[0].timeout_ms),
-        (1, 3, 30_000)
+        run.work,
+        Ok(Work {
+            kind: task::TaskKind::Tool,
+            payload: serde_json::from_str(PAYLOAD).expect("payload JSON"),
+        })
+    );
+    assert_eq!(
+        (run.attempts, run.max_attempts, run.timeout, run.resumed),
+        (1, 3, Some(Duration::from_millis(30_000)), false)
     );
 
     let t = env.task(&id).await;
@@ -534,9 +547,11 @@ async fn start_skips_and_drops_entries_of_cancelled_missing_or_superseded_tasks(
     let s = env.start("w1", &batch).await;
     assert_eq!(s.len(), 3);
     for (started, id) in s.iter().zip([&cancelled, &missing, &superseded]) {
-        assert_eq!(&started.id, id);
-        assert_eq!(started.status, StartStatus::Skip, "{started:?}");
-        assert!(started.reason.is_some(), "a skip says why: {started:?}");
+        let Started::Skip { delivered, reason } = started else {
+            panic!("skipped: {started:?}");
+        };
+        assert_eq!(&delivered.id, id);
+        assert!(!reason.is_empty(), "a skip says why: {started:?}");
     }
     assert_eq!(env.stream_len().await, 0, "skipped entries are deleted");
     assert!(env.pending().await.is_empty(), "skipped entries are acked");
@@ -560,7 +575,7 @@ async fn start_skips_a_task_cancelled_between_delivery_and_start() {
     );
 
     let s = env.start("w1", std::slice::from_ref(&d)).await;
-    assert_eq!(s[0].status, StartStatus::Skip);
+    assert_eq!(s[0].status(), StartStatus::Skip);
     assert!(
         env.pending().await.is_empty(),
         "start acks the entry it skips"
@@ -621,8 +636,11 @@ async fn batches_are_decided_entry_by_entry() {
     let batch = env.deliver("w1", 3).await;
     let s = env.start("w1", &batch).await;
     for (i, started) in s.iter().enumerate() {
-        assert_eq!(started.status, StartStatus::Run, "{started:?}");
-        assert_eq!((&started.id, &started.entry), (&ids[i], &batch[i].entry));
+        let run = runnable(started);
+        assert_eq!(
+            (&run.delivered.id, &run.delivered.entry),
+            (&ids[i], &batch[i].entry)
+        );
     }
     env.assert_stats(&[("queued", 0), ("running", 3)]).await;
 
@@ -675,7 +693,7 @@ async fn start_of_a_batch_skips_only_the_entry_another_consumer_holds() {
     let batch = env.deliver("w1", 3).await;
     env.xclaim("w2", &batch[1].entry).await;
     let s = env.start("w1", &batch).await;
-    let statuses: Vec<StartStatus> = s.iter().map(|s| s.status).collect();
+    let statuses: Vec<StartStatus> = s.iter().map(Started::status).collect();
     assert_eq!(
         statuses,
         vec![StartStatus::Run, StartStatus::Skip, StartStatus::Run]
@@ -859,8 +877,7 @@ async fn task_that_fails_every_attempt_is_dead_lettered_and_can_be_replayed() {
         let d = env.deliver_one("w1").await;
         assert_eq!(d.id, id);
         let s = env.start("w1", std::slice::from_ref(&d)).await;
-        assert_eq!(s[0].status, StartStatus::Run);
-        assert_eq!(s[0].attempts, attempt);
+        assert_eq!(runnable(&s[0]).attempts, attempt);
         let due = clock::now_ms();
         let st = env
             .fail(
@@ -942,7 +959,7 @@ async fn task_that_fails_every_attempt_is_dead_lettered_and_can_be_replayed() {
     // The replayed task runs with a fresh attempt budget.
     let d = env.deliver_one("w2").await;
     let s = env.start("w2", std::slice::from_ref(&d)).await;
-    assert_eq!((s[0].status, s[0].attempts), (StartStatus::Run, 1));
+    assert_eq!(runnable(&s[0]).attempts, 1);
 }
 
 // ---- 6. permanent failure and abort ----------------------------------------------------------
@@ -1015,9 +1032,10 @@ async fn cancelling_a_queued_task_ends_it_and_the_next_start_drops_its_entry() {
     assert_eq!(env.stream_len().await, 1);
     let d = env.deliver_one("w1").await;
     let s = env.start("w1", std::slice::from_ref(&d)).await;
-    assert_eq!(
-        (s[0].status, s[0].reason.as_deref()),
-        (StartStatus::Skip, Some("task is cancelled"))
+    assert!(
+        matches!(&s[0], Started::Skip { reason, .. } if reason == "task is cancelled"),
+        "{:?}",
+        s[0]
     );
     assert_eq!(env.stream_len().await, 0);
     assert!(env.pending().await.is_empty());
@@ -1155,7 +1173,7 @@ async fn redelivery_of_a_cancel_requested_task_ends_it_cancelled() {
     env.xclaim("b", &d.entry).await;
 
     let s = env.start("b", std::slice::from_ref(&d)).await;
-    assert_eq!(s[0].status, StartStatus::Skip, "{:?}", s[0]);
+    assert_eq!(s[0].status(), StartStatus::Skip, "{:?}", s[0]);
     let t = env.task(&d.id).await;
     assert_eq!(t["state"], "cancelled");
     assert!(env.pending().await.is_empty());
@@ -1174,15 +1192,16 @@ async fn redelivery_beyond_max_attempts_is_dead_lettered_at_start() {
     env.xclaim("b", &d.entry).await;
 
     let s = env.start("b", std::slice::from_ref(&d)).await;
-    assert_eq!(s[0].status, StartStatus::Dead, "{:?}", s[0]);
-    let reason = s[0].reason.clone().expect("a dead start says why");
+    let Started::Dead { reason, .. } = &s[0] else {
+        panic!("dead-lettered: {:?}", s[0]);
+    };
     assert!(reason.contains("max_attempts"), "{reason}");
 
     assert_eq!(env.stream_len().await, 0);
     assert!(env.pending().await.is_empty(), "the entry is acked");
     let t = env.task(&d.id).await;
     assert_eq!(t["state"], "dead");
-    assert_eq!(t["error"], reason);
+    assert_eq!(&t["error"], reason);
     assert!(!t.contains_key("entry"));
     let dead_key = env.keys.dead(QUEUE);
     let dead = env.xrange(&dead_key).await;
@@ -1202,7 +1221,7 @@ async fn redelivery_within_max_attempts_runs_again_under_the_new_consumer() {
     env.xclaim("b", &d.entry).await;
 
     let s = env.start("b", std::slice::from_ref(&d)).await;
-    assert_eq!((s[0].status, s[0].attempts), (StartStatus::Run, 2));
+    assert_eq!(runnable(&s[0]).attempts, 2);
     let t = env.task(&d.id).await;
     assert_eq!(t["worker"], "b");
     assert_eq!(t["attempts"], "2");
@@ -1248,7 +1267,7 @@ async fn requeue_hands_a_running_task_back_without_counting_the_attempt() {
     // Another worker picks the fresh entry up as a first attempt.
     let again = env.deliver_one("w2").await;
     let s = env.start("w2", std::slice::from_ref(&again)).await;
-    assert_eq!((s[0].status, s[0].attempts), (StartStatus::Run, 1));
+    assert_eq!(runnable(&s[0]).attempts, 1);
 }
 
 #[tokio::test]

@@ -23,6 +23,7 @@ pub mod backoff;
 pub mod canceller;
 pub mod capabilities;
 pub mod chat;
+pub mod completer;
 pub mod consumer;
 pub mod context;
 pub mod executor;
