@@ -54,7 +54,7 @@ impl Executor {
             Ok(work) => (work.kind, work.payload.clone()),
             Err(why) => return Outcome::Fail(why.clone()),
         };
-        let timeout = task.timeout.unwrap_or(self.ctx.cfg.worker_timeout_ms);
+        let timeout = task.timeout.unwrap_or(self.ctx.cfg.worker_timeout);
         let (ctx, provider, toolbox, id) = (
             self.ctx.clone(),
             self.provider.clone(),

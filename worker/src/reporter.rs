@@ -171,8 +171,8 @@ impl Reporter {
         let (attempt, duration_ms) = (a.task.attempts, a.duration_ms);
         let delay = retry_delay(
             attempt,
-            ctx.cfg.retry_base_ms,
-            ctx.cfg.retry_max_ms,
+            ctx.cfg.retry_base,
+            ctx.cfg.retry_max,
             &mut rand::rngs::StdRng::from_os_rng(),
         );
         let due_ms = clock::now_ms() + delay.as_millis() as u64;
