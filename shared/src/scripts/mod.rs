@@ -8,17 +8,17 @@
 //! each, because encoding JSON in Lua cost Redis a sixth of `start.lua`. Every key a script
 //! touches is passed in `KEYS`, and all keys of one call share the queue's hash tag.
 //!
-//! # Layout
-//! - [`enqueue`]: a new task queued or delayed (`enqueue.lua`, or a MULTI block for plain ones).
-//! - [`start`]: delivered entries become running, skipped or dead (`start.lua`).
-//! - [`complete`]: successes recorded under fencing (`complete.lua`).
-//! - [`fail`]: a failed attempt retried, dead-lettered, failed or cancelled (`fail.lua`).
-//! - [`cancel`]: a cancel request (`cancel.lua`).
-//! - [`replay_dead`]: a dead-lettered task queued again (`replay_dead.lua`).
-//! - [`requeue`]: a running task handed back at once (`requeue.lua`).
-//! - [`extend`]: the lease of running entries refreshed (`extend.lua`).
-//! - [`promote`]: due delayed tasks moved back into their stream (`promote.lua`).
-//! - [`session_append`]: one chat turn appended to a session once (`session_append.lua`).
+//! # Layout (one module per transition, beside its script)
+//! - [`enqueue`](mod@enqueue): a new task queued or delayed (or a MULTI block for plain ones).
+//! - [`start`](mod@start): delivered entries become running, skipped or dead.
+//! - [`complete`](mod@complete): successes recorded under fencing.
+//! - [`fail`](mod@fail): a failed attempt retried, dead-lettered, failed or cancelled.
+//! - [`cancel`](mod@cancel): a cancel request.
+//! - [`replay_dead`](mod@replay_dead): a dead-lettered task queued again.
+//! - [`requeue`](mod@requeue): a running task handed back at once.
+//! - [`extend`](mod@extend): the lease of running entries refreshed.
+//! - [`promote`](mod@promote): due delayed tasks moved back into their stream.
+//! - [`session_append`](mod@session_append): one chat turn appended to a session, once.
 
 pub mod cancel;
 pub mod complete;
