@@ -197,3 +197,28 @@ async fn redelivery_within_max_attempts_runs_again_under_the_new_consumer() {
     assert_eq!(t["attempts"], "2");
     env.assert_stats(&[("running", 1), ("reclaimed", 1)]).await;
 }
+
+#[tokio::test]
+async fn start_runs_a_record_it_cannot_read_with_the_reason_its_attempt_fails_for() {
+    let mut env = Env::new().await;
+    let bad_payload = env.enqueue(3).await;
+    let bad_kind = env.enqueue(3).await;
+    let batch = env.deliver("w1", 2).await;
+    let key = env.keys.task(QUEUE, &bad_payload);
+    let () = env.redis("HSET", (key, "payload", "{not json")).await;
+    let key = env.keys.task(QUEUE, &bad_kind);
+    let () = env.redis("HSET", (key, "kind", "bogus")).await;
+
+    // Not a reply error: the rest of the batch starts, and the worker fails these for good.
+    let s = env.start("w1", &batch).await;
+    assert_eq!(s.len(), 2);
+    assert_eq!(
+        runnable(&s[0]).work,
+        Err("task record holds no valid payload".to_owned())
+    );
+    assert_eq!(
+        runnable(&s[1]).work,
+        Err(r#"task record has unknown kind Some("bogus")"#.to_owned())
+    );
+    env.assert_stats(&[("queued", 0), ("running", 2)]).await;
+}
