@@ -5,10 +5,10 @@
 use std::time::{Duration, Instant};
 
 use metrics::gauge;
+use switchyard_shared::duty::{self, Duty, Next, Pace};
 use switchyard_shared::metrics as m;
 use switchyard_shared::store::StoreError;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
 use crate::http::workers::list_workers;
 use crate::state::AppState;
@@ -34,17 +34,7 @@ impl Sampler {
 
     /// Samples every [`SAMPLE_INTERVAL`] until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut every = tokio::time::interval(SAMPLE_INTERVAL);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = every.tick() => {}
-            }
-            if let Err(e) = self.tick().await {
-                warn!(component = "sampler", error = %e, "sampling queue stats failed");
-            }
-        }
+        duty::run(self, Pace::Every(SAMPLE_INTERVAL), shutdown).await;
     }
 
     /// One sample: reads Redis and sets the gauges.
@@ -89,5 +79,15 @@ impl Sampler {
         }
         gauge!(m::SAMPLE_DURATION).set(began.elapsed().as_secs_f64());
         Ok(())
+    }
+}
+
+impl Duty for Sampler {
+    const COMPONENT: &'static str = "sampler";
+    const FAILED: &'static str = "sampling queue stats failed";
+    type Error = StoreError;
+
+    async fn pass(&mut self, _: &CancellationToken) -> Result<Next, StoreError> {
+        self.tick().await.map(|()| Next::Continue)
     }
 }

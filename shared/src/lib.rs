@@ -12,6 +12,7 @@
 //!   wrapper each.
 //! - [`store`]: connection pool, blocking connections, group set-up, record reads.
 //! - [`metrics`]: metric names and the Prometheus recorder.
+//! - [`duty`]: the loop every background duty runs in (pace, logging, backoff).
 //! - [`retry`]: retrying Redis calls with backoff while Redis is unreachable.
 //! - [`signals`]: SIGTERM/SIGINT → graceful shutdown.
 //! - [`runtime`]: the tokio runtime both binaries run on (`RUNTIME_THREADS`).
@@ -20,6 +21,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod duty;
 pub mod events;
 pub mod healthcheck;
 pub mod keys;

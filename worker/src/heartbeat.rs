@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use redis::AsyncCommands;
 use serde_json::json;
 use switchyard_shared::clock;
+use switchyard_shared::duty::{self, Duty, Next, Pace};
 use switchyard_shared::scripts;
 use switchyard_shared::store::StoreError;
 use tokio_util::sync::CancellationToken;
@@ -32,18 +33,9 @@ impl Heartbeat {
     }
 
     /// Beats every `HEARTBEAT_INTERVAL_MS` until `shutdown`.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut every = tokio::time::interval(self.ctx.cfg.heartbeat_interval_ms);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = every.tick() => {}
-            }
-            if let Err(e) = self.tick().await {
-                warn!(component = "heartbeat", error = %e, "heartbeat failed");
-            }
-        }
+    pub async fn run(self, shutdown: CancellationToken) {
+        let pace = Pace::Every(self.ctx.cfg.heartbeat_interval_ms);
+        duty::run(self, pace, shutdown).await;
     }
 
     /// One beat: registry record, leases, cancel backstop.
@@ -158,6 +150,16 @@ impl Heartbeat {
         let mut con = self.ctx.pool.get().await?;
         let _: () = con.del(self.ctx.keys.worker(&self.ctx.id)).await?;
         Ok(())
+    }
+}
+
+impl Duty for Heartbeat {
+    const COMPONENT: &'static str = "heartbeat";
+    const FAILED: &'static str = "heartbeat failed";
+    type Error = StoreError;
+
+    async fn pass(&mut self, _: &CancellationToken) -> Result<Next, StoreError> {
+        self.tick().await.map(|()| Next::Continue)
     }
 }
 
