@@ -5,12 +5,13 @@
 use std::time::{Duration, Instant};
 
 use metrics::gauge;
+use switchyard_shared::clock;
 use switchyard_shared::duty::{self, Duty, Next, Pace};
 use switchyard_shared::metrics as m;
+use switchyard_shared::registry::{self, WorkerStatus};
 use switchyard_shared::store::StoreError;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::workers::list_workers;
 use crate::state::AppState;
 use crate::stats::sample;
 
@@ -64,18 +65,18 @@ impl Sampler {
         }
         // Workers offline for a day are forgotten, so the registry set stays small.
         let mut con = self.state.pool.get().await?;
-        let cutoff = switchyard_shared::clock::now_ms().saturating_sub(FORGET_OFFLINE_MS);
+        let cutoff = clock::now_ms().saturating_sub(FORGET_OFFLINE_MS);
         let _: i64 = redis::cmd("ZREMRANGEBYSCORE")
             .arg(self.state.keys.workers())
             .arg("-inf")
             .arg(cutoff)
             .query_async(&mut *con)
             .await?;
+        let workers = registry::list(&mut *con, &self.state.keys, clock::now_ms()).await?;
         drop(con);
-        let workers = list_workers(&self.state).await?;
-        for status in ["idle", "busy", "draining", "offline"] {
+        for status in WorkerStatus::ALL {
             let n = workers.iter().filter(|w| w.status == status).count();
-            gauge!(m::WORKERS, "status" => status).set(n as f64);
+            gauge!(m::WORKERS, "status" => status.as_str()).set(n as f64);
         }
         gauge!(m::SAMPLE_DURATION).set(began.elapsed().as_secs_f64());
         Ok(())

@@ -8,6 +8,8 @@
 //! - [`task`]: task ids, kinds, states, the stored record, payload validation.
 //! - [`events`]: the events stream's entry format (`{id, state}` or a batch's `{ids, state}`).
 //! - [`output`]: a task's output stream format (text deltas per attempt, end marks).
+//! - [`registry`]: the worker registry record and its status (written by the heartbeat, listed
+//!   by the dispatcher).
 //! - [`scripts`]: the `.lua` scripts (enqueue, start, complete, fail, promote, …), one typed
 //!   wrapper each.
 //! - [`store`]: connection pool, blocking connections, group set-up, record reads.
@@ -27,6 +29,7 @@ pub mod healthcheck;
 pub mod keys;
 pub mod metrics;
 pub mod output;
+pub mod registry;
 pub mod retry;
 pub mod runtime;
 pub mod scripts;

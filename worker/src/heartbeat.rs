@@ -5,10 +5,11 @@
 
 use std::collections::HashMap;
 
-use redis::AsyncCommands;
-use serde_json::json;
+use std::sync::atomic::Ordering;
+
 use switchyard_shared::clock;
 use switchyard_shared::duty::{self, Duty, Next, Pace};
+use switchyard_shared::registry::{self, WorkerRecord, WorkerStatus};
 use switchyard_shared::scripts;
 use switchyard_shared::store::StoreError;
 use tokio_util::sync::CancellationToken;
@@ -89,67 +90,35 @@ impl Heartbeat {
         flights: &[(String, InFlight)],
     ) -> Result<(), StoreError> {
         let ctx = &self.ctx;
-        let ids: Vec<&str> = flights.iter().map(|(id, _)| id.as_str()).collect();
-        let now_ms = clock::now_ms();
+        let in_flight: Vec<String> = flights.iter().map(|(id, _)| id.clone()).collect();
+        let rec = WorkerRecord {
+            id: ctx.id.clone(),
+            host: host(),
+            pid: std::process::id(),
+            queues: ctx.cfg.worker_queues.clone(),
+            concurrency: ctx.cfg.worker_concurrency as u64,
+            capabilities: capabilities::served_tools(&ctx.cfg)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            providers: ctx.cfg.llm_provider.clone(),
+            status: WorkerStatus::of_live(ctx.draining.is_cancelled(), in_flight.len()),
+            in_flight,
+            processed: ctx.processed.load(Ordering::Relaxed),
+            failed: ctx.failed.load(Ordering::Relaxed),
+            started_at: ctx.started_at.clone(),
+            last_seen: clock::now_rfc3339(),
+            last_seen_ms: clock::now_ms(),
+        };
         let ttl = ctx.cfg.heartbeat_interval_ms * TTL_INTERVALS;
-        let key = ctx.keys.worker(&ctx.id);
-        let fields: Vec<(&str, String)> = vec![
-            ("id", ctx.id.clone()),
-            ("host", host()),
-            ("pid", std::process::id().to_string()),
-            ("queues", json!(ctx.cfg.worker_queues).to_string()),
-            ("concurrency", ctx.cfg.worker_concurrency.to_string()),
-            (
-                "capabilities",
-                json!(capabilities::served_tools(&ctx.cfg)).to_string(),
-            ),
-            ("providers", json!(ctx.cfg.llm_provider).to_string()),
-            ("in_flight", json!(ids).to_string()),
-            (
-                "processed",
-                ctx.processed
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                    .to_string(),
-            ),
-            (
-                "failed",
-                ctx.failed
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                    .to_string(),
-            ),
-            ("started_at", ctx.started_at.clone()),
-            ("last_seen", clock::now_rfc3339()),
-            ("last_seen_ms", now_ms.to_string()),
-            (
-                "status",
-                if ctx.draining.is_cancelled() {
-                    "draining"
-                } else if ids.is_empty() {
-                    "idle"
-                } else {
-                    "busy"
-                }
-                .to_owned(),
-            ),
-        ];
-        let _: () = redis::pipe()
-            .hset_multiple(&key, &fields)
-            .ignore()
-            .pexpire(&key, ttl.as_millis() as i64)
-            .ignore()
-            .zadd(ctx.keys.workers(), &ctx.id, now_ms)
-            .ignore()
-            .query_async(&mut **con)
-            .await?;
-        Ok(())
+        registry::write(&mut **con, &ctx.keys, &rec, ttl).await
     }
 
     /// Removes this worker's registry record (its `{p}workers` score stays, so it is listed as
     /// offline for a while).
     pub async fn deregister(&self) -> Result<(), StoreError> {
         let mut con = self.ctx.pool.get().await?;
-        let _: () = con.del(self.ctx.keys.worker(&self.ctx.id)).await?;
-        Ok(())
+        registry::remove(&mut *con, &self.ctx.keys, &self.ctx.id).await
     }
 }
 
