@@ -5,7 +5,8 @@
 //! - [`config`]: environment variables → typed config structs, typo detection.
 //! - [`healthcheck`]: the `healthcheck` subcommand of both binaries (`GET /health`, exit 0/1).
 //! - [`keys`]: every Redis key name (SPEC §4), in one place.
-//! - [`task`]: task ids, kinds, states, the stored record, payload validation.
+//! - [`task`]: task ids, kinds, states, payload validation.
+//! - [`record`]: the stored task record (field names, the queued shape, the typed decode).
 //! - [`events`]: the events stream's entry format (`{id, state}` or a batch's `{ids, state}`).
 //! - [`output`]: a task's output stream format (text deltas per attempt, end marks).
 //! - [`registry`]: the worker registry record and its status (written by the heartbeat, listed
@@ -29,6 +30,7 @@ pub mod healthcheck;
 pub mod keys;
 pub mod metrics;
 pub mod output;
+pub mod record;
 pub mod registry;
 pub mod retry;
 pub mod runtime;

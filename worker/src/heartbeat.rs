@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 
 use switchyard_shared::clock;
 use switchyard_shared::duty::{self, Duty, Next, Pace};
+use switchyard_shared::record;
 use switchyard_shared::registry::{self, WorkerRecord, WorkerStatus};
 use switchyard_shared::scripts;
 use switchyard_shared::store::StoreError;
@@ -71,7 +72,7 @@ impl Heartbeat {
         if !flights.is_empty() {
             let mut pipe = redis::pipe();
             for (id, f) in &flights {
-                pipe.hget(ctx.keys.task(&f.queue, id), "cancel_requested");
+                pipe.hget(ctx.keys.task(&f.queue, id), record::CANCEL_REQUESTED);
             }
             let flags: Vec<Option<String>> = pipe.query_async(&mut *con).await?;
             for ((id, f), flag) in flights.iter().zip(flags) {
