@@ -7,6 +7,7 @@
 //! - [`keys`]: every Redis key name (SPEC §4), in one place.
 //! - [`task`]: task ids, kinds, states, payload validation.
 //! - [`record`]: the stored task record (field names, the queued shape, the typed decode).
+//! - [`chat`]: a chat task's result (`{response, model, provider, session_id, usage}`).
 //! - [`events`]: the events stream's entry format (`{id, state}` or a batch's `{ids, state}`).
 //! - [`output`]: a task's output stream format (text deltas per attempt, end marks).
 //! - [`registry`]: the worker registry record and its status (written by the heartbeat, listed
@@ -22,6 +23,7 @@
 //! - [`clock`]: time as the records store it.
 //! - [`telemetry`]: log set-up.
 
+pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod duty;
