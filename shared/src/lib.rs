@@ -2,7 +2,8 @@
 //! Lua scripts of every state change, and Redis access.
 //!
 //! # Layout
-//! - [`config`]: environment variables → typed config structs, typo detection.
+//! - [`config`]: environment variables → one typed struct per concern (Redis, process,
+//!   dispatcher, worker, LLM, tools), typo detection.
 //! - [`healthcheck`]: the `healthcheck` subcommand of both binaries (`GET /health`, exit 0/1).
 //! - [`keys`]: every Redis key name (SPEC §4), in one place.
 //! - [`task`]: task ids, kinds, states, payload validation.
@@ -12,8 +13,8 @@
 //! - [`output`]: a task's output stream format (text deltas per attempt, end marks).
 //! - [`registry`]: the worker registry record and its status (written by the heartbeat, listed
 //!   by the dispatcher).
-//! - [`scripts`]: the `.lua` scripts (enqueue, start, complete, fail, promote, …), one typed
-//!   wrapper each.
+//! - [`scripts`]: one module per task state transition (enqueue, start, complete, fail, …),
+//!   each beside its `.lua` script with one typed wrapper.
 //! - [`store`]: connection pool, blocking connections, group set-up, record reads.
 //! - [`metrics`]: metric names and the Prometheus recorder.
 //! - [`duty`]: the loop every background duty runs in (pace, logging, backoff).

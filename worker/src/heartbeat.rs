@@ -19,9 +19,6 @@ use tracing::{debug, warn};
 use crate::capabilities;
 use crate::context::{Ctx, InFlight, StopReason, lock};
 
-/// How many intervals a registry record outlives its last refresh.
-pub const TTL_INTERVALS: u32 = 3;
-
 /// Refreshes liveness.
 #[derive(Debug)]
 pub struct Heartbeat {
@@ -36,7 +33,7 @@ impl Heartbeat {
 
     /// Beats every `HEARTBEAT_INTERVAL_MS` until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let pace = Pace::Every(self.ctx.cfg.heartbeat_interval_ms);
+        let pace = Pace::Every(self.ctx.cfg.heartbeat_interval);
         duty::run(self, pace, shutdown).await;
     }
 
@@ -102,7 +99,7 @@ impl Heartbeat {
                 .into_iter()
                 .map(str::to_owned)
                 .collect(),
-            providers: ctx.cfg.llm_provider.clone(),
+            providers: ctx.cfg.llm.llm_provider.clone(),
             status: WorkerStatus::of_live(ctx.draining.is_cancelled(), in_flight.len()),
             in_flight,
             processed: ctx.processed.load(Ordering::Relaxed),
@@ -111,7 +108,7 @@ impl Heartbeat {
             last_seen: clock::now_rfc3339(),
             last_seen_ms: clock::now_ms(),
         };
-        let ttl = ctx.cfg.heartbeat_interval_ms * TTL_INTERVALS;
+        let ttl = ctx.cfg.registry_ttl();
         registry::write(&mut **con, &ctx.keys, &rec, ttl).await
     }
 
