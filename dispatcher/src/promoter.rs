@@ -5,11 +5,12 @@
 use redis::AsyncCommands;
 use switchyard_shared::Pool;
 use switchyard_shared::clock;
+use switchyard_shared::duty::{self, Duty, Next, Pace};
 use switchyard_shared::keys::Keys;
 use switchyard_shared::scripts;
 use switchyard_shared::store::StoreError;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 /// Most ids promoted per script call.
 const BATCH: isize = 500;
@@ -36,17 +37,8 @@ impl Promoter {
 
     /// Promotes every `PROMOTE_INTERVAL_MS` until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut every = tokio::time::interval(self.interval);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = every.tick() => {}
-            }
-            if let Err(e) = self.tick(clock::now_ms()).await {
-                warn!(component = "promoter", error = %e, "promotion failed");
-            }
-        }
+        let pace = Pace::Every(self.interval);
+        duty::run(self, pace, shutdown).await;
     }
 
     /// Moves every task due at `now_ms` back to its stream. Returns how many moved.
@@ -72,5 +64,15 @@ impl Promoter {
             debug!(component = "promoter", moved, "delayed tasks promoted");
         }
         Ok(moved)
+    }
+}
+
+impl Duty for Promoter {
+    const COMPONENT: &'static str = "promoter";
+    const FAILED: &'static str = "promotion failed";
+    type Error = StoreError;
+
+    async fn pass(&mut self, _: &CancellationToken) -> Result<Next, StoreError> {
+        self.tick(clock::now_ms()).await.map(|_| Next::Continue)
     }
 }

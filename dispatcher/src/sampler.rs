@@ -5,12 +5,13 @@
 use std::time::{Duration, Instant};
 
 use metrics::gauge;
+use switchyard_shared::clock;
+use switchyard_shared::duty::{self, Duty, Next, Pace};
 use switchyard_shared::metrics as m;
+use switchyard_shared::registry::{self, WorkerStatus};
 use switchyard_shared::store::StoreError;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
-use crate::http::workers::list_workers;
 use crate::state::AppState;
 use crate::stats::sample;
 
@@ -34,17 +35,7 @@ impl Sampler {
 
     /// Samples every [`SAMPLE_INTERVAL`] until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut every = tokio::time::interval(SAMPLE_INTERVAL);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = every.tick() => {}
-            }
-            if let Err(e) = self.tick().await {
-                warn!(component = "sampler", error = %e, "sampling queue stats failed");
-            }
-        }
+        duty::run(self, Pace::Every(SAMPLE_INTERVAL), shutdown).await;
     }
 
     /// One sample: reads Redis and sets the gauges.
@@ -74,20 +65,30 @@ impl Sampler {
         }
         // Workers offline for a day are forgotten, so the registry set stays small.
         let mut con = self.state.pool.get().await?;
-        let cutoff = switchyard_shared::clock::now_ms().saturating_sub(FORGET_OFFLINE_MS);
+        let cutoff = clock::now_ms().saturating_sub(FORGET_OFFLINE_MS);
         let _: i64 = redis::cmd("ZREMRANGEBYSCORE")
             .arg(self.state.keys.workers())
             .arg("-inf")
             .arg(cutoff)
             .query_async(&mut *con)
             .await?;
+        let workers = registry::list(&mut *con, &self.state.keys, clock::now_ms()).await?;
         drop(con);
-        let workers = list_workers(&self.state).await?;
-        for status in ["idle", "busy", "draining", "offline"] {
+        for status in WorkerStatus::ALL {
             let n = workers.iter().filter(|w| w.status == status).count();
-            gauge!(m::WORKERS, "status" => status).set(n as f64);
+            gauge!(m::WORKERS, "status" => status.as_str()).set(n as f64);
         }
         gauge!(m::SAMPLE_DURATION).set(began.elapsed().as_secs_f64());
         Ok(())
+    }
+}
+
+impl Duty for Sampler {
+    const COMPONENT: &'static str = "sampler";
+    const FAILED: &'static str = "sampling queue stats failed";
+    type Error = StoreError;
+
+    async fn pass(&mut self, _: &CancellationToken) -> Result<Next, StoreError> {
+        self.tick().await.map(|()| Next::Continue)
     }
 }

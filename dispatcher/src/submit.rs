@@ -6,13 +6,14 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 use switchyard_shared::clock;
+use switchyard_shared::record::QueuedTask;
 use switchyard_shared::scripts::{self, EnqueueStatus, NewRecord};
+use switchyard_shared::store::StoreError;
 use switchyard_shared::task::{
     self, DEFAULT_MAX_ATTEMPTS, MAX_DELAY_MS, MAX_MAX_ATTEMPTS, MAX_TIMEOUT_MS, PayloadError,
     TaskKind, TaskState,
 };
 
-use crate::http::error::ApiError;
 use crate::state::AppState;
 
 /// The body of `POST /api/tasks`.
@@ -53,26 +54,68 @@ pub struct Submitted {
     pub duplicate: bool,
 }
 
+/// Why a task was not enqueued. The HTTP side maps each to its status and code in one place
+/// (`From<SubmitError> for ApiError`).
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// A field is malformed or out of range; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// The kind is neither `chat` nor `tool`.
+    #[error("{0}")]
+    UnknownKind(String),
+    /// The queue is not one this dispatcher accepts.
+    #[error("{0}")]
+    UnknownQueue(String),
+    /// The payload names a tool no worker knows.
+    #[error("{0}")]
+    UnknownTool(String),
+    /// The queue is at `MAX_QUEUE_DEPTH`.
+    #[error("queue {queue} is full (MAX_QUEUE_DEPTH = {limit}); retry later")]
+    QueueFull {
+        /// Queue.
+        queue: String,
+        /// The limit.
+        limit: u64,
+    },
+    /// Redis failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SubmitError {
+    /// The same failure about a part of the request: `prefix` (e.g. `tasks[3].`) goes before
+    /// the field its message names.
+    pub fn within(self, prefix: &str) -> Self {
+        let at = |m: String| format!("{prefix}{m}");
+        match self {
+            Self::Invalid(m) => Self::Invalid(at(m)),
+            Self::UnknownKind(m) => Self::UnknownKind(at(m)),
+            Self::UnknownQueue(m) => Self::UnknownQueue(at(m)),
+            Self::UnknownTool(m) => Self::UnknownTool(at(m)),
+            other => other,
+        }
+    }
+}
+
 /// A validated task, ready to be written.
 #[derive(Debug)]
 pub struct Prepared {
-    id: String,
-    queue: String,
-    kind: TaskKind,
-    fields: Vec<(&'static str, String)>,
+    record: QueuedTask,
     delay_ms: u64,
     due_ms: Option<u64>,
-    idempotency_key: Option<String>,
+    fields: Vec<(&'static str, String)>,
 }
 
 impl Prepared {
     fn record<'a>(&'a self, state: &AppState) -> NewRecord<'a> {
         NewRecord {
-            id: &self.id,
-            queue: &self.queue,
+            id: &self.record.id,
+            queue: &self.record.queue,
             fields: self.fields.clone(),
             due_ms: self.due_ms,
             idempotency: self
+                .record
                 .idempotency_key
                 .as_deref()
                 .map(|k| (k, state.cfg.idempotency_ttl.max(Duration::from_secs(1)))),
@@ -84,7 +127,7 @@ impl Prepared {
 pub const MAX_BATCH_TASKS: usize = 1000;
 
 /// Validates `t` and enqueues it.
-pub async fn submit(state: &AppState, t: NewTask) -> Result<Submitted, ApiError> {
+pub async fn submit(state: &AppState, t: NewTask) -> Result<Submitted, SubmitError> {
     let p = prepare(state, t)?;
     let mut con = state.pool.get().await?;
     let reply = scripts::enqueue(
@@ -103,9 +146,9 @@ pub async fn submit(state: &AppState, t: NewTask) -> Result<Submitted, ApiError>
 pub async fn submit_batch(
     state: &AppState,
     tasks: Vec<NewTask>,
-) -> Result<Vec<Result<Submitted, ApiError>>, ApiError> {
+) -> Result<Vec<Result<Submitted, SubmitError>>, SubmitError> {
     if tasks.is_empty() || tasks.len() > MAX_BATCH_TASKS {
-        return Err(ApiError::BadRequest(format!(
+        return Err(SubmitError::Invalid(format!(
             "tasks: must hold 1 to {MAX_BATCH_TASKS} tasks, got {}",
             tasks.len()
         )));
@@ -131,55 +174,29 @@ pub async fn submit_batch(
 }
 
 /// Checks a task and builds its record: bad tasks fail here, at the door, not on a worker.
-fn prepare(state: &AppState, t: NewTask) -> Result<Prepared, ApiError> {
-    let kind = TaskKind::parse(&t.kind).ok_or_else(|| ApiError::Unprocessable {
-        code: "unknown_kind",
-        message: format!(
+fn prepare(state: &AppState, t: NewTask) -> Result<Prepared, SubmitError> {
+    let kind = TaskKind::parse(&t.kind).ok_or_else(|| {
+        SubmitError::UnknownKind(format!(
             "kind: unknown kind {:?}; expected \"chat\" or \"tool\"",
             t.kind
-        ),
+        ))
     })?;
     let queue = t.queue.clone().unwrap_or_else(|| kind.as_str().to_owned());
     if !state.knows_queue(&queue) {
-        return Err(ApiError::Unprocessable {
-            code: "unknown_queue",
-            message: format!(
-                "queue: unknown queue {queue:?}; this dispatcher accepts: {}",
-                state.cfg.queues.join(", ")
-            ),
-        });
+        return Err(SubmitError::UnknownQueue(format!(
+            "queue: unknown queue {queue:?}; this dispatcher accepts: {}",
+            state.cfg.queues.join(", ")
+        )));
     }
     task::validate_payload(kind, &t.payload).map_err(|e| match e {
-        PayloadError::Malformed(_) => ApiError::BadRequest(e.to_string()),
-        PayloadError::UnknownTool(_) => ApiError::Unprocessable {
-            code: "unknown_tool",
-            message: e.to_string(),
-        },
+        PayloadError::Malformed(_) => SubmitError::Invalid(e.to_string()),
+        PayloadError::UnknownTool(_) => SubmitError::UnknownTool(e.to_string()),
     })?;
-    let max_attempts = t.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
-    if !(1..=MAX_MAX_ATTEMPTS).contains(&max_attempts) {
-        return Err(ApiError::BadRequest(format!(
-            "max_attempts: must be between 1 and {MAX_MAX_ATTEMPTS}"
-        )));
-    }
-    let timeout_ms = t
-        .timeout_ms
-        .unwrap_or(state.cfg.worker_timeout.as_millis() as u64);
-    if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
-        return Err(ApiError::BadRequest(format!(
-            "timeout_ms: must be between 1 and {MAX_TIMEOUT_MS}"
-        )));
-    }
-    let delay_ms = t.delay_ms.unwrap_or(0);
-    if delay_ms > MAX_DELAY_MS {
-        return Err(ApiError::BadRequest(format!(
-            "delay_ms: must be at most {MAX_DELAY_MS}"
-        )));
-    }
+    let (max_attempts, timeout_ms, delay_ms) = limits(state, &t)?;
     if let Some(k) = &t.idempotency_key
         && !task::is_valid_key(k)
     {
-        return Err(ApiError::BadRequest(format!(
+        return Err(SubmitError::Invalid(format!(
             "idempotency_key: must be 1–{} printable characters without spaces",
             task::MAX_KEY_LEN
         )));
@@ -192,34 +209,49 @@ fn prepare(state: &AppState, t: NewTask) -> Result<Prepared, ApiError> {
             .map(str::to_owned),
         TaskKind::Tool => None,
     };
-
-    let id = task::new_task_id(&queue);
-    let mut fields: Vec<(&'static str, String)> = vec![
-        ("id", id.clone()),
-        ("kind", kind.as_str().to_owned()),
-        ("queue", queue.clone()),
-        ("payload", t.payload.to_string()),
-        ("state", TaskState::Queued.as_str().to_owned()),
-        ("attempts", "0".to_owned()),
-        ("max_attempts", max_attempts.to_string()),
-        ("timeout_ms", timeout_ms.to_string()),
-        ("created_at", clock::now_rfc3339()),
-    ];
-    if let Some(k) = &t.idempotency_key {
-        fields.push(("idempotency_key", k.clone()));
-    }
-    if let Some(s) = &session_id {
-        fields.push(("session_id", s.clone()));
-    }
-    Ok(Prepared {
-        id,
-        queue,
+    let record = QueuedTask {
+        id: task::new_task_id(&queue),
         kind,
-        fields,
+        queue,
+        payload: t.payload.to_string(),
+        max_attempts,
+        timeout_ms,
+        created_at: clock::now_rfc3339(),
+        idempotency_key: t.idempotency_key,
+        session_id,
+    };
+    Ok(Prepared {
+        fields: record.fields(),
+        record,
         delay_ms,
         due_ms: (delay_ms > 0).then(|| clock::now_ms() + delay_ms),
-        idempotency_key: t.idempotency_key,
     })
+}
+
+/// `max_attempts`, `timeout_ms` and `delay_ms` of `t`, defaulted and checked against their
+/// bounds.
+fn limits(state: &AppState, t: &NewTask) -> Result<(u32, u64, u64), SubmitError> {
+    let max_attempts = t.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+    if !(1..=MAX_MAX_ATTEMPTS).contains(&max_attempts) {
+        return Err(SubmitError::Invalid(format!(
+            "max_attempts: must be between 1 and {MAX_MAX_ATTEMPTS}"
+        )));
+    }
+    let timeout_ms = t
+        .timeout_ms
+        .unwrap_or(state.cfg.worker_timeout.as_millis() as u64);
+    if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
+        return Err(SubmitError::Invalid(format!(
+            "timeout_ms: must be between 1 and {MAX_TIMEOUT_MS}"
+        )));
+    }
+    let delay_ms = t.delay_ms.unwrap_or(0);
+    if delay_ms > MAX_DELAY_MS {
+        return Err(SubmitError::Invalid(format!(
+            "delay_ms: must be at most {MAX_DELAY_MS}"
+        )));
+    }
+    Ok((max_attempts, timeout_ms, delay_ms))
 }
 
 /// Turns enqueue's answer for `p` into the client's answer.
@@ -228,11 +260,11 @@ async fn settle<C: redis::aio::ConnectionLike>(
     con: &mut C,
     p: Prepared,
     reply: scripts::EnqueueReply,
-) -> Result<Submitted, ApiError> {
+) -> Result<Submitted, SubmitError> {
     let Prepared {
-        id,
-        queue,
-        kind,
+        record: QueuedTask {
+            id, queue, kind, ..
+        },
         delay_ms,
         ..
     } = p;
@@ -258,7 +290,7 @@ async fn settle<C: redis::aio::ConnectionLike>(
                 duplicate: true,
             })
         }
-        EnqueueStatus::Full => Err(ApiError::QueueFull {
+        EnqueueStatus::Full => Err(SubmitError::QueueFull {
             queue,
             limit: state.cfg.max_queue_depth,
         }),

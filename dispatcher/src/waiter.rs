@@ -10,13 +10,14 @@ use metrics::{counter, histogram};
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamRangeReply, StreamReadReply};
 use switchyard_shared::config::RedisConfig;
+use switchyard_shared::duty::{self, Duty, Next, Pace};
 use switchyard_shared::events;
 use switchyard_shared::keys::Keys;
 use switchyard_shared::metrics as m;
 use switchyard_shared::store::{self, StoreError};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::recent::Recent;
 use crate::stats::entry_ms;
@@ -148,28 +149,9 @@ impl EventTail {
 
     /// Tails until `shutdown`, reconnecting after failures and resuming after the last event
     /// seen, so a Redis hiccup loses no wake-up.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut failures = 0u32;
-        loop {
-            let r = tokio::select! {
-                () = shutdown.cancelled() => return,
-                r = self.tick() => r,
-            };
-            match r {
-                Ok(_) => failures = 0,
-                Err(e) => {
-                    failures += 1;
-                    self.conn = None;
-                    let pause = (Duration::from_millis(50) * 2u32.pow(failures.min(6)))
-                        .min(Duration::from_secs(2));
-                    warn!(component = "waiter", error = %e, retry_in_ms = pause.as_millis() as u64, "tailing events failed");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(pause) => {}
-                    }
-                }
-            }
-        }
+    pub async fn run(self, shutdown: CancellationToken) {
+        // Continuous: each pass blocks in XREAD.
+        duty::run(self, Pace::Continuous, shutdown).await;
     }
 
     /// Reads the next events (blocking up to a second) and wakes their waiters. Returns how many
@@ -241,6 +223,29 @@ impl EventTail {
             debug!(component = "waiter", events = n, "woke waiting requests");
         }
         Ok(n)
+    }
+}
+
+impl Duty for EventTail {
+    const COMPONENT: &'static str = "waiter";
+    const FAILED: &'static str = "tailing events failed";
+    type Error = StoreError;
+
+    async fn pass(&mut self, shutdown: &CancellationToken) -> Result<Next, StoreError> {
+        // Nothing is lost by cutting a blocked read short: the cursor only moves past events
+        // that were handled.
+        let r = tokio::select! {
+            () = shutdown.cancelled() => return Ok(Next::Stop),
+            r = self.tick() => r,
+        };
+        match r {
+            Ok(_) => Ok(Next::Continue),
+            Err(e) => {
+                // The connection may be half-read; the next pass opens a fresh one.
+                self.conn = None;
+                Err(e)
+            }
+        }
     }
 }
 

@@ -6,26 +6,35 @@
 //!   dispatcher, worker, LLM, tools), typo detection.
 //! - [`healthcheck`]: the `healthcheck` subcommand of both binaries (`GET /health`, exit 0/1).
 //! - [`keys`]: every Redis key name (SPEC §4), in one place.
-//! - [`task`]: task ids, kinds, states, the stored record, payload validation.
+//! - [`task`]: task ids, kinds, states, payload validation.
+//! - [`record`]: the stored task record (field names, the queued shape, the typed decode).
+//! - [`chat`]: a chat task's result (`{response, model, provider, session_id, usage}`).
 //! - [`events`]: the events stream's entry format (`{id, state}` or a batch's `{ids, state}`).
 //! - [`output`]: a task's output stream format (text deltas per attempt, end marks).
+//! - [`registry`]: the worker registry record and its status (written by the heartbeat, listed
+//!   by the dispatcher).
 //! - [`scripts`]: one module per task state transition (enqueue, start, complete, fail, …),
 //!   each beside its `.lua` script with one typed wrapper.
 //! - [`store`]: connection pool, blocking connections, group set-up, record reads.
 //! - [`metrics`]: metric names and the Prometheus recorder.
+//! - [`duty`]: the loop every background duty runs in (pace, logging, backoff).
 //! - [`retry`]: retrying Redis calls with backoff while Redis is unreachable.
 //! - [`signals`]: SIGTERM/SIGINT → graceful shutdown.
 //! - [`runtime`]: the tokio runtime both binaries run on (`RUNTIME_THREADS`).
 //! - [`clock`]: time as the records store it.
 //! - [`telemetry`]: log set-up.
 
+pub mod chat;
 pub mod clock;
 pub mod config;
+pub mod duty;
 pub mod events;
 pub mod healthcheck;
 pub mod keys;
 pub mod metrics;
 pub mod output;
+pub mod record;
+pub mod registry;
 pub mod retry;
 pub mod runtime;
 pub mod scripts;

@@ -22,7 +22,7 @@ use redis::{AsyncConnectionConfig, Client, RedisError};
 
 use crate::config::RedisConfig;
 use crate::keys::{GROUP, Keys};
-use crate::task::{DecodeError, Task};
+use crate::record::{DecodeError, Task};
 
 /// A failed Redis interaction.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,5 @@
-//! The task model (SPEC §3): ids, kinds, states, the record stored in `{p}{q}:task:{id}`, and the
-//! validation of what a client may submit.
-
-use std::collections::HashMap;
+//! The task model (SPEC §3): ids, kinds, states, and the validation of what a client may
+//! submit. The stored record itself lives in [`crate::record`].
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -119,6 +117,8 @@ impl TaskState {
     }
 }
 
+pub use crate::record::{DecodeError, Task};
+
 /// Whether `name` is a valid queue name: 1–48 of `a-z0-9_-`, starting with a letter or digit.
 pub fn is_valid_queue_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -165,131 +165,6 @@ pub fn created_ms(task_id: &str) -> Option<u64> {
     }
     // The first 48 of the 128 bits are the UUIDv7 millisecond timestamp.
     u64::try_from(n >> 80).ok()
-}
-
-/// A stored task record, decoded from its hash.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Task {
-    /// Sortable unique id, `{queue}-{ULID}`.
-    pub id: String,
-    /// Chat or tool.
-    pub kind: TaskKind,
-    /// Queue (stream) the task lives on.
-    pub queue: String,
-    /// What to run.
-    pub payload: Value,
-    /// Lifecycle state.
-    pub state: TaskState,
-    /// Attempts started so far.
-    pub attempts: u32,
-    /// Attempts allowed before the task is dead-lettered.
-    pub max_attempts: u32,
-    /// Bound of each attempt, ms.
-    pub timeout_ms: u64,
-    /// RFC 3339, UTC.
-    pub created_at: String,
-    /// Start of the latest attempt.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
-    /// When it reached a terminal state.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<String>,
-    /// Worker that ran the latest attempt.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub worker: Option<String>,
-    /// Result of a succeeded task.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-    /// Error of the latest failed attempt.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Client-chosen deduplication key.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub idempotency_key: Option<String>,
-    /// Chat session the task belongs to.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub session_id: Option<String>,
-    /// Due time (ms since the epoch) while waiting in the delayed set.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub run_at_ms: Option<u64>,
-    /// Whether a cancellation was requested while it ran.
-    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
-    pub cancel_requested: bool,
-}
-
-/// Why a stored hash is not a valid task record.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum DecodeError {
-    /// A required field is absent.
-    #[error("task record lacks field {0}")]
-    Missing(&'static str),
-    /// A field holds a value of the wrong form.
-    #[error("task record field {field} is invalid: {value:?}")]
-    Invalid {
-        /// The field.
-        field: &'static str,
-        /// Its stored value.
-        value: String,
-    },
-}
-
-impl Task {
-    /// Decodes the `HGETALL` of a task hash.
-    pub fn from_hash(mut h: HashMap<String, String>) -> Result<Self, DecodeError> {
-        fn req(h: &mut HashMap<String, String>, f: &'static str) -> Result<String, DecodeError> {
-            h.remove(f).ok_or(DecodeError::Missing(f))
-        }
-        fn num<T: std::str::FromStr>(
-            h: &mut HashMap<String, String>,
-            f: &'static str,
-        ) -> Result<T, DecodeError> {
-            let v = req(h, f)?;
-            v.parse()
-                .map_err(|_| DecodeError::Invalid { field: f, value: v })
-        }
-        fn json(v: String, f: &'static str) -> Result<Value, DecodeError> {
-            serde_json::from_str(&v).map_err(|_| DecodeError::Invalid { field: f, value: v })
-        }
-        let kind_s = req(&mut h, "kind")?;
-        let kind = TaskKind::parse(&kind_s).ok_or(DecodeError::Invalid {
-            field: "kind",
-            value: kind_s,
-        })?;
-        let state_s = req(&mut h, "state")?;
-        let state = TaskState::parse(&state_s).ok_or(DecodeError::Invalid {
-            field: "state",
-            value: state_s,
-        })?;
-        let payload = json(req(&mut h, "payload")?, "payload")?;
-        let result = h.remove("result").map(|v| json(v, "result")).transpose()?;
-        let run_at_ms = match h.remove("run_at_ms") {
-            Some(v) => Some(v.parse().map_err(|_| DecodeError::Invalid {
-                field: "run_at_ms",
-                value: v,
-            })?),
-            None => None,
-        };
-        Ok(Self {
-            id: req(&mut h, "id")?,
-            kind,
-            queue: req(&mut h, "queue")?,
-            payload,
-            state,
-            attempts: num(&mut h, "attempts")?,
-            max_attempts: num(&mut h, "max_attempts")?,
-            timeout_ms: num(&mut h, "timeout_ms")?,
-            created_at: req(&mut h, "created_at")?,
-            started_at: h.remove("started_at"),
-            finished_at: h.remove("finished_at"),
-            worker: h.remove("worker"),
-            result,
-            error: h.remove("error"),
-            idempotency_key: h.remove("idempotency_key"),
-            session_id: h.remove("session_id"),
-            run_at_ms,
-            cancel_requested: h.remove("cancel_requested").as_deref() == Some("1"),
-        })
-    }
 }
 
 /// A chat message as stored in a session and sent to providers.
@@ -479,37 +354,6 @@ mod tests {
                 &json!({"message": "hi", "session_id": "s1"})
             ),
             Ok(())
-        );
-    }
-
-    #[test]
-    fn record_round_trips_through_its_hash() {
-        let h: HashMap<String, String> = [
-            ("id", "tool-01JDX3N4Z7Q8R9S0T1V2W3X4Y5"),
-            ("kind", "tool"),
-            ("queue", "tool"),
-            ("payload", r#"{"tool":"echo","args":{}}"#),
-            ("state", "succeeded"),
-            ("attempts", "1"),
-            ("max_attempts", "3"),
-            ("timeout_ms", "1000"),
-            ("created_at", "2026-01-01T00:00:00Z"),
-            ("result", r#"{"output":{}}"#),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let t = Task::from_hash(h.clone()).expect("valid");
-        assert_eq!(t.state, TaskState::Succeeded);
-        assert_eq!(t.result, Some(json!({"output": {}})));
-        let mut bad = h;
-        bad.insert("attempts".into(), "x".into());
-        assert_eq!(
-            Task::from_hash(bad),
-            Err(DecodeError::Invalid {
-                field: "attempts",
-                value: "x".into()
-            })
         );
     }
 }

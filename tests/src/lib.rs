@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
+use switchyard_shared::record::QueuedTask;
+use switchyard_shared::task::TaskKind;
 
 pub use binaries::bin_path;
 pub use process::Proc;
@@ -39,17 +41,20 @@ pub fn queued_tool_record(
     max_attempts: u32,
     timeout_ms: &str,
 ) -> Vec<(&'static str, String)> {
-    vec![
-        ("id", id.to_owned()),
-        ("kind", "tool".to_owned()),
-        ("queue", queue.to_owned()),
-        ("payload", payload.to_owned()),
-        ("state", "queued".to_owned()),
-        ("attempts", "0".to_owned()),
-        ("max_attempts", max_attempts.to_string()),
-        ("timeout_ms", timeout_ms.to_owned()),
-        ("created_at", switchyard_shared::clock::now_rfc3339()),
-    ]
+    QueuedTask {
+        id: id.to_owned(),
+        kind: TaskKind::Tool,
+        queue: queue.to_owned(),
+        payload: payload.to_owned(),
+        max_attempts,
+        timeout_ms: timeout_ms
+            .parse()
+            .expect("a test timeout is a number of ms"),
+        created_at: switchyard_shared::clock::now_rfc3339(),
+        idempotency_key: None,
+        session_id: None,
+    }
+    .fields()
 }
 
 /// Interval of every polling loop of the fixture.

@@ -2,7 +2,8 @@
 //! asks the providers (in fallback order), and appends the turn to the session once the answer
 //! exists, so a failed or retried call never leaves half a turn behind.
 
-use serde_json::{Value, json};
+use serde_json::Value;
+use switchyard_shared::chat::{ChatResult, ChatUsage};
 use switchyard_shared::scripts;
 use switchyard_shared::task::{ChatMessage, ChatPayload, decode_payload};
 use tracing::debug;
@@ -77,13 +78,17 @@ pub async fn run(
     if let Some(session) = &p.session_id {
         append_turn(ctx, session, task_id, &new_message, &answer.text).await?;
     }
-    Ok(json!({
-        "response": answer.text,
-        "model": answer.model,
-        "provider": answer.provider,
-        "session_id": p.session_id,
-        "usage": answer.usage,
-    }))
+    Ok(ChatResult {
+        response: answer.text,
+        model: answer.model,
+        provider: answer.provider.to_owned(),
+        session_id: p.session_id,
+        usage: ChatUsage {
+            prompt_tokens: answer.usage.prompt_tokens,
+            completion_tokens: answer.usage.completion_tokens,
+        },
+    }
+    .to_value())
 }
 
 async fn load_history(ctx: &Ctx, session: &str) -> Result<Vec<ChatMessage>, ToolError> {

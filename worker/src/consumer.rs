@@ -3,22 +3,19 @@
 //! [`Runner`] to start and run.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
+use switchyard_shared::duty::{self, Duty, Next, Pace};
 use switchyard_shared::keys::GROUP;
 use switchyard_shared::scripts::Delivered;
 use switchyard_shared::store::{self, StoreError};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::context::Ctx;
 use crate::runner::Runner;
-
-/// Longest pause between reads while Redis keeps failing.
-const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Fetches and starts tasks.
 #[derive(Debug)]
@@ -28,7 +25,6 @@ pub struct Consumer {
     conn: Option<MultiplexedConnection>,
     /// Stream key → queue, for the worker's queues.
     streams: Vec<(String, String)>,
-    errors: u32,
 }
 
 impl Consumer {
@@ -45,39 +41,14 @@ impl Consumer {
             runner,
             conn: None,
             streams,
-            errors: 0,
         }
     }
 
     /// Fetches until `shutdown`. A read in progress is allowed to finish (at most
     /// `WORKER_BLOCK_MS`), so no delivered entry is dropped on the floor.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        loop {
-            // Wait for capacity without holding it: while this consumer blocks in XREADGROUP
-            // the free permits stay available to the reclaimer.
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                p = self.runner.permits().acquire() => match p {
-                    Ok(p) => drop(p),
-                    Err(_) => break,
-                },
-            }
-            match self.tick(&shutdown).await {
-                Ok(_) => self.errors = 0,
-                Err(e) => {
-                    self.errors += 1;
-                    let pause = (Duration::from_millis(50) * 2u32.pow(self.errors.min(6)))
-                        .min(MAX_ERROR_BACKOFF);
-                    warn!(component = "consumer", error = %e, retry_in_ms = pause.as_millis() as u64, "fetch failed");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(pause) => {}
-                    }
-                }
-            }
-        }
-        debug!(component = "consumer", "stopped fetching");
+    pub async fn run(self, shutdown: CancellationToken) {
+        // Continuous: each pass waits for capacity, then blocks in XREADGROUP.
+        duty::run(self, Pace::Continuous, shutdown).await;
     }
 
     /// One fetch: reads up to the free capacity (at least one entry), then takes a permit for
@@ -194,5 +165,25 @@ impl Consumer {
                 .query_async(&mut *con)
                 .await;
         }
+    }
+}
+
+impl Duty for Consumer {
+    const COMPONENT: &'static str = "consumer";
+    const FAILED: &'static str = "fetch failed";
+    type Error = StoreError;
+
+    async fn pass(&mut self, shutdown: &CancellationToken) -> Result<Next, StoreError> {
+        // Wait for capacity without holding it: while this consumer blocks in XREADGROUP the
+        // free permits stay available to the reclaimer.
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return Ok(Next::Stop),
+            p = self.runner.permits().acquire() => match p {
+                Ok(p) => drop(p),
+                Err(_) => return Ok(Next::Stop),
+            },
+        }
+        self.tick(shutdown).await.map(|_| Next::Continue)
     }
 }

@@ -5,9 +5,12 @@
 
 use std::collections::HashMap;
 
-use redis::AsyncCommands;
-use serde_json::json;
+use std::sync::atomic::Ordering;
+
 use switchyard_shared::clock;
+use switchyard_shared::duty::{self, Duty, Next, Pace};
+use switchyard_shared::record;
+use switchyard_shared::registry::{self, WorkerRecord, WorkerStatus};
 use switchyard_shared::scripts;
 use switchyard_shared::store::StoreError;
 use tokio_util::sync::CancellationToken;
@@ -29,18 +32,9 @@ impl Heartbeat {
     }
 
     /// Beats every `HEARTBEAT_INTERVAL_MS` until `shutdown`.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut every = tokio::time::interval(self.ctx.cfg.heartbeat_interval);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = every.tick() => {}
-            }
-            if let Err(e) = self.tick().await {
-                warn!(component = "heartbeat", error = %e, "heartbeat failed");
-            }
-        }
+    pub async fn run(self, shutdown: CancellationToken) {
+        let pace = Pace::Every(self.ctx.cfg.heartbeat_interval);
+        duty::run(self, pace, shutdown).await;
     }
 
     /// One beat: registry record, leases, cancel backstop.
@@ -75,7 +69,7 @@ impl Heartbeat {
         if !flights.is_empty() {
             let mut pipe = redis::pipe();
             for (id, f) in &flights {
-                pipe.hget(ctx.keys.task(&f.queue, id), "cancel_requested");
+                pipe.hget(ctx.keys.task(&f.queue, id), record::CANCEL_REQUESTED);
             }
             let flags: Vec<Option<String>> = pipe.query_async(&mut *con).await?;
             for ((id, f), flag) in flights.iter().zip(flags) {
@@ -94,67 +88,45 @@ impl Heartbeat {
         flights: &[(String, InFlight)],
     ) -> Result<(), StoreError> {
         let ctx = &self.ctx;
-        let ids: Vec<&str> = flights.iter().map(|(id, _)| id.as_str()).collect();
-        let now_ms = clock::now_ms();
+        let in_flight: Vec<String> = flights.iter().map(|(id, _)| id.clone()).collect();
+        let rec = WorkerRecord {
+            id: ctx.id.clone(),
+            host: host(),
+            pid: std::process::id(),
+            queues: ctx.cfg.worker_queues.clone(),
+            concurrency: ctx.cfg.worker_concurrency as u64,
+            capabilities: capabilities::served_tools(&ctx.cfg)
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            providers: ctx.cfg.llm.llm_provider.clone(),
+            status: WorkerStatus::of_live(ctx.draining.is_cancelled(), in_flight.len()),
+            in_flight,
+            processed: ctx.processed.load(Ordering::Relaxed),
+            failed: ctx.failed.load(Ordering::Relaxed),
+            started_at: ctx.started_at.clone(),
+            last_seen: clock::now_rfc3339(),
+            last_seen_ms: clock::now_ms(),
+        };
         let ttl = ctx.cfg.registry_ttl();
-        let key = ctx.keys.worker(&ctx.id);
-        let fields: Vec<(&str, String)> = vec![
-            ("id", ctx.id.clone()),
-            ("host", host()),
-            ("pid", std::process::id().to_string()),
-            ("queues", json!(ctx.cfg.worker_queues).to_string()),
-            ("concurrency", ctx.cfg.worker_concurrency.to_string()),
-            (
-                "capabilities",
-                json!(capabilities::served_tools(&ctx.cfg)).to_string(),
-            ),
-            ("providers", json!(ctx.cfg.llm.llm_provider).to_string()),
-            ("in_flight", json!(ids).to_string()),
-            (
-                "processed",
-                ctx.processed
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                    .to_string(),
-            ),
-            (
-                "failed",
-                ctx.failed
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                    .to_string(),
-            ),
-            ("started_at", ctx.started_at.clone()),
-            ("last_seen", clock::now_rfc3339()),
-            ("last_seen_ms", now_ms.to_string()),
-            (
-                "status",
-                if ctx.draining.is_cancelled() {
-                    "draining"
-                } else if ids.is_empty() {
-                    "idle"
-                } else {
-                    "busy"
-                }
-                .to_owned(),
-            ),
-        ];
-        let _: () = redis::pipe()
-            .hset_multiple(&key, &fields)
-            .ignore()
-            .pexpire(&key, ttl.as_millis() as i64)
-            .ignore()
-            .zadd(ctx.keys.workers(), &ctx.id, now_ms)
-            .ignore()
-            .query_async(&mut **con)
-            .await?;
-        Ok(())
+        registry::write(&mut **con, &ctx.keys, &rec, ttl).await
     }
 
     /// Removes this worker's registry record (its `{p}workers` score stays, so it is listed as
     /// offline for a while).
     pub async fn deregister(&self) -> Result<(), StoreError> {
         let mut con = self.ctx.pool.get().await?;
-        let _: () = con.del(self.ctx.keys.worker(&self.ctx.id)).await?;
-        Ok(())
+        registry::remove(&mut *con, &self.ctx.keys, &self.ctx.id).await
+    }
+}
+
+impl Duty for Heartbeat {
+    const COMPONENT: &'static str = "heartbeat";
+    const FAILED: &'static str = "heartbeat failed";
+    type Error = StoreError;
+
+    async fn pass(&mut self, _: &CancellationToken) -> Result<Next, StoreError> {
+        self.tick().await.map(|()| Next::Continue)
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use metrics::counter;
 use redis::streams::{StreamClaimReply, StreamInfoConsumersReply, StreamPendingCountReply};
+use switchyard_shared::duty::{self, Duty, Next, Pace};
 use switchyard_shared::keys::GROUP;
 use switchyard_shared::metrics as m;
 use switchyard_shared::scripts::Delivered;
@@ -59,22 +60,9 @@ impl Reclaimer {
     }
 
     /// Reclaims every heartbeat interval until `shutdown`.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut every = tokio::time::interval(self.ctx.cfg.heartbeat_interval);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                _ = every.tick() => {}
-            }
-            match self.tick().await {
-                Ok(r) if r != ReclaimReport::default() => {
-                    info!(component = "reclaimer", worker = %self.ctx.id, from_dead = r.from_dead, from_expired_leases = r.from_expired_leases, consumers_removed = r.consumers_removed, "reclaimed");
-                }
-                Ok(_) => {}
-                Err(e) => warn!(component = "reclaimer", error = %e, "reclaim pass failed"),
-            }
-        }
+    pub async fn run(self, shutdown: CancellationToken) {
+        let pace = Pace::Every(self.ctx.cfg.heartbeat_interval);
+        duty::run(self, pace, shutdown).await;
     }
 
     /// One pass over every queue.
@@ -235,5 +223,19 @@ impl Reclaimer {
             })
             .collect();
         self.runner.start_and_spawn(queue, &batch, permits).await
+    }
+}
+
+impl Duty for Reclaimer {
+    const COMPONENT: &'static str = "reclaimer";
+    const FAILED: &'static str = "reclaim pass failed";
+    type Error = StoreError;
+
+    async fn pass(&mut self, _: &CancellationToken) -> Result<Next, StoreError> {
+        let r = self.tick().await?;
+        if r != ReclaimReport::default() {
+            info!(component = "reclaimer", worker = %self.ctx.id, from_dead = r.from_dead, from_expired_leases = r.from_expired_leases, consumers_removed = r.consumers_removed, "reclaimed");
+        }
+        Ok(Next::Continue)
     }
 }

@@ -269,10 +269,11 @@ struct LlmUsage {
 }
 
 fn llm_usage(result: &Value) -> Option<LlmUsage> {
+    let r = switchyard_shared::chat::ChatResult::decode(result).ok()?;
     Some(LlmUsage {
-        provider: result.get("provider")?.as_str()?.to_owned(),
-        model: result.get("model")?.as_str()?.to_owned(),
-        prompt_tokens: result.pointer("/usage/prompt_tokens")?.as_u64()?,
-        completion_tokens: result.pointer("/usage/completion_tokens")?.as_u64()?,
+        provider: r.provider,
+        model: r.model,
+        prompt_tokens: r.usage.prompt_tokens,
+        completion_tokens: r.usage.completion_tokens,
     })
 }

@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use switchyard_shared::chat::ChatResult;
 use switchyard_shared::task::{TaskKind, TaskState, new_task_id};
 
 use super::error::ApiError;
@@ -72,16 +73,19 @@ pub async fn chat(
     };
     match task.state {
         TaskState::Succeeded => {
-            let result = task.result.unwrap_or(Value::Null);
+            let result =
+                ChatResult::decode(task.result.as_ref().unwrap_or(&Value::Null)).map_err(|e| {
+                    ApiError::TaskFailed(format!("chat task {} answered badly: {e}", task.id))
+                })?;
             Ok(Json(json!({
-                "response": result.get("response").cloned().unwrap_or(Value::Null),
+                "response": result.response,
                 "session_id": session_id,
                 "task_id": task.id,
                 "worker_id": task.worker,
                 "latency_ms": latency_ms,
-                "model": result.get("model").cloned().unwrap_or(Value::Null),
-                "provider": result.get("provider").cloned().unwrap_or(Value::Null),
-                "usage": result.get("usage").cloned().unwrap_or(Value::Null),
+                "model": result.model,
+                "provider": result.provider,
+                "usage": result.usage,
             })))
         }
         s if s.is_terminal() => Err(ApiError::TaskFailed(format!(

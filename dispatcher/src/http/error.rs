@@ -7,6 +7,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use switchyard_shared::store::StoreError;
 
+use crate::submit::SubmitError;
+
 /// An API failure.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -68,6 +70,28 @@ impl From<StoreError> for ApiError {
         } else {
             tracing::error!(error = %e, "redis operation failed");
             Self::Internal
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Invalid(m) => Self::BadRequest(m),
+            SubmitError::UnknownKind(message) => Self::Unprocessable {
+                code: "unknown_kind",
+                message,
+            },
+            SubmitError::UnknownQueue(message) => Self::Unprocessable {
+                code: "unknown_queue",
+                message,
+            },
+            SubmitError::UnknownTool(message) => Self::Unprocessable {
+                code: "unknown_tool",
+                message,
+            },
+            SubmitError::QueueFull { queue, limit } => Self::QueueFull { queue, limit },
+            SubmitError::Store(e) => e.into(),
         }
     }
 }

@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
+use switchyard_shared::registry::WorkerStatus;
 
 use super::queues::all_queue_stats;
 use super::workers::list_workers;
@@ -40,9 +41,11 @@ pub async fn all(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     }
     let workers = list_workers(&state).await.ok();
     let queues = all_queue_stats(&state).await.ok();
-    let alive = workers
-        .as_ref()
-        .map(|w| w.iter().filter(|w| w.status != "offline").count());
+    let alive = workers.as_ref().map(|w| {
+        w.iter()
+            .filter(|w| w.status != WorkerStatus::Offline)
+            .count()
+    });
     let status = if alive == Some(0) {
         "degraded"
     } else {

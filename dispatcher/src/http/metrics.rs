@@ -37,8 +37,8 @@ pub async fn summary(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
             json!({
                 "id": w.id,
                 "status": w.status,
-                "processed": w.info.get("processed").cloned().unwrap_or(Value::Null),
-                "failed": w.info.get("failed").cloned().unwrap_or(Value::Null),
+                "processed": w.record.as_ref().map(|r| r.processed),
+                "failed": w.record.as_ref().map(|r| r.failed),
                 "running": w.current_tasks.len(),
             })
         })

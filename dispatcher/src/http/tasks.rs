@@ -94,7 +94,7 @@ pub async fn create_batch(
                 "state": s.state,
                 "duplicate": s.duplicate,
             }),
-            Err(e) => e.body(),
+            Err(e) => ApiError::from(e).body(),
         })
         .collect();
     Ok((
