@@ -37,21 +37,29 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 "request body is empty; expected a JSON object".into(),
             ));
         }
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de)
-            .map(ApiJson)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let inner = e.into_inner();
-                let msg = if inner.is_syntax() || inner.is_eof() {
-                    format!("invalid JSON: {inner}")
-                } else if path == "." {
-                    inner.to_string()
-                } else {
-                    format!("{path}: {inner}")
-                };
-                ApiError::BadRequest(msg)
-            })
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let msg = if inner.is_syntax() || inner.is_eof() {
+                format!("invalid JSON: {inner}")
+            } else if path == "." {
+                inner.to_string()
+            } else {
+                format!("{path}: {inner}")
+            };
+            ApiError::BadRequest(msg)
+        })?;
+        // A body is one JSON value: anything after it (a second object, garbage) is refused
+        // rather than silently dropped, so what was enqueued is exactly what was sent.
+        de.end().map_err(|e| {
+            ApiError::BadRequest(format!(
+                "invalid JSON: trailing data after the JSON value at line {} column {}",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        Ok(ApiJson(value))
     }
 }
 
