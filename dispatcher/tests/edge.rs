@@ -142,3 +142,58 @@ async fn trailing_data_after_a_json_body_is_a_400_and_enqueues_nothing() {
         .await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{:?}", a.json());
 }
+
+#[tokio::test]
+async fn every_rejection_of_path_query_method_and_route_is_the_json_error_shape() {
+    let api = api();
+    let cases: [(&str, &str, StatusCode); 9] = [
+        ("GET", "/api/tasks/%FF", StatusCode::BAD_REQUEST),
+        ("DELETE", "/api/tasks/%FF", StatusCode::BAD_REQUEST),
+        ("POST", "/api/dead/%FF/retry", StatusCode::BAD_REQUEST),
+        ("GET", "/api/dead?limit=abc", StatusCode::BAD_REQUEST),
+        ("GET", "/api/dead?limit=%FF", StatusCode::BAD_REQUEST),
+        ("POST", "/api/tasks?wait_ms=-1", StatusCode::BAD_REQUEST),
+        ("PUT", "/api/tasks", StatusCode::METHOD_NOT_ALLOWED),
+        ("GET", "/api/nope", StatusCode::NOT_FOUND),
+        ("GET", "/nope/%FF", StatusCode::NOT_FOUND),
+    ];
+    for (method, path, status) in cases {
+        let a = api
+            .send(
+                method,
+                path,
+                Some(SECRET),
+                br#"{"kind":"tool","payload":{"tool":"echo"}}"#,
+            )
+            .await;
+        assert_eq!(a.status, status, "{method} {path}: {:?}", a.json());
+        let m = a.error_message();
+        assert!(!m.is_empty(), "{method} {path}");
+    }
+    let a = api.send("GET", "/api/tasks/%FF", Some(SECRET), b"").await;
+    assert!(a.error_message().contains("UTF-8"), "{:?}", a.json());
+}
+
+#[tokio::test]
+async fn a_plain_text_error_from_below_the_handlers_is_rewritten_as_json() {
+    let plain = axum::response::Response::builder()
+        .status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::from(
+            "Expected request with `Content-Type: application/json`",
+        ))
+        .expect("response");
+    let resp = http::error::json_errors(plain).await;
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let v: Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(v["error"]["code"], "unsupported_media_type");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Content-Type")),
+        "{v}"
+    );
+}
