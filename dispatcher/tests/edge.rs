@@ -197,3 +197,44 @@ async fn a_plain_text_error_from_below_the_handlers_is_rewritten_as_json() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn metric_labels_come_from_a_fixed_set_whatever_the_client_sends() {
+    let api = api();
+    for method in ["FOOA", "FOOB", "X-MINTED"] {
+        let a = api.send(method, "/health", None, b"").await;
+        assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        a.error_message();
+    }
+    api.send("GET", "/api/tasks/tool-minted-route", Some(SECRET), b"")
+        .await;
+    let a = api.send("GET", "/metrics", None, b"").await;
+    let text = String::from_utf8_lossy(&a.body).into_owned();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("switchyard_http_requests_total{"))
+        .collect();
+    assert!(
+        series.iter().any(|l| l.contains(r#"method="other""#)),
+        "{series:?}"
+    );
+    for line in &series {
+        assert!(
+            !line.contains("FOO") && !line.contains("MINTED") && !line.contains("minted"),
+            "a client-minted label: {line}"
+        );
+        let method = line
+            .split("method=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_default();
+        assert!(
+            [
+                "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+                "other"
+            ]
+            .contains(&method),
+            "{line}"
+        );
+    }
+}
