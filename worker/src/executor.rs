@@ -2,10 +2,8 @@
 //! timeout, a cancel request, shutdown, or the loss of its lease. A panicking task is an error
 //! worth a retry, never a crashed worker.
 
-use std::time::Duration;
-
 use serde_json::Value;
-use switchyard_shared::scripts::Started;
+use switchyard_shared::scripts::Runnable;
 use switchyard_shared::task::TaskKind;
 
 use crate::chat;
@@ -51,24 +49,17 @@ impl Executor {
     }
 
     /// Runs `task` until it ends, is timed out, or `flight` is stopped.
-    pub async fn execute(&self, task: &Started, flight: &InFlight) -> Outcome {
-        let payload: Value = match task.payload.as_deref().map(serde_json::from_str) {
-            Some(Ok(v)) => v,
-            _ => return Outcome::Fail("task record holds no valid payload".into()),
+    pub async fn execute(&self, task: &Runnable, flight: &InFlight) -> Outcome {
+        let (kind, payload) = match &task.work {
+            Ok(work) => (work.kind, work.payload.clone()),
+            Err(why) => return Outcome::Fail(why.clone()),
         };
-        let kind = match task.kind.as_deref().and_then(TaskKind::parse) {
-            Some(k) => k,
-            None => return Outcome::Fail(format!("task record has unknown kind {:?}", task.kind)),
-        };
-        let timeout = match task.timeout_ms {
-            0 => self.ctx.cfg.worker_timeout_ms,
-            ms => Duration::from_millis(ms),
-        };
+        let timeout = task.timeout.unwrap_or(self.ctx.cfg.worker_timeout);
         let (ctx, provider, toolbox, id) = (
             self.ctx.clone(),
             self.provider.clone(),
             self.toolbox.clone(),
-            task.id.clone(),
+            task.delivered.id.clone(),
         );
         // Its own tokio task, so a panic surfaces as a JoinError instead of unwinding the worker.
         let mut handle = tokio::spawn(async move {
