@@ -2,7 +2,7 @@
 //! error, and replay one.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use redis::streams::StreamRangeReply;
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use switchyard_shared::store::StoreError;
 use switchyard_shared::task;
 
 use super::error::ApiError;
-use super::extract::ApiQuery;
+use super::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
 
 /// Most dead letters one request may list.
@@ -97,7 +97,7 @@ pub async fn list(
 /// `POST /api/dead/{id}/retry`: 202 once the task is queued again.
 pub async fn retry(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let queue = task::queue_of(&id).ok_or_else(|| ApiError::NotFound(format!("no task {id:?}")))?;
     let mut con = state.pool.get().await?;

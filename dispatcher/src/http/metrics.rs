@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics::{counter, histogram};
@@ -51,19 +51,36 @@ pub async fn summary(State(state): State<AppState>) -> Result<Json<Value>, ApiEr
 }
 
 /// Counts and times each request under its route pattern (not the raw path, so task ids do
-/// not explode the label set).
+/// not explode the label set) and its method from a fixed set: every label value comes from
+/// the server, never from the client, so no request can mint a new series.
 pub async fn track(req: Request, next: Next) -> Response {
     let began = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    counter!(m::HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status)
+    counter!(m::HTTP_REQUESTS, "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     histogram!(m::HTTP_DURATION, "method" => method, "route" => route)
         .record(began.elapsed().as_secs_f64());
     response
+}
+
+/// The `method` label of a request: a standard method's name, else `other`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }

@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))
         .route_layer(middleware::from_fn(metrics::track))
+        .layer(middleware::map_response(error::json_errors))
         .with_state(state)
 }
 

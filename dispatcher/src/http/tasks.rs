@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -14,7 +14,7 @@ use switchyard_shared::store;
 use switchyard_shared::task::{self, Task};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use crate::submit::{NewTask, submit, submit_batch};
 
@@ -137,7 +137,7 @@ fn queue_of(id: &str) -> Result<&str, ApiError> {
 /// `GET /api/tasks/{id}`: the task record.
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Task>, ApiError> {
     let queue = queue_of(&id)?;
     let mut con = state.pool.get().await?;
@@ -155,7 +155,7 @@ pub async fn get(
 /// abort (202); 409 if it already finished.
 pub async fn cancel(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let queue = queue_of(&id)?;
     let mut con = state.pool.get().await?;

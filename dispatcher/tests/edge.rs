@@ -1,0 +1,240 @@
+//! The defects found at the HTTP edge by feeding the dispatcher bad input (issue 16, part 2),
+//! each pinned through `Router::oneshot` against a real Redis: trailing data after a JSON body,
+//! non-JSON error answers, client-minted metric labels, unauthenticated 404/405 on `/api/*`,
+//! and client strings that would reach key names unchecked.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::Value;
+use switchyard_dispatcher::{Settings, app_state, http};
+use switchyard_tests::{connection, shared_redis, unique_prefix};
+use tower::ServiceExt;
+
+const SECRET: &str = "edge-secret";
+
+struct Api {
+    router: Router,
+    prefix: String,
+}
+
+/// What came back: status, content type and the raw body.
+struct Answer {
+    status: StatusCode,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// Asserts the README's error shape and returns the message.
+    fn error_message(&self) -> String {
+        let v = self.json();
+        assert!(
+            self.content_type.starts_with("application/json"),
+            "content type {:?} of {} {:?}",
+            self.content_type,
+            self.status,
+            String::from_utf8_lossy(&self.body)
+        );
+        assert!(v["error"]["code"].is_string(), "{v}");
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no message in {v}"))
+            .to_owned()
+    }
+}
+
+fn api() -> Api {
+    let prefix = unique_prefix();
+    let vars: Vec<(String, String)> = vec![
+        ("REDIS_URL".into(), shared_redis().url().to_owned()),
+        ("QUEUE_PREFIX".into(), prefix.clone()),
+        ("ROOT_NODE_SECRET".into(), SECRET.into()),
+    ];
+    let settings = Settings::from_vars(&vars).expect("valid test settings");
+    let state = app_state(&settings).expect("pool");
+    Api {
+        router: http::router(state),
+        prefix,
+    }
+}
+
+impl Api {
+    async fn send(&self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Answer {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_vec()))
+            .expect("request");
+        let resp = self.router.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body")
+            .to_vec();
+        Answer {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    async fn keys(&self) -> Vec<String> {
+        let mut con = connection(shared_redis().url()).await;
+        redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query_async(&mut con)
+            .await
+            .expect("KEYS")
+    }
+}
+
+#[tokio::test]
+async fn trailing_data_after_a_json_body_is_a_400_and_enqueues_nothing() {
+    let api = api();
+    let cases: [(&str, &[u8]); 4] = [
+        (
+            "/api/tasks",
+            br#"{"kind":"tool","payload":{"tool":"echo"}}garbage"#,
+        ),
+        (
+            "/api/tasks",
+            br#"{"kind":"tool","payload":{"tool":"echo"}} {"x":1}"#,
+        ),
+        (
+            "/api/tasks/batch",
+            br#"{"tasks":[{"kind":"tool","payload":{"tool":"echo"}}]}garbage"#,
+        ),
+        ("/api/chat", br#"{"session_id":"s1","message":"hi"}garbage"#),
+    ];
+    for (path, body) in cases {
+        let a = api.send("POST", path, Some(SECRET), body).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{path}");
+        let m = a.error_message();
+        assert!(m.contains("trailing data"), "{path}: {m}");
+    }
+    assert_eq!(
+        api.keys().await,
+        Vec::<String>::new(),
+        "nothing was written"
+    );
+    // Whitespace after the value is not trailing data.
+    let a = api
+        .send(
+            "POST",
+            "/api/tasks",
+            Some(SECRET),
+            b"{\"kind\":\"tool\",\"payload\":{\"tool\":\"echo\"}}\r\n ",
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{:?}", a.json());
+}
+
+#[tokio::test]
+async fn every_rejection_of_path_query_method_and_route_is_the_json_error_shape() {
+    let api = api();
+    let cases: [(&str, &str, StatusCode); 9] = [
+        ("GET", "/api/tasks/%FF", StatusCode::BAD_REQUEST),
+        ("DELETE", "/api/tasks/%FF", StatusCode::BAD_REQUEST),
+        ("POST", "/api/dead/%FF/retry", StatusCode::BAD_REQUEST),
+        ("GET", "/api/dead?limit=abc", StatusCode::BAD_REQUEST),
+        ("GET", "/api/dead?limit=%FF", StatusCode::BAD_REQUEST),
+        ("POST", "/api/tasks?wait_ms=-1", StatusCode::BAD_REQUEST),
+        ("PUT", "/api/tasks", StatusCode::METHOD_NOT_ALLOWED),
+        ("GET", "/api/nope", StatusCode::NOT_FOUND),
+        ("GET", "/nope/%FF", StatusCode::NOT_FOUND),
+    ];
+    for (method, path, status) in cases {
+        let a = api
+            .send(
+                method,
+                path,
+                Some(SECRET),
+                br#"{"kind":"tool","payload":{"tool":"echo"}}"#,
+            )
+            .await;
+        assert_eq!(a.status, status, "{method} {path}: {:?}", a.json());
+        let m = a.error_message();
+        assert!(!m.is_empty(), "{method} {path}");
+    }
+    let a = api.send("GET", "/api/tasks/%FF", Some(SECRET), b"").await;
+    assert!(a.error_message().contains("UTF-8"), "{:?}", a.json());
+}
+
+#[tokio::test]
+async fn a_plain_text_error_from_below_the_handlers_is_rewritten_as_json() {
+    let plain = axum::response::Response::builder()
+        .status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::from(
+            "Expected request with `Content-Type: application/json`",
+        ))
+        .expect("response");
+    let resp = http::error::json_errors(plain).await;
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let v: Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(v["error"]["code"], "unsupported_media_type");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Content-Type")),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn metric_labels_come_from_a_fixed_set_whatever_the_client_sends() {
+    let api = api();
+    for method in ["FOOA", "FOOB", "X-MINTED"] {
+        let a = api.send(method, "/health", None, b"").await;
+        assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        a.error_message();
+    }
+    api.send("GET", "/api/tasks/tool-minted-route", Some(SECRET), b"")
+        .await;
+    let a = api.send("GET", "/metrics", None, b"").await;
+    let text = String::from_utf8_lossy(&a.body).into_owned();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("switchyard_http_requests_total{"))
+        .collect();
+    assert!(
+        series.iter().any(|l| l.contains(r#"method="other""#)),
+        "{series:?}"
+    );
+    for line in &series {
+        assert!(
+            !line.contains("FOO") && !line.contains("MINTED") && !line.contains("minted"),
+            "a client-minted label: {line}"
+        );
+        let method = line
+            .split("method=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_default();
+        assert!(
+            [
+                "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+                "other"
+            ]
+            .contains(&method),
+            "{line}"
+        );
+    }
+}
