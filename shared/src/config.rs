@@ -45,6 +45,12 @@ pub const DEFAULT_WORKER_TIMEOUT_MS: u64 = 120_000;
 pub const DEFAULT_PROMOTE_INTERVAL_MS: u64 = 200;
 /// Default `IDEMPOTENCY_TTL_S`: how long an idempotency key maps to its task (one day).
 pub const DEFAULT_IDEMPOTENCY_TTL_S: u64 = 86_400;
+/// Default `RESUME_GRACE_MS`.
+pub const DEFAULT_RESUME_GRACE_MS: u64 = 2_000;
+/// Default `STREAM_KEEPALIVE_MS`: under the idle timeout of common proxies (30-60 s).
+pub const DEFAULT_STREAM_KEEPALIVE_MS: u64 = 15_000;
+/// Default `STREAM_BUFFER`.
+pub const DEFAULT_STREAM_BUFFER: usize = 64;
 /// Default `WORKER_PORT`.
 pub const DEFAULT_WORKER_PORT: u16 = 3001;
 /// Default `WORKER_QUEUES`.
@@ -229,6 +235,17 @@ pub struct DispatcherConfig {
     /// `IDEMPOTENCY_TTL_S`: lifetime of an idempotency key, in seconds.
     #[serde(default = "default_idempotency_ttl", with = "seconds")]
     pub idempotency_ttl_s: Duration,
+    /// `RESUME_GRACE_MS`: how long a disconnected streaming chat client has to resume the
+    /// task's stream before the task is cancelled; 0 cancels at once.
+    #[serde(default = "default_resume_grace", with = "millis")]
+    pub resume_grace_ms: Duration,
+    /// `STREAM_KEEPALIVE_MS`: an idle SSE stream gets a comment line this often.
+    #[serde(default = "default_stream_keepalive", with = "millis")]
+    pub stream_keepalive_ms: Duration,
+    /// `STREAM_BUFFER`: output reads queued per SSE client before a slow one is dropped from
+    /// the fan-out (it then catches up from Redis by its last event id).
+    #[serde(default = "default_stream_buffer")]
+    pub stream_buffer: usize,
 }
 
 impl std::fmt::Debug for DispatcherConfig {
@@ -247,6 +264,9 @@ impl std::fmt::Debug for DispatcherConfig {
             .field("worker_timeout_ms", &self.worker_timeout_ms)
             .field("promote_interval_ms", &self.promote_interval_ms)
             .field("idempotency_ttl_s", &self.idempotency_ttl_s)
+            .field("resume_grace_ms", &self.resume_grace_ms)
+            .field("stream_keepalive_ms", &self.stream_keepalive_ms)
+            .field("stream_buffer", &self.stream_buffer)
             .finish()
     }
 }
@@ -466,6 +486,12 @@ impl DispatcherConfig {
         if c.max_body_bytes == 0 {
             return Err(invalid("MAX_BODY_BYTES", "must be above 0"));
         }
+        if c.stream_keepalive_ms.is_zero() {
+            return Err(invalid("STREAM_KEEPALIVE_MS", "must be above 0"));
+        }
+        if c.stream_buffer == 0 {
+            return Err(invalid("STREAM_BUFFER", "must be at least 1"));
+        }
         if c.root_node_secret.as_deref().is_some_and(str::is_empty) {
             return Err(invalid(
                 "ROOT_NODE_SECRET",
@@ -668,6 +694,8 @@ const OWNED_PREFIXES: &[&str] = &[
     "SHUTDOWN_",
     "PROMOTE_",
     "IDEMPOTENCY_",
+    "RESUME_",
+    "STREAM_",
     "LLM_",
     "SESSION_",
     "OPENAI_",
@@ -884,6 +912,15 @@ fn default_promote_interval() -> Duration {
 }
 fn default_idempotency_ttl() -> Duration {
     Duration::from_secs(DEFAULT_IDEMPOTENCY_TTL_S)
+}
+fn default_resume_grace() -> Duration {
+    Duration::from_millis(DEFAULT_RESUME_GRACE_MS)
+}
+fn default_stream_keepalive() -> Duration {
+    Duration::from_millis(DEFAULT_STREAM_KEEPALIVE_MS)
+}
+fn default_stream_buffer() -> usize {
+    DEFAULT_STREAM_BUFFER
 }
 fn default_worker_port() -> u16 {
     DEFAULT_WORKER_PORT
