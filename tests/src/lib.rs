@@ -9,6 +9,7 @@
 //! - [`binaries`]: [`bin_path`], the workspace binaries, rebuilt when stale.
 //! - [`services`]: [`spawn_dispatcher`] / [`Dispatcher`], [`spawn_worker`] / [`Worker`], started
 //!   and waited for until `/health` answers.
+//! - [`sse`]: an SSE client: parse event streams, read a live one event by event.
 //! - here: [`poll_until`], [`unique_prefix`], [`connection`], [`free_port`],
 //!   [`queued_tool_record`].
 
@@ -16,6 +17,7 @@ pub mod binaries;
 pub mod process;
 pub mod redis_server;
 pub mod services;
+pub mod sse;
 
 use std::future::Future;
 use std::net::TcpListener;
