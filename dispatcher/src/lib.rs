@@ -108,7 +108,7 @@ pub fn app_state(settings: &Settings) -> Result<AppState, StoreError> {
         cfg: Arc::new(settings.dispatcher.clone()),
         redis: Arc::new(settings.redis.clone()),
         retention: Retention {
-            result_ttl: settings.redis.result_ttl_s,
+            result_ttl: settings.redis.result_ttl,
             events_maxlen: settings.redis.events_maxlen,
         },
         waiter: Waiter::default(),
@@ -157,7 +157,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         state.pool.clone(),
         state.keys.clone(),
         state.cfg.queues.clone(),
-        state.cfg.promote_interval_ms,
+        state.cfg.promote_interval,
     );
     let promoter = tokio::spawn(promoter.run(background.clone()));
     let outputs = streams::OutputTail::new(

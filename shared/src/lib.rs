@@ -2,7 +2,8 @@
 //! Lua scripts of every state change, and Redis access.
 //!
 //! # Layout
-//! - [`config`]: environment variables → typed config structs, typo detection.
+//! - [`config`]: environment variables → one typed struct per concern (Redis, process,
+//!   dispatcher, worker, LLM, tools), typo detection.
 //! - [`healthcheck`]: the `healthcheck` subcommand of both binaries (`GET /health`, exit 0/1).
 //! - [`keys`]: every Redis key name (SPEC §4), in one place.
 //! - [`task`]: task ids, kinds, states, the stored record, payload validation.

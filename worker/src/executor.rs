@@ -61,7 +61,7 @@ impl Executor {
             None => return Outcome::Fail(format!("task record has unknown kind {:?}", task.kind)),
         };
         let timeout = match task.timeout_ms {
-            0 => self.ctx.cfg.worker_timeout_ms,
+            0 => self.ctx.cfg.worker_timeout,
             ms => Duration::from_millis(ms),
         };
         let (ctx, provider, toolbox, id) = (

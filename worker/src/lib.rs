@@ -129,7 +129,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         pool,
         keys: Keys::new(&settings.redis.queue_prefix),
         retention: Retention {
-            result_ttl: settings.redis.result_ttl_s,
+            result_ttl: settings.redis.result_ttl,
             events_maxlen: settings.redis.events_maxlen,
         },
         redis: settings.redis,
@@ -209,7 +209,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
     // Shutdown order: stop fetching (done) → drain with a deadline → hand back → deregister.
     ctx.draining.cancel();
     tracker.close();
-    let grace = ctx.cfg.shutdown_grace_ms;
+    let grace = ctx.cfg.shutdown_grace;
     info!(worker = %id, running = ctx.in_flight_count(), grace_ms = grace.as_millis() as u64, "draining");
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         let flights: Vec<_> = lock(&ctx.in_flight).values().cloned().collect();
@@ -257,8 +257,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
 /// worker expires within one registry TTL, so that is how long this waits.
 async fn ensure_unique_id(ctx: &context::Ctx) -> Result<(), WorkerError> {
     let key = ctx.keys.worker(&ctx.id);
-    let deadline = tokio::time::Instant::now()
-        + ctx.cfg.heartbeat_interval_ms * (heartbeat::TTL_INTERVALS + 1);
+    let deadline =
+        tokio::time::Instant::now() + ctx.cfg.registry_ttl() + ctx.cfg.heartbeat_interval;
     loop {
         let mut con = ctx.pool.get().await?;
         let exists: bool = redis::cmd("EXISTS")
@@ -273,7 +273,7 @@ async fn ensure_unique_id(ctx: &context::Ctx) -> Result<(), WorkerError> {
             return Err(WorkerError::DuplicateId(ctx.id.clone()));
         }
         info!(worker = %ctx.id, "a registry record with this id exists; waiting for it to expire");
-        tokio::time::sleep(ctx.cfg.heartbeat_interval_ms).await;
+        tokio::time::sleep(ctx.cfg.heartbeat_interval).await;
     }
 }
 

@@ -156,8 +156,8 @@ impl Reporter {
             Outcome::Retry(error) => {
                 let delay = retry_delay(
                     attempt,
-                    ctx.cfg.retry_base_ms,
-                    ctx.cfg.retry_max_ms,
+                    ctx.cfg.retry_base,
+                    ctx.cfg.retry_max,
                     &mut rand::rngs::StdRng::from_os_rng(),
                 );
                 let due_ms = clock::now_ms() + delay.as_millis() as u64;

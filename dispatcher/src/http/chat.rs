@@ -77,7 +77,7 @@ pub async fn chat(
         let policy = if body.detach {
             OnDisconnect::RunOn
         } else {
-            OnDisconnect::streaming(state.cfg.resume_grace_ms)
+            OnDisconnect::streaming(state.cfg.resume_grace)
         };
         return stream::open_chat(&state, &submitted, &session_id, began, policy).await;
     }
@@ -87,7 +87,7 @@ pub async fn chat(
         OnDisconnect::Cancel
     };
     let mut guard = DisconnectGuard::new(&state, &submitted.queue, &submitted.id, policy);
-    let timeout = state.cfg.worker_timeout_ms;
+    let timeout = state.cfg.worker_timeout;
     let task = wait_for(&state, &submitted.queue, &submitted.id, timeout).await;
     guard.disarm();
     let latency_ms = began.elapsed().as_millis() as u64;

@@ -31,7 +31,7 @@ const LAST_EVENT_ID: &str = "last-event-id";
 
 /// Turns a subscription into the SSE response.
 fn respond(sub: Subscription) -> Response {
-    let keepalive = sub.state.cfg.stream_keepalive_ms;
+    let keepalive = sub.state.cfg.stream_keepalive;
     let events = futures::stream::unfold(sub, |mut s| async move {
         s.next().await.map(|e| (Ok::<_, Infallible>(e), s))
     });

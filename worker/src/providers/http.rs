@@ -36,15 +36,15 @@ impl HttpClient {
     /// A client with the `LLM_*` timeouts and retry settings.
     pub fn from_config(cfg: &WorkerConfig) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
-            .timeout(cfg.llm_timeout_ms)
-            .connect_timeout(cfg.llm_connect_timeout_ms)
+            .timeout(cfg.llm.llm_timeout)
+            .connect_timeout(cfg.llm.llm_connect_timeout)
             .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
             client,
-            max_retries: cfg.llm_max_retries,
-            retry_base: cfg.llm_retry_base_ms,
-            retry_max: cfg.llm_retry_max_ms,
+            max_retries: cfg.llm.llm_max_retries,
+            retry_base: cfg.llm.llm_retry_base,
+            retry_max: cfg.llm.llm_retry_max,
         })
     }
 
