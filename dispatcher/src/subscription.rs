@@ -4,7 +4,7 @@
 //! client takes events, and live entries arrive through a bounded channel.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::response::sse::Event;
 use redis::streams::StreamRangeReply;
@@ -28,12 +28,11 @@ pub const PAGE: usize = 256;
 /// How the terminal `done` event renders the task.
 #[derive(Debug, Clone)]
 pub enum Answer {
-    /// As `POST /api/chat` answers; latency from `began` (the request) or else the record.
+    /// As `POST /api/chat` answers, with `latency_ms` from the record (enqueue to end), so
+    /// that every dispatcher sends the same `done`.
     Chat {
         /// The session.
         session_id: Option<String>,
-        /// When the streaming request began.
-        began: Option<Instant>,
     },
     /// The task record, as `GET /api/tasks/{id}` answers.
     Record,
@@ -45,7 +44,6 @@ impl Answer {
         match task.kind {
             TaskKind::Chat => Self::Chat {
                 session_id: task.session_id.clone(),
-                began: None,
             },
             TaskKind::Tool => Self::Record,
         }
@@ -310,12 +308,8 @@ pub fn terminal(task: Option<&Task>, id: &str, answer: &Answer) -> (&'static str
         return ("error", e.body());
     };
     let done = match answer {
-        Answer::Chat { session_id, began } => {
-            let latency_ms = match began {
-                Some(b) => b.elapsed().as_millis() as u64,
-                None => record_latency_ms(task),
-            };
-            chat::answer(task, session_id.as_deref(), latency_ms)
+        Answer::Chat { session_id } => {
+            chat::answer(task, session_id.as_deref(), record_latency_ms(task))
         }
         Answer::Record if task.state == TaskState::Succeeded => {
             Ok(serde_json::to_value(task).unwrap_or(Value::Null))
@@ -328,7 +322,7 @@ pub fn terminal(task: Option<&Task>, id: &str, answer: &Answer) -> (&'static str
     }
 }
 
-/// Enqueue to end, from the record (a stream opened after the request cannot time it).
+/// Enqueue to end, from the record: the same on every dispatcher.
 fn record_latency_ms(task: &Task) -> u64 {
     let created = switchyard_shared::task::created_ms(&task.id);
     let finished = task

@@ -79,7 +79,7 @@ pub async fn chat(
         } else {
             OnDisconnect::streaming(state.cfg.resume_grace)
         };
-        return stream::open_chat(&state, &submitted, &session_id, began, policy).await;
+        return stream::open_chat(&state, &submitted, &session_id, policy).await;
     }
     let policy = if body.detach {
         OnDisconnect::RunOn

@@ -6,7 +6,6 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::time::Instant;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue};
@@ -80,7 +79,6 @@ pub async fn open_chat(
     state: &AppState,
     submitted: &Submitted,
     session_id: &str,
-    began: Instant,
     policy: OnDisconnect,
 ) -> Result<Response, ApiError> {
     let (queue, id) = (&submitted.queue, &submitted.id);
@@ -104,7 +102,6 @@ pub async fn open_chat(
         key,
         answer: Answer::Chat {
             session_id: Some(session_id.to_owned()),
-            began: Some(began),
         },
         replay: Replay::default(),
         read_to: "0-0".to_owned(),
