@@ -91,6 +91,17 @@ pub const DEFAULT_LLM_MAX_RETRIES: usize = 2;
 pub const DEFAULT_LLM_RETRY_BASE_MS: u64 = 500;
 /// Default `LLM_RETRY_MAX_MS`: longest wait between provider retries, `Retry-After` included.
 pub const DEFAULT_LLM_RETRY_MAX_MS: u64 = 20_000;
+/// Default `ECHO_TOKEN_DELAY_MS`: the `echo` provider sends its words without a pause.
+pub const DEFAULT_ECHO_TOKEN_DELAY_MS: u64 = 0;
+/// Default `OUTPUT_FLUSH_MS`: longest a streamed delta waits in the worker before it is written
+/// to the task's output stream (the first delta of an attempt never waits).
+pub const DEFAULT_OUTPUT_FLUSH_MS: u64 = 50;
+/// Default `OUTPUT_FLUSH_BYTES`: buffered text that is written at once, without waiting.
+pub const DEFAULT_OUTPUT_FLUSH_BYTES: usize = 4_096;
+/// Largest `OUTPUT_FLUSH_MS`: beyond it a reader would watch a silent stream.
+pub const MAX_OUTPUT_FLUSH_MS: u64 = 10_000;
+/// Largest `OUTPUT_FLUSH_BYTES` (1 MiB): one stream entry stays small.
+pub const MAX_OUTPUT_FLUSH_BYTES: usize = 1 << 20;
 /// Default `WEB_FETCH_MAX_BYTES`: body bytes `web_fetch` keeps (1 MiB); the rest is cut off.
 pub const DEFAULT_WEB_FETCH_MAX_BYTES: usize = 1 << 20;
 /// Default `WEB_FETCH_TIMEOUT_MS`: bound of one `web_fetch`, redirects included.
@@ -345,6 +356,18 @@ pub struct WorkerConfig {
     /// `LLM_RETRY_MAX_MS`: longest wait between provider retries; caps `Retry-After` too.
     #[serde(default = "default_llm_retry_max", with = "millis")]
     pub llm_retry_max_ms: Duration,
+    /// `ECHO_TOKEN_DELAY_MS`: pause between the words the `echo` provider streams, so a demo or
+    /// a test can watch an answer arrive.
+    #[serde(default = "default_echo_token_delay", with = "millis")]
+    pub echo_token_delay_ms: Duration,
+    /// `OUTPUT_FLUSH_MS`: longest a streamed delta waits before it is written to the task's output
+    /// stream, 1–10000; the first delta of each attempt is written at once.
+    #[serde(default = "default_output_flush", with = "millis")]
+    pub output_flush_ms: Duration,
+    /// `OUTPUT_FLUSH_BYTES`: buffered text written at once without waiting for `OUTPUT_FLUSH_MS`,
+    /// 1–1048576 bytes.
+    #[serde(default = "default_output_flush_bytes")]
+    pub output_flush_bytes: usize,
     /// `ENABLE_WEB_SEARCH`: serve the `web_fetch` tool (and consume the `web` queue).
     #[serde(default)]
     pub enable_web_search: bool,
@@ -513,6 +536,7 @@ impl WorkerConfig {
             ));
         }
         c.check_llm()?;
+        c.check_output()?;
         c.check_tools()?;
         Ok(c)
     }
@@ -608,6 +632,18 @@ impl WorkerConfig {
         Ok(())
     }
 
+    /// The output stream variables: a flush interval and threshold a reader can live with.
+    fn check_output(&self) -> Result<(), ConfigError> {
+        let ms = self.output_flush_ms.as_millis();
+        if ms == 0 || ms > u128::from(MAX_OUTPUT_FLUSH_MS) {
+            return Err(invalid("OUTPUT_FLUSH_MS", "must be 1–10000"));
+        }
+        if self.output_flush_bytes == 0 || self.output_flush_bytes > MAX_OUTPUT_FLUSH_BYTES {
+            return Err(invalid("OUTPUT_FLUSH_BYTES", "must be 1–1048576"));
+        }
+        Ok(())
+    }
+
     /// The tool variables: limits above zero, a sandbox for the tools that need one.
     fn check_tools(&self) -> Result<(), ConfigError> {
         let needs_sandbox = self.enable_file_tools || self.enable_code_exec;
@@ -676,6 +712,8 @@ const OWNED_PREFIXES: &[&str] = &[
     "WEB_FETCH_",
     "TOOL_",
     "EXEC_",
+    "ECHO_",
+    "OUTPUT_",
 ];
 
 /// Variables with an owned prefix that are read elsewhere (scripts, compose) and not by a binary.
@@ -951,6 +989,15 @@ fn default_llm_retry_base() -> Duration {
 fn default_llm_retry_max() -> Duration {
     Duration::from_millis(DEFAULT_LLM_RETRY_MAX_MS)
 }
+fn default_echo_token_delay() -> Duration {
+    Duration::from_millis(DEFAULT_ECHO_TOKEN_DELAY_MS)
+}
+fn default_output_flush() -> Duration {
+    Duration::from_millis(DEFAULT_OUTPUT_FLUSH_MS)
+}
+fn default_output_flush_bytes() -> usize {
+    DEFAULT_OUTPUT_FLUSH_BYTES
+}
 fn default_web_fetch_max_bytes() -> usize {
     DEFAULT_WEB_FETCH_MAX_BYTES
 }
@@ -1089,6 +1136,39 @@ mod tests {
             let e = WorkerConfig::from_vars(&vars(&pairs)).expect_err("invalid");
             assert!(e.to_string().contains(var), "{pairs:?}: {e}");
         }
+    }
+
+    #[test]
+    fn output_settings_default_and_malformed_ones_are_refused_by_name() {
+        let w = WorkerConfig::from_vars(&[]).expect("defaults are valid");
+        assert_eq!(
+            w.output_flush_ms,
+            Duration::from_millis(DEFAULT_OUTPUT_FLUSH_MS)
+        );
+        assert_eq!(w.output_flush_bytes, DEFAULT_OUTPUT_FLUSH_BYTES);
+        assert_eq!(w.echo_token_delay_ms, Duration::ZERO);
+        let w = WorkerConfig::from_vars(&vars(&[
+            ("OUTPUT_FLUSH_MS", "20"),
+            ("OUTPUT_FLUSH_BYTES", "512"),
+            ("ECHO_TOKEN_DELAY_MS", "15"),
+        ]))
+        .expect("valid");
+        assert_eq!(w.output_flush_ms, Duration::from_millis(20));
+        assert_eq!(w.output_flush_bytes, 512);
+        assert_eq!(w.echo_token_delay_ms, Duration::from_millis(15));
+        for (var, value) in [
+            ("OUTPUT_FLUSH_MS", "0"),
+            ("OUTPUT_FLUSH_MS", "10001"),
+            ("OUTPUT_FLUSH_MS", "soon"),
+            ("OUTPUT_FLUSH_BYTES", "0"),
+            ("OUTPUT_FLUSH_BYTES", "-1"),
+            ("OUTPUT_FLUSH_BYTES", "2000000"),
+            ("ECHO_TOKEN_DELAY_MS", "1.5"),
+        ] {
+            let e = WorkerConfig::from_vars(&vars(&[(var, value)])).expect_err("invalid");
+            assert!(e.to_string().contains(var), "{var}={value}: {e}");
+        }
+        check_unknown(&vars(&[("OUTPUT_FLUSH_MSS", "5")])).expect_err("typo refused");
     }
 
     #[test]
