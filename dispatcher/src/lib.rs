@@ -100,7 +100,7 @@ pub fn app_state(settings: &Settings) -> Result<AppState, StoreError> {
         cfg: Arc::new(settings.dispatcher.clone()),
         redis: Arc::new(settings.redis.clone()),
         retention: Retention {
-            result_ttl: settings.redis.result_ttl_s,
+            result_ttl: settings.redis.result_ttl,
             events_maxlen: settings.redis.events_maxlen,
         },
         waiter: Waiter::default(),
@@ -148,7 +148,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         state.pool.clone(),
         state.keys.clone(),
         state.cfg.queues.clone(),
-        state.cfg.promote_interval_ms,
+        state.cfg.promote_interval,
     );
     let promoter = tokio::spawn(promoter.run(background.clone()));
     let sampler = tokio::spawn(sampler::Sampler::new(state.clone()).run(background.clone()));

@@ -75,7 +75,7 @@ impl Prepared {
             idempotency: self
                 .idempotency_key
                 .as_deref()
-                .map(|k| (k, state.cfg.idempotency_ttl_s.max(Duration::from_secs(1)))),
+                .map(|k| (k, state.cfg.idempotency_ttl.max(Duration::from_secs(1)))),
         }
     }
 }
@@ -164,7 +164,7 @@ fn prepare(state: &AppState, t: NewTask) -> Result<Prepared, ApiError> {
     }
     let timeout_ms = t
         .timeout_ms
-        .unwrap_or(state.cfg.worker_timeout_ms.as_millis() as u64);
+        .unwrap_or(state.cfg.worker_timeout.as_millis() as u64);
     if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
         return Err(ApiError::BadRequest(format!(
             "timeout_ms: must be between 1 and {MAX_TIMEOUT_MS}"

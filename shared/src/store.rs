@@ -127,7 +127,7 @@ impl Pool {
 
 /// The shared connections. Creation does not connect.
 pub fn create_pool(cfg: &RedisConfig) -> Result<Pool, StoreError> {
-    let t = cfg.redis_timeout_ms;
+    let t = cfg.redis_timeout;
     let client = Client::open(cfg.redis_url.as_str())?;
     // No retries inside a call: callers decide (503 to a client, `while_unavailable` in the
     // worker), and a call must not outlive REDIS_TIMEOUT_MS by a backoff schedule.
@@ -156,8 +156,8 @@ pub async fn blocking_connection(
     let client = Client::open(cfg.redis_url.as_str())?;
     let conn = client
         .get_multiplexed_async_connection_with_config(&connection_config(
-            cfg.redis_timeout_ms,
-            block + cfg.redis_timeout_ms,
+            cfg.redis_timeout,
+            block + cfg.redis_timeout,
         ))
         .await?;
     Ok(conn)

@@ -43,7 +43,7 @@ impl Canceller {
     async fn listen(&self) -> redis::RedisResult<()> {
         let client = redis::Client::open(self.ctx.redis.redis_url.as_str())?;
         let mut pubsub =
-            tokio::time::timeout(self.ctx.redis.redis_timeout_ms, client.get_async_pubsub())
+            tokio::time::timeout(self.ctx.redis.redis_timeout, client.get_async_pubsub())
                 .await
                 .map_err(|_| {
                     redis::RedisError::from((

@@ -27,19 +27,19 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability {
         queue: "web",
         switch: "ENABLE_WEB_SEARCH",
-        is_on: |c| c.enable_web_search,
+        is_on: |c| c.tools.enable_web_search,
         tools: &["web_fetch"],
     },
     Capability {
         queue: "files",
         switch: "ENABLE_FILE_TOOLS",
-        is_on: |c| c.enable_file_tools,
+        is_on: |c| c.tools.enable_file_tools,
         tools: &["read_file", "write_file", "list_dir"],
     },
     Capability {
         queue: "exec",
         switch: "ENABLE_CODE_EXEC",
-        is_on: |c| c.enable_code_exec,
+        is_on: |c| c.tools.enable_code_exec,
         tools: &["exec"],
     },
 ];

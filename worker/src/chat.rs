@@ -141,8 +141,8 @@ async fn append_turn(
         task_id,
         &user_json,
         &answer_json,
-        ctx.cfg.session_max_messages,
-        ctx.cfg.session_ttl_s,
+        ctx.cfg.llm.session_max_messages,
+        ctx.cfg.llm.session_ttl,
     )
     .await
     .map_err(|e| ToolError::Retryable(format!("saving session turn: {e}")))?;

@@ -130,7 +130,7 @@ impl Consumer {
 
     async fn read(&mut self, count: usize) -> Result<Vec<(String, Vec<Delivered>)>, StoreError> {
         if self.conn.is_none() {
-            let block = self.ctx.cfg.worker_block_ms;
+            let block = self.ctx.cfg.worker_block;
             self.conn = Some(store::blocking_connection(&self.ctx.redis, block).await?);
         }
         let Some(conn) = self.conn.as_mut() else {
@@ -143,7 +143,7 @@ impl Consumer {
             .arg("COUNT")
             .arg(count)
             .arg("BLOCK")
-            .arg(self.ctx.cfg.worker_block_ms.as_millis() as u64)
+            .arg(self.ctx.cfg.worker_block.as_millis() as u64)
             .arg("STREAMS");
         for (stream, _) in &self.streams {
             cmd.arg(stream);

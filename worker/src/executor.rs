@@ -4,10 +4,8 @@
 //! it runs; the attempt's end entry is written before the outcome is handed on. Stopping a task
 //! drops its future, and with it any provider request in flight (its connection is closed).
 
-use std::time::Duration;
-
 use serde_json::Value;
-use switchyard_shared::scripts::Started;
+use switchyard_shared::scripts::Runnable;
 use switchyard_shared::task::TaskKind;
 
 use crate::chat;
@@ -55,24 +53,17 @@ impl Executor {
     }
 
     /// Runs `task` until it ends, is timed out, or `flight` is stopped.
-    pub async fn execute(&self, task: &Started, flight: &InFlight) -> Outcome {
-        let payload: Value = match task.payload.as_deref().map(serde_json::from_str) {
-            Some(Ok(v)) => v,
-            _ => return Outcome::Fail("task record holds no valid payload".into()),
+    pub async fn execute(&self, task: &Runnable, flight: &InFlight) -> Outcome {
+        let (kind, payload) = match &task.work {
+            Ok(work) => (work.kind, work.payload.clone()),
+            Err(why) => return Outcome::Fail(why.clone()),
         };
-        let kind = match task.kind.as_deref().and_then(TaskKind::parse) {
-            Some(k) => k,
-            None => return Outcome::Fail(format!("task record has unknown kind {:?}", task.kind)),
-        };
-        let timeout = match task.timeout_ms {
-            0 => self.ctx.cfg.worker_timeout_ms,
-            ms => Duration::from_millis(ms),
-        };
+        let timeout = task.timeout.unwrap_or(self.ctx.cfg.worker_timeout);
         let (writer, sink) = match kind {
             TaskKind::Chat => {
                 let (w, s) = OutputWriter::start(
                     self.ctx.pool.clone(),
-                    self.ctx.keys.output(&flight.queue, &task.id),
+                    self.ctx.keys.output(&flight.queue, &task.delivered.id),
                     task.attempts,
                     self.output_settings(),
                 );
@@ -84,7 +75,7 @@ impl Executor {
             self.ctx.clone(),
             self.provider.clone(),
             self.toolbox.clone(),
-            task.id.clone(),
+            task.delivered.id.clone(),
         );
         // Its own tokio task, so a panic surfaces as a JoinError instead of unwinding the worker.
         let mut handle = tokio::spawn(async move {
@@ -128,7 +119,7 @@ impl Executor {
 
     fn output_settings(&self) -> OutputSettings {
         OutputSettings {
-            flush_interval: self.ctx.cfg.output_flush_ms,
+            flush_interval: self.ctx.cfg.output_flush,
             flush_bytes: self.ctx.cfg.output_flush_bytes,
             ttl: self.ctx.retention.result_ttl,
             maxlen: DEFAULT_MAXLEN,

@@ -16,9 +16,6 @@ use tracing::{debug, warn};
 use crate::capabilities;
 use crate::context::{Ctx, InFlight, StopReason, lock};
 
-/// How many intervals a registry record outlives its last refresh.
-pub const TTL_INTERVALS: u32 = 3;
-
 /// Refreshes liveness.
 #[derive(Debug)]
 pub struct Heartbeat {
@@ -33,7 +30,7 @@ impl Heartbeat {
 
     /// Beats every `HEARTBEAT_INTERVAL_MS` until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut every = tokio::time::interval(self.ctx.cfg.heartbeat_interval_ms);
+        let mut every = tokio::time::interval(self.ctx.cfg.heartbeat_interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -99,7 +96,7 @@ impl Heartbeat {
         let ctx = &self.ctx;
         let ids: Vec<&str> = flights.iter().map(|(id, _)| id.as_str()).collect();
         let now_ms = clock::now_ms();
-        let ttl = ctx.cfg.heartbeat_interval_ms * TTL_INTERVALS;
+        let ttl = ctx.cfg.registry_ttl();
         let key = ctx.keys.worker(&ctx.id);
         let fields: Vec<(&str, String)> = vec![
             ("id", ctx.id.clone()),
@@ -111,7 +108,7 @@ impl Heartbeat {
                 "capabilities",
                 json!(capabilities::served_tools(&ctx.cfg)).to_string(),
             ),
-            ("providers", json!(ctx.cfg.llm_provider).to_string()),
+            ("providers", json!(ctx.cfg.llm.llm_provider).to_string()),
             ("in_flight", json!(ids).to_string()),
             (
                 "processed",

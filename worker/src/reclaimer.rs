@@ -25,7 +25,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::context::Ctx;
-use crate::heartbeat::TTL_INTERVALS;
 use crate::runner::Runner;
 
 /// What one tick did.
@@ -61,7 +60,7 @@ impl Reclaimer {
 
     /// Reclaims every heartbeat interval until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut every = tokio::time::interval(self.ctx.cfg.heartbeat_interval_ms);
+        let mut every = tokio::time::interval(self.ctx.cfg.heartbeat_interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -92,7 +91,7 @@ impl Reclaimer {
     /// The idle time beyond which a consumer without a registry record counts as dead: as long
     /// as a record outlives its last heartbeat.
     fn dead_after(&self) -> Duration {
-        self.ctx.cfg.heartbeat_interval_ms * TTL_INTERVALS
+        self.ctx.cfg.registry_ttl()
     }
 
     async fn reclaim_dead(
@@ -183,7 +182,7 @@ impl Reclaimer {
     /// Claims need the entry to have sat idle this long, so two reclaimers racing for one entry
     /// cannot both win: the first claim resets its idle time.
     fn min_claim_idle(&self) -> Duration {
-        self.ctx.cfg.heartbeat_interval_ms
+        self.ctx.cfg.heartbeat_interval
     }
 
     async fn reclaim_expired(
@@ -202,7 +201,7 @@ impl Reclaimer {
             .arg(ctx.keys.stream(queue))
             .arg(GROUP)
             .arg(&ctx.id)
-            .arg(ctx.cfg.lease_timeout_ms.as_millis() as u64)
+            .arg(ctx.cfg.lease_timeout.as_millis() as u64)
             .arg(&self.cursors[index])
             .arg("COUNT")
             .arg(permits.len())
@@ -213,7 +212,7 @@ impl Reclaimer {
         let claimed = StreamClaimReply { ids: reply.claimed };
         let n = self.run_claimed(queue, claimed, &mut permits).await?;
         if n > 0 {
-            warn!(component = "reclaimer", queue, worker = %ctx.id, entries = n, lease_ms = ctx.cfg.lease_timeout_ms.as_millis() as u64, "claimed entries whose lease expired (owner hung?)");
+            warn!(component = "reclaimer", queue, worker = %ctx.id, entries = n, lease_ms = ctx.cfg.lease_timeout.as_millis() as u64, "claimed entries whose lease expired (owner hung?)");
         }
         report.from_expired_leases += n;
         counter!(m::WORKER_RECLAIMED, "queue" => queue.to_owned(), "source" => "lease")

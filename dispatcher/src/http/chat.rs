@@ -61,7 +61,7 @@ pub async fn chat(
         },
     )
     .await?;
-    let timeout = state.cfg.worker_timeout_ms;
+    let timeout = state.cfg.worker_timeout;
     let task = wait_for(&state, &submitted.queue, &submitted.id, timeout).await?;
     let latency_ms = began.elapsed().as_millis() as u64;
     let Some(task) = task else {

@@ -36,11 +36,11 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let wait = q.wait_ms.map(Duration::from_millis);
     if let Some(w) = wait
-        && w > state.cfg.max_wait_ms
+        && w > state.cfg.max_wait
     {
         return Err(ApiError::BadRequest(format!(
             "wait_ms: must be at most MAX_WAIT_MS ({} ms)",
-            state.cfg.max_wait_ms.as_millis()
+            state.cfg.max_wait.as_millis()
         )));
     }
     let submitted = submit(&state, body).await?;

@@ -203,19 +203,23 @@ impl Anthropic {
     pub fn from_config(cfg: &WorkerConfig) -> Result<Self, SetupError> {
         let mut headers = HeaderMap::new();
         headers.insert("anthropic-version", HeaderValue::from_static(API_VERSION));
-        if let Some(k) = &cfg.anthropic_api_key {
+        if let Some(k) = &cfg.llm.anthropic_api_key {
             headers.insert("x-api-key", secret_header("ANTHROPIC_API_KEY", k.expose())?);
         }
         Ok(Self {
             http: HttpClient::from_config(cfg).map_err(SetupError::Client)?,
-            url: endpoint(&cfg.anthropic_base_url, "/v1/messages"),
+            url: endpoint(&cfg.llm.anthropic_base_url, "/v1/messages"),
             headers,
-            key: cfg.anthropic_api_key.clone(),
+            key: cfg.llm.anthropic_api_key.clone(),
             model: cfg
+                .llm
                 .anthropic_model
                 .clone()
-                .unwrap_or_else(|| cfg.llm_model.clone()),
-            max_tokens: cfg.llm_max_tokens.unwrap_or(DEFAULT_ANTHROPIC_MAX_TOKENS),
+                .unwrap_or_else(|| cfg.llm.llm_model.clone()),
+            max_tokens: cfg
+                .llm
+                .llm_max_tokens
+                .unwrap_or(DEFAULT_ANTHROPIC_MAX_TOKENS),
         })
     }
 }

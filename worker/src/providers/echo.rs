@@ -29,8 +29,8 @@ impl Echo {
     /// The echo provider `LLM_MODEL` and `ECHO_TOKEN_DELAY_MS` describe.
     pub fn from_config(cfg: &WorkerConfig) -> Self {
         Self {
-            model: cfg.llm_model.clone(),
-            token_delay: cfg.echo_token_delay_ms,
+            model: cfg.llm.llm_model.clone(),
+            token_delay: cfg.llm.echo_token_delay,
         }
     }
 

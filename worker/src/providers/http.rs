@@ -41,15 +41,15 @@ impl HttpClient {
         let client = reqwest::Client::builder()
             // A bound on each silence, not on the whole answer: a streamed answer may take
             // minutes, the task's own timeout bounds it.
-            .read_timeout(cfg.llm_timeout_ms)
-            .connect_timeout(cfg.llm_connect_timeout_ms)
+            .read_timeout(cfg.llm.llm_timeout)
+            .connect_timeout(cfg.llm.llm_connect_timeout)
             .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
             client,
-            max_retries: cfg.llm_max_retries,
-            retry_base: cfg.llm_retry_base_ms,
-            retry_max: cfg.llm_retry_max_ms,
+            max_retries: cfg.llm.llm_max_retries,
+            retry_base: cfg.llm.llm_retry_base,
+            retry_max: cfg.llm.llm_retry_max,
         })
     }
 

@@ -188,7 +188,7 @@ impl Provider {
     /// Builds the providers `LLM_PROVIDER` names, in its order.
     pub fn from_config(cfg: &WorkerConfig) -> Result<Self, SetupError> {
         let mut chain = Vec::new();
-        for name in &cfg.llm_provider {
+        for name in &cfg.llm.llm_provider {
             chain.push(match name.as_str() {
                 "echo" => AnyBackend::Echo(Echo::from_config(cfg)),
                 "openai" => AnyBackend::OpenAi(OpenAi::from_config(cfg)?),
@@ -204,13 +204,14 @@ impl Provider {
             .filter(|b| !matches!(b, AnyBackend::Echo(_)))
             .count();
         let budget = cfg
-            .llm_timeout_ms
-            .saturating_mul(cfg.llm_max_retries as u32 + 1);
-        if chain.len() > 1 && remote > 0 && budget >= cfg.worker_timeout_ms {
+            .llm
+            .llm_timeout
+            .saturating_mul(cfg.llm.llm_max_retries as u32 + 1);
+        if chain.len() > 1 && remote > 0 && budget >= cfg.worker_timeout {
             warn!(
-                llm_timeout_ms = cfg.llm_timeout_ms.as_millis() as u64,
-                llm_max_retries = cfg.llm_max_retries,
-                worker_timeout_ms = cfg.worker_timeout_ms.as_millis() as u64,
+                llm_timeout_ms = cfg.llm.llm_timeout.as_millis() as u64,
+                llm_max_retries = cfg.llm.llm_max_retries,
+                worker_timeout_ms = cfg.worker_timeout.as_millis() as u64,
                 "a hung provider can use the whole task timeout before the next provider is asked; lower LLM_TIMEOUT_MS or LLM_MAX_RETRIES"
             );
         }

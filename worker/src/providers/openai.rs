@@ -166,20 +166,21 @@ impl OpenAi {
     /// The provider `OPENAI_*` and `LLM_*` describe.
     pub fn from_config(cfg: &WorkerConfig) -> Result<Self, SetupError> {
         let mut headers = HeaderMap::new();
-        if let Some(k) = &cfg.openai_api_key {
+        if let Some(k) = &cfg.llm.openai_api_key {
             let bearer = format!("Bearer {}", k.expose());
             headers.insert(AUTHORIZATION, secret_header("OPENAI_API_KEY", &bearer)?);
         }
         Ok(Self {
             http: HttpClient::from_config(cfg).map_err(SetupError::Client)?,
-            url: endpoint(&cfg.openai_base_url, "/chat/completions"),
+            url: endpoint(&cfg.llm.openai_base_url, "/chat/completions"),
             headers,
-            key: cfg.openai_api_key.clone(),
+            key: cfg.llm.openai_api_key.clone(),
             model: cfg
+                .llm
                 .openai_model
                 .clone()
-                .unwrap_or_else(|| cfg.llm_model.clone()),
-            max_tokens: cfg.llm_max_tokens,
+                .unwrap_or_else(|| cfg.llm.llm_model.clone()),
+            max_tokens: cfg.llm.llm_max_tokens,
         })
     }
 }

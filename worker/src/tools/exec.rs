@@ -48,9 +48,9 @@ impl Exec {
     pub fn from_config(dir: &Path, cfg: &WorkerConfig) -> Self {
         Self::new(
             dir,
-            cfg.exec_timeout_ms,
-            cfg.exec_max_output_bytes,
-            &cfg.exec_path,
+            cfg.tools.exec_timeout,
+            cfg.tools.exec_max_output_bytes,
+            &cfg.tools.exec_path,
         )
     }
 

@@ -27,8 +27,8 @@ impl FileLimits {
     /// The `TOOL_MAX_*` limits.
     pub fn from_config(cfg: &WorkerConfig) -> Self {
         Self {
-            max_file_bytes: cfg.tool_max_file_bytes,
-            max_dir_entries: cfg.tool_max_dir_entries,
+            max_file_bytes: cfg.tools.tool_max_file_bytes,
+            max_dir_entries: cfg.tools.tool_max_dir_entries,
         }
     }
 }

@@ -63,8 +63,8 @@ impl Toolbox {
     /// The tools `cfg` enables; creates `TOOL_SANDBOX_DIR` when a tool needs it.
     pub fn from_config(cfg: &WorkerConfig) -> Result<Self, ToolSetupError> {
         let sandbox = match (
-            &cfg.tool_sandbox_dir,
-            cfg.enable_file_tools || cfg.enable_code_exec,
+            &cfg.tools.tool_sandbox_dir,
+            cfg.tools.enable_file_tools || cfg.tools.enable_code_exec,
         ) {
             (Some(dir), true) => Some(
                 Sandbox::open(dir, files::FileLimits::from_config(cfg)).map_err(|source| {
@@ -78,14 +78,15 @@ impl Toolbox {
         };
         Ok(Self {
             web: cfg
+                .tools
                 .enable_web_search
                 .then(|| WebFetch::from_config(cfg))
                 .transpose()?,
             exec: sandbox
                 .as_ref()
-                .filter(|_| cfg.enable_code_exec)
+                .filter(|_| cfg.tools.enable_code_exec)
                 .map(|s| Exec::from_config(s.root(), cfg)),
-            files: sandbox.filter(|_| cfg.enable_file_tools),
+            files: sandbox.filter(|_| cfg.tools.enable_file_tools),
         })
     }
 

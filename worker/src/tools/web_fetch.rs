@@ -103,13 +103,13 @@ impl WebFetch {
     pub fn from_config(cfg: &WorkerConfig) -> Result<Self, reqwest::Error> {
         Self::new(
             AddressPolicy {
-                allow_private: cfg.web_fetch_allow_private,
-                allowed: cfg.web_fetch_allowed_ips.clone(),
+                allow_private: cfg.tools.web_fetch_allow_private,
+                allowed: cfg.tools.web_fetch_allowed_ips.clone(),
             },
             FetchLimits {
-                max_bytes: cfg.web_fetch_max_bytes,
-                timeout: cfg.web_fetch_timeout_ms,
-                max_redirects: cfg.web_fetch_max_redirects,
+                max_bytes: cfg.tools.web_fetch_max_bytes,
+                timeout: cfg.tools.web_fetch_timeout,
+                max_redirects: cfg.tools.web_fetch_max_redirects,
             },
         )
     }

@@ -1,0 +1,140 @@
+//! The dispatcher's own settings: where it listens, what it accepts, how long it waits.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigError, check_queues, invalid, millis, parse, seconds, split_list};
+
+/// Default `DISPATCHER_ADDR`.
+pub const DEFAULT_DISPATCHER_ADDR: &str = "0.0.0.0:3000";
+/// Default `QUEUES`: queues the dispatcher accepts tasks for.
+pub const DEFAULT_QUEUES: &str = "chat,tool";
+/// Default `MAX_BODY_BYTES` (1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// Default `MAX_WAIT_MS`: the longest `?wait_ms=` a request may ask for.
+pub const DEFAULT_MAX_WAIT_MS: u64 = 300_000;
+/// Default `WORKER_TIMEOUT_MS`: default per-attempt timeout and the `/api/chat` wait.
+pub const DEFAULT_WORKER_TIMEOUT_MS: u64 = 120_000;
+/// Default `PROMOTE_INTERVAL_MS`: how often due delayed tasks are moved back to their stream.
+pub const DEFAULT_PROMOTE_INTERVAL_MS: u64 = 200;
+/// Default `IDEMPOTENCY_TTL_S`: how long an idempotency key maps to its task (one day).
+pub const DEFAULT_IDEMPOTENCY_TTL_S: u64 = 86_400;
+
+/// The dispatcher's own settings.
+#[derive(Clone, Deserialize)]
+#[serde(default)]
+pub struct DispatcherConfig {
+    /// `DISPATCHER_ADDR`: where the HTTP API listens.
+    pub dispatcher_addr: String,
+    /// `ROOT_NODE_SECRET`: bearer token of `/api/*`. Unset: only a loopback address may be bound.
+    pub root_node_secret: Option<String>,
+    /// `QUEUES`: queues tasks may be enqueued on (comma-separated).
+    pub queues: Vec<String>,
+    /// `MAX_BODY_BYTES`: larger request bodies are answered 413.
+    pub max_body_bytes: usize,
+    /// `MAX_QUEUE_DEPTH`: enqueue answers 429 when a stream holds this many entries; 0 = no limit.
+    pub max_queue_depth: u64,
+    /// `MAX_WAIT_MS`: upper bound of `?wait_ms=`.
+    #[serde(rename = "max_wait_ms", with = "millis")]
+    pub max_wait: Duration,
+    /// `WORKER_TIMEOUT_MS`: default task timeout, and how long `/api/chat` waits.
+    #[serde(rename = "worker_timeout_ms", with = "millis")]
+    pub worker_timeout: Duration,
+    /// `PROMOTE_INTERVAL_MS`: period of the delayed-task promoter.
+    #[serde(rename = "promote_interval_ms", with = "millis")]
+    pub promote_interval: Duration,
+    /// `IDEMPOTENCY_TTL_S`: lifetime of an idempotency key, in seconds.
+    #[serde(rename = "idempotency_ttl_s", with = "seconds")]
+    pub idempotency_ttl: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            dispatcher_addr: DEFAULT_DISPATCHER_ADDR.to_owned(),
+            root_node_secret: None,
+            queues: split_list(DEFAULT_QUEUES),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_queue_depth: 0,
+            max_wait: Duration::from_millis(DEFAULT_MAX_WAIT_MS),
+            worker_timeout: Duration::from_millis(DEFAULT_WORKER_TIMEOUT_MS),
+            promote_interval: Duration::from_millis(DEFAULT_PROMOTE_INTERVAL_MS),
+            idempotency_ttl: Duration::from_secs(DEFAULT_IDEMPOTENCY_TTL_S),
+        }
+    }
+}
+
+impl std::fmt::Debug for DispatcherConfig {
+    // Hand-written so the secret can never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatcherConfig")
+            .field("dispatcher_addr", &self.dispatcher_addr)
+            .field(
+                "root_node_secret",
+                &self.root_node_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("queues", &self.queues)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_queue_depth", &self.max_queue_depth)
+            .field("max_wait", &self.max_wait)
+            .field("worker_timeout", &self.worker_timeout)
+            .field("promote_interval", &self.promote_interval)
+            .field("idempotency_ttl", &self.idempotency_ttl)
+            .finish()
+    }
+}
+
+impl DispatcherConfig {
+    /// Reads the dispatcher's variables from `vars`.
+    pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
+        let c: Self = parse(vars)?;
+        check_queues("QUEUES", &c.queues)?;
+        if c.max_body_bytes == 0 {
+            return Err(invalid("MAX_BODY_BYTES", "must be above 0"));
+        }
+        if c.root_node_secret.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid(
+                "ROOT_NODE_SECRET",
+                "is set but empty; unset it or give it a value",
+            ));
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::vars;
+    use super::*;
+
+    #[test]
+    fn defaults_and_durations_are_read_in_their_units() {
+        let d = DispatcherConfig::from_vars(&[]).expect("defaults are valid");
+        assert_eq!(d.dispatcher_addr, "0.0.0.0:3000");
+        assert_eq!(d.queues, vec!["chat", "tool"]);
+        assert_eq!(d.max_queue_depth, 0);
+        assert_eq!(d.max_wait, Duration::from_secs(300));
+        assert_eq!(d.worker_timeout, Duration::from_secs(120));
+        assert_eq!(d.promote_interval, Duration::from_millis(200));
+        assert_eq!(d.idempotency_ttl, Duration::from_secs(86_400));
+        let d = DispatcherConfig::from_vars(&vars(&[
+            ("MAX_WAIT_MS", "1"),
+            ("WORKER_TIMEOUT_MS", "2"),
+            ("PROMOTE_INTERVAL_MS", "3"),
+            ("IDEMPOTENCY_TTL_S", "4"),
+        ]))
+        .expect("valid");
+        assert_eq!(d.max_wait, Duration::from_millis(1));
+        assert_eq!(d.worker_timeout, Duration::from_millis(2));
+        assert_eq!(d.promote_interval, Duration::from_millis(3));
+        assert_eq!(d.idempotency_ttl, Duration::from_secs(4));
+    }
+
+    #[test]
+    fn secret_is_redacted_in_debug() {
+        let d =
+            DispatcherConfig::from_vars(&vars(&[("ROOT_NODE_SECRET", "hunter2")])).expect("valid");
+        assert!(!format!("{d:?}").contains("hunter2"));
+    }
+}
