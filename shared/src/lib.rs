@@ -9,8 +9,8 @@
 //! - [`task`]: task ids, kinds, states, the stored record, payload validation.
 //! - [`events`]: the events stream's entry format (`{id, state}` or a batch's `{ids, state}`).
 //! - [`output`]: a task's output stream format (text deltas per attempt, end marks).
-//! - [`scripts`]: the `.lua` scripts (enqueue, start, complete, fail, promote, …), one typed
-//!   wrapper each.
+//! - [`scripts`]: one module per task state transition (enqueue, start, complete, fail, …),
+//!   each beside its `.lua` script with one typed wrapper.
 //! - [`store`]: connection pool, blocking connections, group set-up, record reads.
 //! - [`metrics`]: metric names and the Prometheus recorder.
 //! - [`retry`]: retrying Redis calls with backoff while Redis is unreachable.

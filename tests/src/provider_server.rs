@@ -19,6 +19,9 @@ use serde_json::Value;
 
 pub use crate::provider_wire::Wire;
 
+/// Pause before a scripted connection drop.
+const DROP_FLUSH_PAUSE: Duration = Duration::from_millis(20);
+
 /// How a streamed answer breaks off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
@@ -320,6 +323,9 @@ impl Frames {
         }
         match self.reply.failure {
             Some(Failure::Drop { after }) if self.next == after => {
+                // hyper discards frames still in its write buffer when the body fails: give the
+                // tokens counted as served time to leave first.
+                tokio::time::sleep(DROP_FLUSH_PAUSE).await;
                 self.finish();
                 return Some(Err(std::io::Error::other("scripted connection drop")));
             }

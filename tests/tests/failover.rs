@@ -12,9 +12,7 @@ use redis::streams::{StreamInfoConsumersReply, StreamPendingReply};
 use serde_json::{Value, json};
 use switchyard_shared::clock;
 use switchyard_shared::keys::{GROUP, Keys};
-use switchyard_shared::scripts::{
-    self, CompleteStatus, Completion, Delivered, Retention, StartStatus,
-};
+use switchyard_shared::scripts::{self, CompleteStatus, Completion, Delivered, Retention, Started};
 use switchyard_tests::{
     Dispatcher, RedisServer, Worker, connection, poll_until, shared_redis, spawn_dispatcher,
     spawn_worker, unique_prefix,
@@ -293,8 +291,10 @@ async fn late_completion_of_a_reclaimed_entry_is_fenced() {
     .await
     .expect("start as B");
     assert_eq!(started.len(), 1);
-    assert_eq!(started[0].status, StartStatus::Run, "{started:?}");
-    assert_eq!(started[0].attempts, 2);
+    let Started::Run(run) = &started[0] else {
+        panic!("B runs the claimed entry: {started:?}");
+    };
+    assert_eq!(run.attempts, 2);
     let completed = scripts::complete(
         &mut con,
         &keys,

@@ -1,17 +1,19 @@
 //! Runs one started task to exactly one [`Outcome`]: its result, an error (retryable or not), a
 //! timeout, a cancel request, shutdown, or the loss of its lease. A panicking task is an error
-//! worth a retry, never a crashed worker.
-
-use std::time::Duration;
+//! worth a retry, never a crashed worker. A chat task's text streams to its output stream while
+//! it runs; the attempt's end entry is written before the outcome is handed on. Stopping a task
+//! drops its future, and with it any provider request in flight (its connection is closed).
 
 use serde_json::Value;
-use switchyard_shared::scripts::Started;
+use switchyard_shared::scripts::Runnable;
 use switchyard_shared::task::TaskKind;
 
 use crate::chat;
 use crate::context::{Ctx, InFlight, StopReason};
-use crate::providers::Provider;
+use crate::output::{OutputSettings, OutputWriter};
+use crate::providers::{Provider, Sink};
 use std::sync::Arc;
+use switchyard_shared::output::{AttemptEnd, DEFAULT_MAXLEN};
 
 use crate::tools::{ToolError, Toolbox};
 
@@ -51,33 +53,38 @@ impl Executor {
     }
 
     /// Runs `task` until it ends, is timed out, or `flight` is stopped.
-    pub async fn execute(&self, task: &Started, flight: &InFlight) -> Outcome {
-        let payload: Value = match task.payload.as_deref().map(serde_json::from_str) {
-            Some(Ok(v)) => v,
-            _ => return Outcome::Fail("task record holds no valid payload".into()),
+    pub async fn execute(&self, task: &Runnable, flight: &InFlight) -> Outcome {
+        let (kind, payload) = match &task.work {
+            Ok(work) => (work.kind, work.payload.clone()),
+            Err(why) => return Outcome::Fail(why.clone()),
         };
-        let kind = match task.kind.as_deref().and_then(TaskKind::parse) {
-            Some(k) => k,
-            None => return Outcome::Fail(format!("task record has unknown kind {:?}", task.kind)),
-        };
-        let timeout = match task.timeout_ms {
-            0 => self.ctx.cfg.worker_timeout,
-            ms => Duration::from_millis(ms),
+        let timeout = task.timeout.unwrap_or(self.ctx.cfg.worker_timeout);
+        let (writer, sink) = match kind {
+            TaskKind::Chat => {
+                let (w, s) = OutputWriter::start(
+                    self.ctx.pool.clone(),
+                    self.ctx.keys.output(&flight.queue, &task.delivered.id),
+                    task.attempts,
+                    self.output_settings(),
+                );
+                (Some(w), s)
+            }
+            TaskKind::Tool => (None, Sink::discard()),
         };
         let (ctx, provider, toolbox, id) = (
             self.ctx.clone(),
             self.provider.clone(),
             self.toolbox.clone(),
-            task.id.clone(),
+            task.delivered.id.clone(),
         );
         // Its own tokio task, so a panic surfaces as a JoinError instead of unwinding the worker.
         let mut handle = tokio::spawn(async move {
             match kind {
                 TaskKind::Tool => toolbox.run(&payload).await,
-                TaskKind::Chat => chat::run(&ctx, &provider, &id, &payload).await,
+                TaskKind::Chat => chat::run(&ctx, &provider, &id, &payload, &sink).await,
             }
         });
-        tokio::select! {
+        let outcome = tokio::select! {
             joined = &mut handle => match joined {
                 Ok(Ok(v)) => Outcome::Done(v),
                 Ok(Err(ToolError::Retryable(m))) => Outcome::Retry(m),
@@ -97,6 +104,25 @@ impl Executor {
                     Some(StopReason::Shutdown) | None => Outcome::HandBack,
                 }
             }
+        };
+        if let Some(writer) = writer {
+            let end = match &outcome {
+                Outcome::Done(_) => Some(AttemptEnd::Finished),
+                // Another worker owns the task now and writes its own attempt.
+                Outcome::Abandon => None,
+                _ => Some(AttemptEnd::Failed),
+            };
+            writer.finish(end).await;
+        }
+        outcome
+    }
+
+    fn output_settings(&self) -> OutputSettings {
+        OutputSettings {
+            flush_interval: self.ctx.cfg.output_flush,
+            flush_bytes: self.ctx.cfg.output_flush_bytes,
+            ttl: self.ctx.retention.result_ttl,
+            maxlen: DEFAULT_MAXLEN,
         }
     }
 }

@@ -4,30 +4,35 @@
 //!
 //! # Layout
 //! - [`consumer`]: `XREADGROUP` batches → `start.lua` → one tokio task per task, under permits.
-//! - [`executor`]: runs one task to exactly one [`executor::Outcome`] (timeout, panic, cancel).
-//! - [`reporter`]: commits outcomes; the completer fuses successes into one script call.
 //! - [`runner`]: `start.lua` for a batch, then one tracked tokio task per task.
+//! - [`executor`]: runs one task to exactly one [`executor::Outcome`] (timeout, panic, cancel).
+//! - [`reporter`]: commits each outcome: successes via the completer, the rest by their script.
+//! - [`completer`]: fuses concurrent successes into one `complete.lua` call per queue.
 //! - [`reclaimer`]: claims dead or hung workers' entries and runs them.
 //! - [`heartbeat`]: registry record, lease refresh of running entries, cancel backstop.
 //! - [`canceller`]: pub/sub listener that aborts tasks cancelled while running.
 //! - [`shutdown`]: hands pending entries back to their queues; leaves the groups.
 //! - [`health`]: `GET /health`.
 //! - [`tools`], [`providers`], [`chat`]: what tasks run.
+//! - [`output`]: writes a chat attempt's streamed text to its output stream, coalesced.
 //! - [`capabilities`]: which tools this worker serves and which queues carry them.
 //! - [`backoff`]: retry delays.
 //! - [`context`]: state shared by all of the above.
 //!
-//! [`run`] is the supervisor: it owns the start-up and shutdown order.
+//! [`run`] is the supervisor: it owns the start-up and shutdown order, one function a phase
+//! (start, spawn duties, fetch, drain, leave).
 
 pub mod backoff;
 pub mod canceller;
 pub mod capabilities;
 pub mod chat;
+pub mod completer;
 pub mod consumer;
 pub mod context;
 pub mod executor;
 pub mod health;
 pub mod heartbeat;
+pub mod output;
 pub mod providers;
 pub mod reclaimer;
 pub mod reporter;
@@ -49,6 +54,7 @@ use switchyard_shared::retry::while_unavailable;
 use switchyard_shared::scripts::Retention;
 use switchyard_shared::store::{self, StoreError};
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -118,15 +124,28 @@ const HAND_BACK_MARGIN: Duration = Duration::from_secs(3);
 /// Runs a worker until `shutdown` fires, then stops fetching, lets running tasks finish within
 /// `SHUTDOWN_GRACE_MS`, hands back the rest, deregisters and returns.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    let (ctx, provider, toolbox) = context(settings)?;
+    let listener = bind_health(&ctx).await?;
+    start(&ctx, &listener, &provider, &shutdown).await?;
+    let duties = Duties::spawn(&ctx, listener, provider, toolbox, &shutdown).await;
+    fetch(&ctx, &duties.runner, &shutdown).await;
+    // Shutdown order: stop fetching (done) → drain with a deadline → hand back → deregister.
+    drain(&ctx, &duties).await;
+    leave(&ctx, duties).await;
+    Ok(())
+}
+
+/// The worker's shared state, its provider chain and its tools, from the settings.
+fn context(
+    settings: Settings,
+) -> Result<(context::Ctx, providers::Provider, tools::Toolbox), WorkerError> {
     let cfg = settings.worker;
-    let id = cfg.worker_id.clone().unwrap_or_else(default_worker_id);
     let provider = providers::Provider::from_config(&cfg)?;
     let toolbox = tools::Toolbox::from_config(&cfg)?;
     capabilities::warn_unused(&cfg);
-    let pool = store::create_pool(&settings.redis)?;
     let ctx = Arc::new(WorkerContext {
-        id: id.clone(),
-        pool,
+        id: cfg.worker_id.clone().unwrap_or_else(default_worker_id),
+        pool: store::create_pool(&settings.redis)?,
         keys: Keys::new(&settings.redis.queue_prefix),
         retention: Retention {
             result_ttl: settings.redis.result_ttl,
@@ -140,80 +159,137 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         draining: CancellationToken::new(),
         cfg,
     });
+    Ok((ctx, provider, toolbox))
+}
 
+/// Binds the health port before anything else, so a taken port fails start-up at once.
+async fn bind_health(ctx: &context::Ctx) -> Result<tokio::net::TcpListener, WorkerError> {
     let addr = format!("{}:{}", ctx.cfg.worker_bind, ctx.cfg.worker_port);
-    let listener = tokio::net::TcpListener::bind(&addr)
+    tokio::net::TcpListener::bind(&addr)
         .await
-        .map_err(|source| WorkerError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
-    let local = listener.local_addr().map_or(addr, |a| a.to_string());
+        .map_err(|source| WorkerError::Bind { addr, source })
+}
 
+/// Start-up: the consumer groups exist, no live worker holds this id, and what an earlier run
+/// of this worker left pending is handed back.
+async fn start(
+    ctx: &context::Ctx,
+    listener: &tokio::net::TcpListener,
+    provider: &providers::Provider,
+    shutdown: &CancellationToken,
+) -> Result<(), WorkerError> {
     // Start-up waits for Redis rather than failing: workers often start before it.
-    while_unavailable("start-up", &shutdown, || async {
+    while_unavailable("start-up", shutdown, || async {
         let mut con = ctx.pool.get().await?;
         store::ensure_groups(&mut *con, &ctx.keys, &ctx.cfg.worker_queues).await
     })
     .await?;
-    ensure_unique_id(&ctx).await?;
-    let recovered = shutdown::hand_back_pending(&ctx).await?;
+    ensure_unique_id(ctx).await?;
+    let recovered = shutdown::hand_back_pending(ctx).await?;
     if recovered > 0 {
-        info!(worker = %id, recovered, "handed back tasks left by an earlier run of this worker");
+        info!(worker = %ctx.id, recovered, "handed back tasks left by an earlier run of this worker");
     }
-    info!(worker = %id, queues = ?ctx.cfg.worker_queues, concurrency = ctx.cfg.worker_concurrency, health = %local, provider = %provider.name(), tools = ?capabilities::served_tools(&ctx.cfg), "worker started");
-
-    let background = CancellationToken::new();
-    let upkeep = tokio::spawn(switchyard_shared::metrics::upkeep(
-        switchyard_shared::metrics::install(),
-        background.clone(),
-    ));
-    let give_up = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let permits = Arc::new(Semaphore::new(ctx.cfg.worker_concurrency));
-    let (reporter, completer) = reporter::reporter(ctx.clone(), give_up.clone());
-    let completer = tokio::spawn(completer.run());
-    let mut heartbeat = heartbeat::Heartbeat::new(ctx.clone());
-    if let Err(e) = heartbeat.tick().await {
-        warn!(component = "heartbeat", error = %e, "first heartbeat failed");
-    }
-    let heartbeat_task =
-        tokio::spawn(heartbeat::Heartbeat::new(ctx.clone()).run(background.clone()));
-    let canceller = tokio::spawn(canceller::Canceller::new(ctx.clone()).run(background.clone()));
-    let health = tokio::spawn({
-        let stop = background.clone();
-        let router = health::router(ctx.clone());
-        async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        }
-    });
-    let executor = executor::Executor::new(ctx.clone(), provider, toolbox);
-    let runner = runner::Runner::new(
-        ctx.clone(),
-        executor,
-        reporter,
-        permits,
-        tracker.clone(),
-        shutdown.clone(),
+    let health = listener.local_addr().map_or_else(
+        |_| format!("{}:{}", ctx.cfg.worker_bind, ctx.cfg.worker_port),
+        |a| a.to_string(),
     );
+    info!(worker = %ctx.id, queues = ?ctx.cfg.worker_queues, concurrency = ctx.cfg.worker_concurrency, health = %health, provider = %provider.name(), tools = ?capabilities::served_tools(&ctx.cfg), "worker started");
+    Ok(())
+}
+
+/// What runs beside the consumer, and what stopping it in order needs.
+struct Duties {
+    /// Starts and runs tasks; shared by the consumer and the reclaimer.
+    runner: runner::Runner,
+    /// Every running task.
+    tracker: TaskTracker,
+    /// Fired only when the process must exit: ends retries against an unreachable Redis.
+    give_up: CancellationToken,
+    completer: JoinHandle<()>,
+    /// Kept to remove the registry record last.
+    heartbeat: heartbeat::Heartbeat,
+    /// Stops the duties that outlive the drain (heartbeat, canceller, health, metrics).
+    background: CancellationToken,
+    background_tasks: Vec<JoinHandle<()>>,
+}
+
+impl Duties {
+    /// Spawns the completer, heartbeat, canceller, health endpoint and metrics upkeep, and
+    /// builds the runner the consumer and reclaimer share.
+    async fn spawn(
+        ctx: &context::Ctx,
+        listener: tokio::net::TcpListener,
+        provider: providers::Provider,
+        toolbox: tools::Toolbox,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let background = CancellationToken::new();
+        let give_up = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let (reporter, completer) = reporter::reporter(ctx.clone(), give_up.clone());
+        let completer = tokio::spawn(completer.run());
+        let mut heartbeat = heartbeat::Heartbeat::new(ctx.clone());
+        if let Err(e) = heartbeat.tick().await {
+            warn!(component = "heartbeat", error = %e, "first heartbeat failed");
+        }
+        let router = health::router(ctx.clone());
+        let stop = background.clone();
+        let background_tasks = vec![
+            tokio::spawn(switchyard_shared::metrics::upkeep(
+                switchyard_shared::metrics::install(),
+                background.clone(),
+            )),
+            tokio::spawn(heartbeat::Heartbeat::new(ctx.clone()).run(background.clone())),
+            tokio::spawn(canceller::Canceller::new(ctx.clone()).run(background.clone())),
+            tokio::spawn(async move {
+                // A failing health endpoint must not stop the worker; it only goes unanswered.
+                let _ = axum::serve(listener, router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+            }),
+        ];
+        let runner = runner::Runner::new(
+            ctx.clone(),
+            executor::Executor::new(ctx.clone(), provider, toolbox),
+            reporter,
+            Arc::new(Semaphore::new(ctx.cfg.worker_concurrency)),
+            tracker.clone(),
+            shutdown.clone(),
+        );
+        Self {
+            runner,
+            tracker,
+            give_up,
+            completer,
+            heartbeat,
+            background,
+            background_tasks,
+        }
+    }
+}
+
+/// Takes new work (fresh entries and reclaimed ones) until `shutdown` fires.
+async fn fetch(ctx: &context::Ctx, runner: &runner::Runner, shutdown: &CancellationToken) {
     // The reclaimer stops with the consumer: neither takes new work once shutdown begins.
     let reclaimer =
         tokio::spawn(reclaimer::Reclaimer::new(ctx.clone(), runner.clone()).run(shutdown.clone()));
-    consumer::Consumer::new(ctx.clone(), runner)
+    consumer::Consumer::new(ctx.clone(), runner.clone())
         .run(shutdown.clone())
         .await;
     let _ = reclaimer.await;
+}
 
-    // Shutdown order: stop fetching (done) → drain with a deadline → hand back → deregister.
+/// Lets running tasks finish within the grace period, then stops the rest so they are handed
+/// back; gives up on an unreachable Redis only after a further margin.
+async fn drain(ctx: &context::Ctx, duties: &Duties) {
+    let tracker = &duties.tracker;
     ctx.draining.cancel();
     tracker.close();
     let grace = ctx.cfg.shutdown_grace;
-    info!(worker = %id, running = ctx.in_flight_count(), grace_ms = grace.as_millis() as u64, "draining");
+    info!(worker = %ctx.id, running = ctx.in_flight_count(), grace_ms = grace.as_millis() as u64, "draining");
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         let flights: Vec<_> = lock(&ctx.in_flight).values().cloned().collect();
-        info!(worker = %id, unfinished = flights.len(), "grace period over; handing back unfinished tasks");
+        info!(worker = %ctx.id, unfinished = flights.len(), "grace period over; handing back unfinished tasks");
         for f in flights {
             f.stop(StopReason::Shutdown);
         }
@@ -221,17 +297,25 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             .await
             .is_err()
         {
-            give_up.cancel();
+            duties.give_up.cancel();
             tracker.wait().await;
         }
     }
-    if tokio::time::timeout(HAND_BACK_MARGIN, completer)
+}
+
+/// Leaves last: the completer's last commits, entries fetched but never started handed back,
+/// the consumer groups left, the registry record removed, then the background duties stopped.
+async fn leave(ctx: &context::Ctx, duties: Duties) {
+    let id = &ctx.id;
+    // Every reporter is gone with the runner, so the completer ends once its queue is empty.
+    drop(duties.runner);
+    if tokio::time::timeout(HAND_BACK_MARGIN, duties.completer)
         .await
         .is_err()
     {
         warn!(worker = %id, "completer did not finish; its entries stay pending for the reclaimer");
     }
-    match shutdown::hand_back_pending(&ctx).await {
+    match shutdown::hand_back_pending(ctx).await {
         Ok(0) => {}
         Ok(n) => {
             info!(worker = %id, handed_back = n, "handed back entries fetched but not started")
@@ -240,16 +324,15 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
             warn!(worker = %id, error = %e, "could not hand back pending entries; the reclaimer will")
         }
     }
-    if let Err(e) = shutdown::leave_groups(&ctx).await {
+    if let Err(e) = shutdown::leave_groups(ctx).await {
         warn!(worker = %id, error = %e, "could not leave the consumer groups");
     }
-    if let Err(e) = heartbeat.deregister().await {
+    if let Err(e) = duties.heartbeat.deregister().await {
         warn!(worker = %id, error = %e, "could not remove the registry record; it expires by itself");
     }
-    background.cancel();
-    let _ = tokio::join!(heartbeat_task, canceller, health, upkeep);
+    duties.background.cancel();
+    futures::future::join_all(duties.background_tasks).await;
     info!(worker = %id, "worker stopped");
-    Ok(())
 }
 
 /// Refuses to start while another live worker holds this id: taking over its consumer name

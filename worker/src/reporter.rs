@@ -3,57 +3,32 @@
 //! hand-backs through their own scripts. Every commit is fenced by the scripts and retried while
 //! Redis is unreachable, so a result is never lost to a hiccup.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use metrics::{counter, histogram};
 use rand::SeedableRng;
+use serde_json::Value;
 use switchyard_shared::clock;
 use switchyard_shared::metrics as m;
 use switchyard_shared::retry::while_unavailable;
 use switchyard_shared::scripts::{
-    self, CompleteStatus, Completion, Delivered, FailMode, FailStatus, Failure, Started,
+    self, CompleteStatus, Completion, FailMode, FailStatus, Failure, Runnable,
 };
-use switchyard_shared::store::StoreError;
-use switchyard_shared::task::KNOWN_TOOLS;
+use switchyard_shared::task::{KNOWN_TOOLS, TaskKind};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::backoff::retry_delay;
+use crate::completer::{Completer, MAX_BATCH, Pending};
 use crate::context::Ctx;
 use crate::executor::Outcome;
-
-/// Most completions fused into one script call.
-const MAX_BATCH: usize = 256;
-
-struct Pending {
-    queue: String,
-    completion: Completion,
-    done: oneshot::Sender<Result<CompleteStatus, String>>,
-}
 
 /// Hands outcomes to Redis.
 #[derive(Debug, Clone)]
 pub struct Reporter {
     ctx: Ctx,
     completions: mpsc::Sender<Pending>,
-    give_up: CancellationToken,
-}
-
-impl std::fmt::Debug for Pending {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending")
-            .field("id", &self.completion.id)
-            .finish()
-    }
-}
-
-/// Batches successful completions into `complete.lua` calls.
-#[derive(Debug)]
-pub struct Completer {
-    ctx: Ctx,
-    rx: mpsc::Receiver<Pending>,
     give_up: CancellationToken,
 }
 
@@ -67,13 +42,39 @@ pub fn reporter(ctx: Ctx, give_up: CancellationToken) -> (Reporter, Completer) {
             completions: tx,
             give_up: give_up.clone(),
         },
-        Completer { ctx, rx, give_up },
+        Completer::new(ctx, rx, give_up),
     )
 }
 
+/// The attempt being committed: what every log line of a commit names.
+struct Attempt<'a> {
+    queue: &'a str,
+    task: &'a Runnable,
+    duration_ms: u64,
+}
+
+impl Attempt<'_> {
+    fn id(&self) -> &str {
+        &self.task.delivered.id
+    }
+
+    fn failure<'a>(&'a self, error: &'a str, mode: FailMode) -> Failure<'a> {
+        Failure {
+            queue: self.queue,
+            entry: &self.task.delivered.entry,
+            id: self.id(),
+            error,
+            mode,
+        }
+    }
+}
+
+/// A commit's label for the metrics, or why it could not be recorded.
+type Committed = Result<&'static str, String>;
+
 impl Reporter {
     /// Commits `outcome` of `task` (on `queue`), which ran for `ran`, and records its metrics.
-    pub async fn report(&self, queue: &str, task: &Started, outcome: Outcome, ran: Duration) {
+    pub async fn report(&self, queue: &str, task: &Runnable, outcome: Outcome, ran: Duration) {
         let what = task_label(task);
         let llm = match &outcome {
             Outcome::Done(v) if what == "chat" => llm_usage(v),
@@ -100,125 +101,25 @@ impl Reporter {
     async fn commit(
         &self,
         queue: &str,
-        task: &Started,
+        task: &Runnable,
         outcome: Outcome,
         ran: Duration,
     ) -> &'static str {
-        let ctx = &self.ctx;
-        let duration_ms = ran.as_millis() as u64;
-        let (id, attempt) = (task.id.as_str(), task.attempts);
-        let entry = task.entry.as_str();
-        fn failure<'a>(
-            queue: &'a str,
-            entry: &'a str,
-            id: &'a str,
-            error: &'a str,
-            mode: FailMode,
-        ) -> Failure<'a> {
-            Failure {
-                queue,
-                entry,
-                id,
-                error,
-                mode,
-            }
-        }
-        let result = match outcome {
-            Outcome::Done(value) => {
-                let (done, rx) = oneshot::channel();
-                let pending = Pending {
-                    queue: queue.to_owned(),
-                    completion: Completion {
-                        entry: task.entry.clone(),
-                        id: id.to_owned(),
-                        result: value.to_string(),
-                    },
-                    done,
-                };
-                if self.completions.send(pending).await.is_err() {
-                    warn!(
-                        task_id = id,
-                        queue, "completer stopped; result left for the reclaimer"
-                    );
-                    return "error";
-                }
-                match rx.await {
-                    Ok(Ok(CompleteStatus::Succeeded)) => {
-                        ctx.count(true);
-                        info!(task_id = id, queue, worker = %ctx.id, attempt, duration_ms, state = "succeeded", "task succeeded");
-                        return "succeeded";
-                    }
-                    Ok(Ok(CompleteStatus::Fenced)) => Ok("fenced"),
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err("completer dropped the result".to_owned()),
-                }
-            }
-            Outcome::Retry(error) => {
-                let delay = retry_delay(
-                    attempt,
-                    ctx.cfg.retry_base,
-                    ctx.cfg.retry_max,
-                    &mut rand::rngs::StdRng::from_os_rng(),
-                );
-                let due_ms = clock::now_ms() + delay.as_millis() as u64;
-                let status = self
-                    .fail(&failure(
-                        queue,
-                        entry,
-                        id,
-                        &error,
-                        FailMode::Retry { due_ms },
-                    ))
-                    .await;
-                if let Ok(FailStatus::Retrying) = status {
-                    info!(task_id = id, queue, worker = %ctx.id, attempt, duration_ms, state = "retrying", retry_in_ms = delay.as_millis() as u64, error = %error, "task attempt failed; will retry");
-                } else if let Ok(FailStatus::Dead) = status {
-                    warn!(task_id = id, queue, worker = %ctx.id, attempt, duration_ms, state = "dead", error = %error, "task dead-lettered: out of attempts");
-                }
-                ctx.count(false);
-                status.map(fail_label)
-            }
-            Outcome::Fail(error) => {
-                ctx.count(false);
-                let status = self
-                    .fail(&failure(queue, entry, id, &error, FailMode::Fail))
-                    .await;
-                if let Ok(FailStatus::Failed) = status {
-                    warn!(task_id = id, queue, worker = %ctx.id, attempt, duration_ms, state = "failed", error = %error, "task failed permanently");
-                }
-                status.map(fail_label)
-            }
-            Outcome::Cancelled => {
-                let status = self
-                    .fail(&failure(
-                        queue,
-                        entry,
-                        id,
-                        "cancelled on request",
-                        FailMode::Cancel,
-                    ))
-                    .await;
-                if let Ok(FailStatus::Cancelled) = status {
-                    info!(task_id = id, queue, worker = %ctx.id, attempt, duration_ms, state = "cancelled", "task cancelled while running");
-                }
-                status.map(fail_label)
-            }
-            Outcome::HandBack => {
-                let d = Delivered {
-                    entry: task.entry.clone(),
-                    id: id.to_owned(),
-                };
-                let status = while_unavailable("requeue", &self.give_up, || async {
-                    let mut con = ctx.pool.get().await?;
-                    scripts::requeue(&mut *con, &ctx.keys, queue, &ctx.id, &d).await
-                })
-                .await;
-                info!(task_id = id, queue, worker = %ctx.id, attempt, state = "queued", "task handed back on shutdown");
-                status.map(|_| "handed_back").map_err(|e| e.to_string())
-            }
+        let a = Attempt {
+            queue,
+            task,
+            duration_ms: ran.as_millis() as u64,
+        };
+        let committed = match outcome {
+            Outcome::Done(value) => self.succeed(&a, &value).await,
+            Outcome::Retry(error) => self.retry(&a, &error).await,
+            Outcome::Fail(error) => self.fail_for_good(&a, &error).await,
+            Outcome::Cancelled => self.cancelled(&a).await,
+            Outcome::HandBack => self.hand_back(&a).await,
             Outcome::Abandon => Ok("abandoned"),
         };
-        match result {
+        let (ctx, id, attempt) = (&self.ctx, a.id(), task.attempts);
+        match committed {
             Ok("fenced") => {
                 warn!(task_id = id, queue, worker = %ctx.id, attempt, "late completion dropped: the entry was reclaimed by another worker");
                 "fenced"
@@ -229,6 +130,100 @@ impl Reporter {
                 "error"
             }
         }
+    }
+
+    /// Hands the result to the completer and waits for its commit.
+    async fn succeed(&self, a: &Attempt<'_>, value: &Value) -> Committed {
+        let (ctx, id, queue) = (&self.ctx, a.id(), a.queue);
+        let (done, rx) = oneshot::channel();
+        let pending = Pending {
+            queue: queue.to_owned(),
+            completion: Completion {
+                entry: a.task.delivered.entry.clone(),
+                id: id.to_owned(),
+                result: value.to_string(),
+            },
+            done,
+        };
+        if self.completions.send(pending).await.is_err() {
+            warn!(
+                task_id = id,
+                queue, "completer stopped; result left for the reclaimer"
+            );
+            return Ok("error");
+        }
+        match rx.await {
+            Ok(Ok(CompleteStatus::Succeeded)) => {
+                ctx.count(true);
+                let (attempt, duration_ms) = (a.task.attempts, a.duration_ms);
+                info!(task_id = id, queue, worker = %ctx.id, attempt, duration_ms, state = "succeeded", "task succeeded");
+                Ok("succeeded")
+            }
+            Ok(Ok(CompleteStatus::Fenced)) => Ok("fenced"),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("completer dropped the result".to_owned()),
+        }
+    }
+
+    /// A failure worth another attempt: retried after a backoff, or dead-lettered.
+    async fn retry(&self, a: &Attempt<'_>, error: &str) -> Committed {
+        let (ctx, id, queue) = (&self.ctx, a.id(), a.queue);
+        let (attempt, duration_ms) = (a.task.attempts, a.duration_ms);
+        let delay = retry_delay(
+            attempt,
+            ctx.cfg.retry_base,
+            ctx.cfg.retry_max,
+            &mut rand::rngs::StdRng::from_os_rng(),
+        );
+        let due_ms = clock::now_ms() + delay.as_millis() as u64;
+        let status = self
+            .fail(&a.failure(error, FailMode::Retry { due_ms }))
+            .await;
+        if let Ok(FailStatus::Retrying) = status {
+            info!(task_id = id, queue, worker = %ctx.id, attempt, duration_ms, state = "retrying", retry_in_ms = delay.as_millis() as u64, error = %error, "task attempt failed; will retry");
+        } else if let Ok(FailStatus::Dead) = status {
+            warn!(task_id = id, queue, worker = %ctx.id, attempt, duration_ms, state = "dead", error = %error, "task dead-lettered: out of attempts");
+        }
+        ctx.count(false);
+        status.map(fail_label)
+    }
+
+    /// A failure no retry can fix.
+    async fn fail_for_good(&self, a: &Attempt<'_>, error: &str) -> Committed {
+        let (ctx, id, queue) = (&self.ctx, a.id(), a.queue);
+        let (attempt, duration_ms) = (a.task.attempts, a.duration_ms);
+        ctx.count(false);
+        let status = self.fail(&a.failure(error, FailMode::Fail)).await;
+        if let Ok(FailStatus::Failed) = status {
+            warn!(task_id = id, queue, worker = %ctx.id, attempt, duration_ms, state = "failed", error = %error, "task failed permanently");
+        }
+        status.map(fail_label)
+    }
+
+    /// An attempt aborted on a cancel request.
+    async fn cancelled(&self, a: &Attempt<'_>) -> Committed {
+        let (ctx, id, queue) = (&self.ctx, a.id(), a.queue);
+        let (attempt, duration_ms) = (a.task.attempts, a.duration_ms);
+        let status = self
+            .fail(&a.failure("cancelled on request", FailMode::Cancel))
+            .await;
+        if let Ok(FailStatus::Cancelled) = status {
+            info!(task_id = id, queue, worker = %ctx.id, attempt, duration_ms, state = "cancelled", "task cancelled while running");
+        }
+        status.map(fail_label)
+    }
+
+    /// An attempt interrupted by shutdown: back to its queue now, not counted.
+    async fn hand_back(&self, a: &Attempt<'_>) -> Committed {
+        let (ctx, id, queue) = (&self.ctx, a.id(), a.queue);
+        let d = &a.task.delivered;
+        let status = while_unavailable("requeue", &self.give_up, || async {
+            let mut con = ctx.pool.get().await?;
+            scripts::requeue(&mut *con, &ctx.keys, queue, &ctx.id, d).await
+        })
+        .await;
+        info!(task_id = id, queue, worker = %ctx.id, attempt = a.task.attempts, state = "queued", "task handed back on shutdown");
+        status.map(|_| "handed_back").map_err(|e| e.to_string())
     }
 
     async fn fail(&self, f: &Failure<'_>) -> Result<FailStatus, String> {
@@ -255,17 +250,15 @@ fn fail_label(s: FailStatus) -> &'static str {
 
 /// The metrics label of a task: `chat`, or its tool name (only known names, so a client cannot
 /// grow the label set).
-fn task_label(task: &Started) -> &'static str {
-    if task.kind.as_deref() == Some("chat") {
-        return "chat";
+fn task_label(task: &Runnable) -> &'static str {
+    match &task.work {
+        Ok(w) if w.kind == TaskKind::Chat => "chat",
+        Ok(w) => w
+            .tool()
+            .and_then(|t| KNOWN_TOOLS.iter().find(|k| **k == t).copied())
+            .unwrap_or("unknown"),
+        Err(_) => "unknown",
     }
-    let tool = task
-        .payload
-        .as_deref()
-        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
-        .and_then(|v| v.get("tool").and_then(|t| t.as_str()).map(str::to_owned));
-    tool.and_then(|t| KNOWN_TOOLS.iter().find(|k| **k == t).copied())
-        .unwrap_or("unknown")
 }
 
 struct LlmUsage {
@@ -275,90 +268,11 @@ struct LlmUsage {
     completion_tokens: u64,
 }
 
-fn llm_usage(result: &serde_json::Value) -> Option<LlmUsage> {
+fn llm_usage(result: &Value) -> Option<LlmUsage> {
     Some(LlmUsage {
         provider: result.get("provider")?.as_str()?.to_owned(),
         model: result.get("model")?.as_str()?.to_owned(),
         prompt_tokens: result.pointer("/usage/prompt_tokens")?.as_u64()?,
         completion_tokens: result.pointer("/usage/completion_tokens")?.as_u64()?,
     })
-}
-
-impl Completer {
-    /// Commits batches until every [`Reporter`] is gone and the queue is drained.
-    pub async fn run(mut self) {
-        while self.tick().await {}
-    }
-
-    /// Waits for at least one completion, takes whatever else is already waiting (up to a
-    /// batch), commits it, and answers each sender. Returns false once no reporter is left.
-    pub async fn tick(&mut self) -> bool {
-        let Some(first) = self.rx.recv().await else {
-            return false;
-        };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match self.rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
-        let mut by_queue: HashMap<String, Vec<Pending>> = HashMap::new();
-        for p in batch {
-            by_queue.entry(p.queue.clone()).or_default().push(p);
-        }
-        for (queue, pendings) in by_queue {
-            let started = Instant::now();
-            let completions: Vec<Completion> =
-                pendings.iter().map(|p| p.completion.clone()).collect();
-            let ctx = &self.ctx;
-            let result = while_unavailable("complete", &self.give_up, || async {
-                let mut con = ctx.pool.get().await?;
-                let now = clock::now_rfc3339();
-                scripts::complete(
-                    &mut *con,
-                    &ctx.keys,
-                    &queue,
-                    &ctx.id,
-                    &now,
-                    &ctx.retention,
-                    &completions,
-                )
-                .await
-            })
-            .await;
-            answer(pendings, result, started);
-        }
-        true
-    }
-}
-
-fn answer(
-    pendings: Vec<Pending>,
-    result: Result<Vec<scripts::Completed>, StoreError>,
-    started: Instant,
-) {
-    match result {
-        Ok(replies) => {
-            let by_id: HashMap<String, CompleteStatus> =
-                replies.into_iter().map(|c| (c.id, c.status)).collect();
-            for p in pendings {
-                let status = by_id
-                    .get(&p.completion.id)
-                    .copied()
-                    .ok_or_else(|| "complete.lua did not answer for this task".to_owned());
-                let _ = p.done.send(status);
-            }
-            tracing::trace!(
-                elapsed_us = started.elapsed().as_micros() as u64,
-                "batch committed"
-            );
-        }
-        Err(e) => {
-            let msg = e.to_string();
-            for p in pendings {
-                let _ = p.done.send(Err(msg.clone()));
-            }
-        }
-    }
 }

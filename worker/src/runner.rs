@@ -9,7 +9,7 @@ use metrics::{gauge, histogram};
 use switchyard_shared::clock;
 use switchyard_shared::metrics as m;
 use switchyard_shared::retry::while_unavailable;
-use switchyard_shared::scripts::{self, Delivered, StartStatus, Started};
+use switchyard_shared::scripts::{self, Delivered, Runnable, Started};
 use switchyard_shared::store::StoreError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -101,41 +101,43 @@ impl Runner {
         .await?;
         let mut started = 0;
         for r in replies {
-            match r.status {
-                StartStatus::Run if r.resumed && lock(&ctx.in_flight).contains_key(&r.id) => {
-                    debug!(task_id = %r.id, queue, "entry delivered again while running here");
+            match r {
+                Started::Run(task)
+                    if task.resumed && lock(&ctx.in_flight).contains_key(&task.delivered.id) =>
+                {
+                    debug!(task_id = %task.delivered.id, queue, "entry delivered again while running here");
                 }
-                StartStatus::Run => match permits.pop() {
+                Started::Run(task) => match permits.pop() {
                     Some(permit) => {
-                        self.spawn(queue.to_owned(), r, permit);
+                        self.spawn(queue.to_owned(), task, permit);
                         started += 1;
                     }
                     // Callers fetch no more entries than permits; should it happen anyway, the
                     // entry stays pending here and is handed back at shutdown or reclaimed.
-                    None => warn!(task_id = %r.id, queue, "started beyond capacity"),
+                    None => warn!(task_id = %task.delivered.id, queue, "started beyond capacity"),
                 },
-                StartStatus::Skip => {
-                    debug!(task_id = %r.id, queue, reason = r.reason.as_deref().unwrap_or(""), "entry skipped");
+                Started::Skip { delivered, reason } => {
+                    debug!(task_id = %delivered.id, queue, reason = reason.as_str(), "entry skipped");
                 }
-                StartStatus::Dead => {
-                    warn!(task_id = %r.id, queue, worker = %ctx.id, state = "dead", error = r.reason.as_deref().unwrap_or(""), "task dead-lettered at start");
+                Started::Dead { delivered, reason } => {
+                    warn!(task_id = %delivered.id, queue, worker = %ctx.id, state = "dead", error = reason.as_str(), "task dead-lettered at start");
                 }
             }
         }
         Ok(started)
     }
 
-    fn spawn(&self, queue: String, task: Started, permit: OwnedSemaphorePermit) {
+    fn spawn(&self, queue: String, task: Runnable, permit: OwnedSemaphorePermit) {
         if task.attempts == 1
-            && let Some(created) = m::created_ms(&task.id)
+            && let Some(created) = m::created_ms(&task.delivered.id)
         {
             histogram!(m::WORKER_WAIT_TIME, "queue" => queue.clone())
                 .record(clock::now_ms().saturating_sub(created) as f64 / 1000.0);
         }
-        let flight = InFlight::new(queue.clone(), task.entry.clone());
+        let flight = InFlight::new(queue.clone(), task.delivered.entry.clone());
         {
             let mut in_flight = lock(&self.ctx.in_flight);
-            in_flight.insert(task.id.clone(), flight.clone());
+            in_flight.insert(task.delivered.id.clone(), flight.clone());
             gauge!(m::WORKER_IN_FLIGHT).set(in_flight.len() as f64);
         }
         let (ctx, executor, reporter) = (
@@ -145,13 +147,13 @@ impl Runner {
         );
         self.tracker.spawn(async move {
             let began = Instant::now();
-            info!(task_id = %task.id, queue = %queue, worker = %ctx.id, attempt = task.attempts, state = "running", "task started");
+            info!(task_id = %task.delivered.id, queue = %queue, worker = %ctx.id, attempt = task.attempts, state = "running", "task started");
             let outcome = executor.execute(&task, &flight).await;
             flight.mark_committing();
             reporter.report(&queue, &task, outcome, began.elapsed()).await;
             {
                 let mut in_flight = lock(&ctx.in_flight);
-                in_flight.remove(&task.id);
+                in_flight.remove(&task.delivered.id);
                 gauge!(m::WORKER_IN_FLIGHT).set(in_flight.len() as f64);
             }
             drop(permit);

@@ -33,6 +33,8 @@ pub const DEFAULT_LLM_MAX_RETRIES: usize = 2;
 pub const DEFAULT_LLM_RETRY_BASE_MS: u64 = 500;
 /// Default `LLM_RETRY_MAX_MS`: longest wait between provider retries, `Retry-After` included.
 pub const DEFAULT_LLM_RETRY_MAX_MS: u64 = 20_000;
+/// Default `ECHO_TOKEN_DELAY_MS`: the `echo` provider sends its words without a pause.
+pub const DEFAULT_ECHO_TOKEN_DELAY_MS: u64 = 0;
 
 /// The worker's chat settings (part of [`WorkerConfig`](super::WorkerConfig)).
 #[derive(Debug, Clone, Deserialize)]
@@ -79,6 +81,10 @@ pub struct LlmConfig {
     /// `LLM_RETRY_MAX_MS`: longest wait between provider retries; caps `Retry-After` too.
     #[serde(rename = "llm_retry_max_ms", with = "millis")]
     pub llm_retry_max: Duration,
+    /// `ECHO_TOKEN_DELAY_MS`: pause between the words the `echo` provider streams, so a demo or
+    /// a test can watch an answer arrive.
+    #[serde(rename = "echo_token_delay_ms", with = "millis")]
+    pub echo_token_delay: Duration,
 }
 
 impl Default for LlmConfig {
@@ -100,6 +106,7 @@ impl Default for LlmConfig {
             llm_max_retries: DEFAULT_LLM_MAX_RETRIES,
             llm_retry_base: Duration::from_millis(DEFAULT_LLM_RETRY_BASE_MS),
             llm_retry_max: Duration::from_millis(DEFAULT_LLM_RETRY_MAX_MS),
+            echo_token_delay: Duration::from_millis(DEFAULT_ECHO_TOKEN_DELAY_MS),
         }
     }
 }

@@ -40,6 +40,8 @@ const OWNED_PREFIXES: &[&str] = &[
     "WEB_FETCH_",
     "TOOL_",
     "EXEC_",
+    "ECHO_",
+    "OUTPUT_",
 ];
 
 /// Variables with an owned prefix that are read elsewhere (scripts, compose) and not by a binary.

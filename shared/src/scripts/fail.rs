@@ -1,0 +1,95 @@
+//! Recording a failed attempt under fencing (`fail.lua`): retried after a backoff,
+//! dead-lettered when out of attempts, failed for good, or cancelled.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+use redis::aio::ConnectionLike;
+use serde::Deserialize;
+
+use super::{Retention, StatusReply, decode};
+use crate::keys::Keys;
+use crate::store::StoreError;
+
+static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("fail.lua")));
+
+/// How a failed attempt should end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Retry at the given due time (ms), or dead-letter if out of attempts.
+    Retry {
+        /// Due time, ms since the epoch.
+        due_ms: u64,
+    },
+    /// Permanent failure.
+    Fail,
+    /// Aborted on a cancel request.
+    Cancel,
+}
+
+/// What [`fail`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailStatus {
+    /// Waiting out its backoff.
+    Retrying,
+    /// Dead-lettered.
+    Dead,
+    /// Failed permanently.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+    /// The entry is no longer this consumer's: nothing written.
+    Fenced,
+}
+
+/// The attempt that failed.
+#[derive(Debug, Clone)]
+pub struct Failure<'a> {
+    /// Queue.
+    pub queue: &'a str,
+    /// Entry id.
+    pub entry: &'a str,
+    /// Task id.
+    pub id: &'a str,
+    /// Error text recorded on the task.
+    pub error: &'a str,
+    /// What to do with it.
+    pub mode: FailMode,
+}
+
+/// Records a failed attempt under fencing: `fail.lua`.
+pub async fn fail<C: ConnectionLike>(
+    con: &mut C,
+    keys: &Keys,
+    consumer: &str,
+    now: &str,
+    retention: &Retention,
+    f: &Failure<'_>,
+) -> Result<FailStatus, StoreError> {
+    let q = f.queue;
+    let (mode, due) = match f.mode {
+        FailMode::Retry { due_ms } => ("retry", due_ms),
+        FailMode::Fail => ("fail", 0),
+        FailMode::Cancel => ("cancel", 0),
+    };
+    let raw: String = SCRIPT
+        .key(keys.stream(q))
+        .key(keys.stats(q))
+        .key(keys.events(q))
+        .key(keys.delayed(q))
+        .key(keys.dead(q))
+        .key(keys.task(q, f.id))
+        .arg(consumer)
+        .arg(f.entry)
+        .arg(f.id)
+        .arg(f.error)
+        .arg(mode)
+        .arg(due)
+        .arg(now)
+        .arg(retention.result_ttl.as_secs())
+        .arg(retention.events_maxlen)
+        .invoke_async(con)
+        .await?;
+    decode::<StatusReply<FailStatus>>("fail", raw).map(|r| r.status)
+}

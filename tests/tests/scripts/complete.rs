@@ -1,0 +1,135 @@
+//! `complete.lua`: results recorded under fencing, batch by batch, entry by entry.
+
+use switchyard_shared::scripts::{self, CompleteStatus, Completion, FailMode, FailStatus};
+
+use crate::env::{Env, LATER, QUEUE, retention, runnable};
+
+#[tokio::test]
+async fn completion_acks_and_deletes_the_entry_and_records_the_result() {
+    let (mut env, d) = Env::with_running("w1", 3).await;
+
+    let result = r#"{"output":{"x":1}}"#;
+    assert_eq!(
+        env.complete("w1", &d, result).await,
+        CompleteStatus::Succeeded
+    );
+
+    let t = env.task(&d.id).await;
+    assert_eq!(t["state"], "succeeded");
+    assert_eq!(t["result"], result);
+    assert_eq!(t["finished_at"], LATER);
+    assert_eq!(
+        t["entry"], d.entry,
+        "the finished record keeps the entry it ran under"
+    );
+    env.assert_finished(&d.id, "succeeded").await;
+    env.assert_stats(&[("running", 0), ("succeeded", 1)]).await;
+
+    // A repeated completion (at-least-once) changes nothing.
+    assert_eq!(
+        env.complete("w1", &d, r#"{"output":"again"}"#).await,
+        CompleteStatus::Fenced
+    );
+    assert_eq!(env.task(&d.id).await["result"], result);
+    env.assert_stats(&[("running", 0), ("succeeded", 1)]).await;
+}
+
+#[tokio::test]
+async fn batches_are_decided_entry_by_entry() {
+    let mut env = Env::new().await;
+    let ids = [
+        env.enqueue(3).await,
+        env.enqueue(3).await,
+        env.enqueue(3).await,
+    ];
+    let batch = env.deliver("w1", 3).await;
+    let s = env.start("w1", &batch).await;
+    for (i, started) in s.iter().enumerate() {
+        let run = runnable(started);
+        assert_eq!(
+            (&run.delivered.id, &run.delivered.entry),
+            (&ids[i], &batch[i].entry)
+        );
+    }
+    env.assert_stats(&[("queued", 0), ("running", 3)]).await;
+
+    // The second entry was taken by another worker: only it is fenced.
+    env.xclaim("w2", &batch[1].entry).await;
+    let completions: Vec<Completion> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Completion {
+            entry: d.entry.clone(),
+            id: d.id.clone(),
+            result: format!(r#"{{"n":{i}}}"#),
+        })
+        .collect();
+    let done = scripts::complete(
+        &mut env.con,
+        &env.keys,
+        QUEUE,
+        "w1",
+        LATER,
+        &retention(),
+        &completions,
+    )
+    .await
+    .expect("complete");
+    let statuses: Vec<(String, CompleteStatus)> =
+        done.into_iter().map(|c| (c.id, c.status)).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (ids[0].clone(), CompleteStatus::Succeeded),
+            (ids[1].clone(), CompleteStatus::Fenced),
+            (ids[2].clone(), CompleteStatus::Succeeded),
+        ]
+    );
+    assert_eq!(env.task(&ids[0]).await["result"], r#"{"n":0}"#);
+    assert_eq!(env.task(&ids[1]).await["state"], "running");
+    assert_eq!(env.task(&ids[2]).await["result"], r#"{"n":2}"#);
+    assert_eq!(env.stream_len().await, 1);
+    env.assert_stats(&[("running", 1), ("succeeded", 2), ("fenced", 1)])
+        .await;
+}
+
+#[tokio::test]
+async fn completion_by_a_consumer_that_lost_the_entry_is_fenced_and_writes_nothing() {
+    let (mut env, d) = Env::with_running("a", 3).await;
+    env.xclaim("b", &d.entry).await;
+
+    assert_eq!(
+        env.complete("a", &d, r#"{"late":true}"#).await,
+        CompleteStatus::Fenced
+    );
+    let t = env.task(&d.id).await;
+    assert_eq!(t["state"], "running");
+    assert!(!t.contains_key("result"));
+    assert_eq!(env.stream_len().await, 1);
+    let pending = env.pending().await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].1, "b", "the entry stays with its new owner");
+    env.assert_no_event(&d.id).await;
+    env.assert_stats(&[("fenced", 1), ("running", 1), ("succeeded", 0)])
+        .await;
+
+    assert_eq!(
+        env.fail("a", &d, "late error", FailMode::Fail).await,
+        FailStatus::Fenced,
+        "a late failure is fenced too"
+    );
+    assert_eq!(env.task(&d.id).await["state"], "running");
+    env.assert_stats(&[("fenced", 2), ("running", 1), ("failed", 0)])
+        .await;
+
+    assert_eq!(
+        env.complete("b", &d, r#"{"ok":true}"#).await,
+        CompleteStatus::Succeeded
+    );
+    let t = env.task(&d.id).await;
+    assert_eq!(t["state"], "succeeded");
+    assert_eq!(t["result"], r#"{"ok":true}"#);
+    assert!(env.pending().await.is_empty());
+    env.assert_stats(&[("fenced", 2), ("running", 0), ("succeeded", 1)])
+        .await;
+}
