@@ -92,7 +92,7 @@ impl Api {
     async fn write(&self, id: &str, entries: &[Entry]) {
         let mut con = connection(&self.settings.redis.redis_url).await;
         let key = self.state.keys.output("chat", id);
-        output::append(&mut con, &key, entries, 1000, Duration::from_secs(60))
+        output::append(&mut con, &key, entries, 1000, Some(Duration::from_secs(60)))
             .await
             .expect("append");
     }
@@ -383,7 +383,7 @@ async fn tick_fans_out_to_every_client_and_drops_one_whose_buffer_is_full() {
         &key,
         &[delta(1, "a")],
         100,
-        Duration::from_secs(60),
+        Some(Duration::from_secs(60)),
     )
     .await
     .expect("append");
@@ -397,7 +397,7 @@ async fn tick_fans_out_to_every_client_and_drops_one_whose_buffer_is_full() {
         &key,
         &[delta(1, "b")],
         100,
-        Duration::from_secs(60),
+        Some(Duration::from_secs(60)),
     )
     .await
     .expect("append");
@@ -438,7 +438,7 @@ async fn a_new_subscription_interrupts_a_blocked_read() {
         &idle,
         &[delta(1, "a")],
         100,
-        Duration::from_secs(60),
+        Some(Duration::from_secs(60)),
     )
     .await
     .expect("append");
