@@ -262,7 +262,7 @@ impl Report {
         {
             f.push(format!(
                 "streaming: {} of {} streams lacked their whole answer; {} of {} open streams ended with done",
-                s.incomplete, s.streams, s.open_streams_done, s.open_streams
+                s.incomplete, s.samples, s.open_streams_done, s.open_streams
             ));
         }
         if let Some(c) = &self.ceiling

@@ -4,8 +4,10 @@
 //!
 //! Time to first token is measured from sending the request to the first text: a `delta` event
 //! of `POST /api/chat` with `"stream": true`, or the first `content` chunk of the provider's
-//! own OpenAI-format SSE answer. The two distributions are taken with the same concurrency and
-//! compared percentile by percentile (the overhead is their difference).
+//! own OpenAI-format SSE answer. Both runs start one stream every 5 ms over keep-alive
+//! connections, so 200 run at once once the first ones end (each lasts 200 tokens × 5 ms),
+//! and the two distributions are compared percentile by percentile (the overhead is their
+//! difference).
 
 use std::time::Duration;
 
@@ -37,6 +39,8 @@ pub const TARGET_TTFT_P50_MS: f64 = 2.0;
 pub const TARGET_TTFT_P99_MS: f64 = 10.0;
 /// Target of Redis commands per streamed token.
 pub const TARGET_COMMANDS_PER_TOKEN: f64 = 0.3;
+/// Streams measured in each run: [`STREAMS`] at once for most of it.
+pub const SAMPLES: usize = 3 * STREAMS;
 /// Streams run before the measured ones, so connections and caches are warm.
 const WARMUP: usize = 10;
 
@@ -52,7 +56,9 @@ pub async fn phase(
     let dispatcher = launcher.dispatcher(PREFIX).await?;
     let secret = launcher.secret().to_owned();
     let base = format!("{}/v1", provider.url());
-    let concurrency = STREAMS.max(64).to_string();
+    // Room for every stream at once even when they last longer than planned under load: the
+    // figure is the streaming path, not a queue waiting for a worker slot.
+    let concurrency = (2 * STREAMS).to_string();
     let worker = launcher
         .worker_with(
             PREFIX,
@@ -71,16 +77,23 @@ pub async fn phase(
     direct_ttft(&provider.url(), WARMUP).await?;
     switchyard_ttft(&url, &secret, WARMUP, &expected).await?;
 
-    let direct = Percentiles::from_micros(direct_ttft(&provider.url(), STREAMS).await?);
+    let direct = Percentiles::from_micros(direct_ttft(&provider.url(), SAMPLES).await?);
     let before = Snapshot::take(admin).await?;
-    let (via, incomplete) = switchyard_ttft(&url, &secret, STREAMS, &expected).await?;
+    let run = switchyard_ttft(&url, &secret, SAMPLES, &expected).await?;
+    let incomplete = run.incomplete;
     let after = Snapshot::take(admin).await?;
-    let via = Percentiles::from_micros(via);
-    let tokens = ((STREAMS - incomplete) * TOKENS) as u64;
+    let via = Percentiles::from_micros(run.ttft_us);
+    let tokens = ((SAMPLES - incomplete) * TOKENS) as u64;
     let commands = after
         .commands
         .total_calls()
         .saturating_sub(before.commands.total_calls());
+    let by_name = after
+        .commands
+        .since(&before.commands)
+        .into_iter()
+        .map(|(name, c)| (name, c.calls))
+        .collect();
     let (p50, p99) = overhead(&via, &direct);
     drop(worker);
 
@@ -99,10 +112,13 @@ pub async fn phase(
     let open_done = open.finish().await?;
     Ok(StreamingFigures {
         streams: STREAMS,
+        samples: SAMPLES,
         tokens_per_stream: TOKENS,
         token_interval_ms: TOKEN_INTERVAL.as_millis() as u64,
         ttft_direct: direct,
         ttft_switchyard: via,
+        ttft_written: Percentiles::from_micros(run.written_us),
+        ttft_delivered: Percentiles::from_micros(run.delivered_us),
         ttft_overhead_p50_ms: p50,
         ttft_overhead_p99_ms: p99,
         incomplete,
@@ -113,6 +129,7 @@ pub async fn phase(
         } else {
             commands as f64 / tokens as f64
         },
+        commands_by_name: by_name,
         open_streams: held,
         dispatcher_rss_before_kib: rss_before,
         dispatcher_rss_open_kib: rss_open,
@@ -125,6 +142,8 @@ pub async fn phase(
 pub struct StreamingFigures {
     /// Concurrent streams of the time-to-first-token runs.
     pub streams: usize,
+    /// Streams measured in each run.
+    pub samples: usize,
     /// Tokens of each answer.
     pub tokens_per_stream: usize,
     /// Pause of the provider before each token, ms.
@@ -133,6 +152,12 @@ pub struct StreamingFigures {
     pub ttft_direct: Percentiles,
     /// Time to first token through the dispatcher, the queue and a worker.
     pub ttft_switchyard: Percentiles,
+    /// Of `ttft_switchyard`: send → the worker wrote the first output entry (Redis id time;
+    /// ms resolution): enqueue, pick-up, the provider's first token, the write.
+    pub ttft_written: Percentiles,
+    /// Of `ttft_switchyard`: that entry written → the client read it (ms resolution): the
+    /// dispatcher's fan-out and the SSE write.
+    pub ttft_delivered: Percentiles,
     /// `ttft_switchyard.p50 - ttft_direct.p50`, ms (target ≤ 2).
     pub ttft_overhead_p50_ms: f64,
     /// `ttft_switchyard.p99 - ttft_direct.p99`, ms (target ≤ 10).
@@ -145,6 +170,8 @@ pub struct StreamingFigures {
     pub redis_commands: u64,
     /// `redis_commands / tokens` (target ≤ 0.3).
     pub commands_per_token: f64,
+    /// The commands of that run by name, most called first.
+    pub commands_by_name: Vec<(String, u64)>,
     /// Streams held open at once for the memory figure.
     pub open_streams: usize,
     /// Dispatcher RSS before they opened, KiB.
@@ -159,8 +186,14 @@ fn client(timeout: Duration) -> Result<reqwest::Client, BenchError> {
     Ok(reqwest::Client::builder()
         .no_proxy()
         .timeout(timeout)
-        .pool_max_idle_per_host(0)
         .build()?)
+}
+
+/// When stream `i` of a run that began at `began` starts: one every [`TOKEN_INTERVAL`], so
+/// that once the first ones end, [`STREAMS`] run at once (each lasts `TOKENS` intervals),
+/// without a burst of connections all at the same instant.
+fn arrival(began: Instant, i: usize) -> Instant {
+    began + TOKEN_INTERVAL * i as u32
 }
 
 /// Reads `resp` until `found` holds for the text read so far; answers when (or `None` when the
@@ -192,9 +225,11 @@ pub async fn direct_ttft(provider_url: &str, n: usize) -> Result<Vec<u64>, Bench
     let body = json!({"model": "bench", "stream": true,
         "messages": [{"role": "user", "content": "hi"}]});
     let mut readers = Vec::with_capacity(n);
-    for _ in 0..n {
+    let began = Instant::now();
+    for i in 0..n {
         let (http, url, body) = (http.clone(), url.clone(), body.clone());
         readers.push(tokio::spawn(async move {
+            tokio::time::sleep_until(arrival(began, i)).await;
             let sent = Instant::now();
             let resp = http.post(&url).json(&body).send().await.ok()?;
             let (at, _) = read_until(
@@ -213,17 +248,43 @@ pub async fn direct_ttft(provider_url: &str, n: usize) -> Result<Vec<u64>, Bench
     Ok(out)
 }
 
-/// One stream through switchyard: time to its first `delta` (µs), and whether it ended with
-/// `done` whose response is `expected`.
+/// One stream through switchyard, as the client saw it.
+#[derive(Debug, Default)]
+struct ChatSample {
+    /// Send → first `delta`, µs.
+    ttft_us: Option<u64>,
+    /// Send → the first output entry's Redis id time (the worker wrote it), ms.
+    written_ms: Option<u64>,
+    /// That entry's id time → the client read its `delta`, ms: the dispatcher's share.
+    delivered_ms: Option<u64>,
+    /// Ended with `done` whose response is the whole answer.
+    done: bool,
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The `<ms>` of the first `delta` event's id.
+fn first_delta_ms(text: &str) -> Option<u64> {
+    let block = text.split("\n\n").find(|b| b.contains("event: delta"))?;
+    let id = block.lines().find_map(|l| l.strip_prefix("id: "))?;
+    id.split('-').next()?.parse().ok()
+}
+
 async fn one_chat(
     http: reqwest::Client,
     url: String,
     secret: String,
     i: usize,
+    began: Instant,
     expected: String,
-) -> (Option<u64>, bool) {
+) -> ChatSample {
     let body = json!({"session_id": format!("bench-{i}"), "message": "hi", "stream": true});
-    let sent = Instant::now();
+    tokio::time::sleep_until(arrival(began, i)).await;
+    let (sent, sent_wall) = (Instant::now(), wall_ms());
     let Ok(resp) = http
         .post(&url)
         .bearer_auth(&secret)
@@ -231,11 +292,18 @@ async fn one_chat(
         .send()
         .await
     else {
-        return (None, false);
+        return ChatSample::default();
     };
+    let received = std::sync::Mutex::new(0u64);
     let (at, text) = read_until(
         resp,
-        |t| t.contains("event: delta"),
+        |t| {
+            let hit = t.contains("event: delta");
+            if hit && let Ok(mut r) = received.lock() {
+                *r = wall_ms();
+            }
+            hit
+        },
         |t| t.contains("event: done") || t.contains("event: error"),
     )
     .await;
@@ -245,32 +313,55 @@ async fn one_chat(
         .and_then(|b| b.lines().find_map(|l| l.strip_prefix("data: ")))
         .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
         .is_some_and(|d| d["response"] == expected.as_str());
-    (at.map(|a| (a - sent).as_micros() as u64), done)
+    let received = received.into_inner().unwrap_or(0);
+    let entry = first_delta_ms(&text);
+    ChatSample {
+        ttft_us: at.map(|a| (a - sent).as_micros() as u64),
+        written_ms: entry.map(|e| e.saturating_sub(sent_wall)),
+        delivered_ms: entry.map(|e| received.saturating_sub(e)),
+        done,
+    }
 }
 
-/// Times to first token of `n` concurrent streamed chats through the dispatcher at `base_url`
-/// (µs), and how many did not end with `done` carrying `expected`.
+/// What the streams through switchyard showed.
+#[derive(Debug, Default)]
+pub struct ViaSwitchyard {
+    /// Times to first token, µs.
+    pub ttft_us: Vec<u64>,
+    /// Send → first entry written, µs (ms resolution).
+    pub written_us: Vec<u64>,
+    /// First entry written → read by the client, µs (ms resolution).
+    pub delivered_us: Vec<u64>,
+    /// Streams that did not end with the whole answer.
+    pub incomplete: usize,
+}
+
+/// Runs `n` streamed chats through the dispatcher at `base_url`, one every
+/// [`TOKEN_INTERVAL`], each expecting `expected` in its `done`.
 pub async fn switchyard_ttft(
     base_url: &str,
     secret: &str,
     n: usize,
     expected: &str,
-) -> Result<(Vec<u64>, usize), BenchError> {
+) -> Result<ViaSwitchyard, BenchError> {
     let http = client(Duration::from_secs(300))?;
     let url = format!("{base_url}/api/chat");
+    let began = Instant::now();
     let readers: Vec<_> = (0..n)
         .map(|i| {
-            let args = (http.clone(), url.clone(), secret.to_owned());
-            tokio::spawn(one_chat(args.0, args.1, args.2, i, expected.to_owned()))
+            let (h, u, s) = (http.clone(), url.clone(), secret.to_owned());
+            tokio::spawn(one_chat(h, u, s, i, began, expected.to_owned()))
         })
         .collect();
-    let (mut out, mut incomplete) = (Vec::with_capacity(n), 0);
+    let mut out = ViaSwitchyard::default();
     for r in readers {
-        let (ttft, done) = r.await?;
-        out.extend(ttft);
-        incomplete += usize::from(!done);
+        let s = r.await?;
+        out.ttft_us.extend(s.ttft_us);
+        out.written_us.extend(s.written_ms.map(|m| m * 1000));
+        out.delivered_us.extend(s.delivered_ms.map(|m| m * 1000));
+        out.incomplete += usize::from(!s.done);
     }
-    Ok((out, incomplete))
+    Ok(out)
 }
 
 /// Open streams: each has read its `start` event; dropping it closes them.
