@@ -183,6 +183,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         waiter.close();
         hub.close();
     };
+    // Without TCP_NODELAY a small SSE frame waits for the ACK of the previous one, which the
+    // client may delay by 40 ms: that was the tail of streamed deltas.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |s| {
+        let _ = s.set_nodelay(true);
+    });
     let served = axum::serve(listener, http::router(state))
         .with_graceful_shutdown(stopping)
         .await;
