@@ -16,7 +16,8 @@
 //! - [`latency`]: open-loop arrival, send → `succeeded` event.
 //! - [`wait`]: sequential `?wait_ms=` round trips.
 //! - [`streaming`]: time to first token through switchyard vs straight from a local provider,
-//!   Redis commands per streamed token, dispatcher RSS with 1,000 open streams.
+//!   Redis commands per streamed token, dispatcher RSS with 1,000 open streams;
+//!   [`stream_load`]: its clients.
 //! - [`info`]: `INFO` text → typed structs; [`efficiency`]: Redis cost per task from two of them.
 //! - [`percentile`]: latency samples → p50/p95/p99/max.
 //! - [`report`]: every figure, targets, failures, the `BENCH_JSON` line; [`table`]: the table.
@@ -37,6 +38,7 @@ pub mod procs;
 pub mod redis_server;
 pub mod report;
 pub mod services;
+pub mod stream_load;
 pub mod streaming;
 pub mod table;
 pub mod wait;
