@@ -1,8 +1,7 @@
-//! Streaming through `Router::oneshot` and the fan-out duty through `tick()`, against a real
-//! Redis with output entries written by the one writer (`shared::output::append`) as a worker
-//! would: bad input answered as JSON before any SSE byte, the events and ids of a task's output,
-//! resuming exactly after any event, live delivery, a slow client dropped from the fan-out, and
-//! a subscription that interrupts a blocked read.
+//! Streaming through `Router::oneshot` against a real Redis, with output entries written by the
+//! one writer (`shared::output::append`) as a worker would: bad input answered as JSON before
+//! any SSE byte, the events and ids of a task's output, resuming exactly after any event, and
+//! live delivery until the task ends. The fan-out duty's own tests are in `streams_duty.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,7 @@ use axum::http::{Request, StatusCode, header};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use switchyard_dispatcher::state::AppState;
-use switchyard_dispatcher::streams::{Hub, OutputTail};
+use switchyard_dispatcher::streams::OutputTail;
 use switchyard_dispatcher::waiter::EventTail;
 use switchyard_dispatcher::{Settings, app_state, http};
 use switchyard_shared::output::{self, AttemptEnd, Entry};
@@ -360,119 +359,4 @@ async fn a_live_stream_gets_output_written_after_it_opened_and_ends_with_the_tas
         "the client left the fan-out"
     );
     stop.cancel();
-}
-
-#[tokio::test]
-async fn tick_fans_out_to_every_client_and_drops_one_whose_buffer_is_full() {
-    let api = api();
-    let hub = Hub::new(1);
-    let mut tail = OutputTail::new(
-        hub.clone(),
-        api.state.pool.clone(),
-        api.settings.redis.clone(),
-    );
-    let key = api
-        .state
-        .keys
-        .output("chat", "chat-01JDX3N4Z7Q8R9S0T1V2W3X4Y5");
-    let (mut slow, _) = hub.subscribe(&key, "0-0");
-    let (mut quick, _) = hub.subscribe(&key, "0-0");
-    let mut con = connection(&api.settings.redis.redis_url).await;
-    output::append(
-        &mut con,
-        &key,
-        &[delta(1, "a")],
-        100,
-        Some(Duration::from_secs(60)),
-    )
-    .await
-    .expect("append");
-    assert_eq!(tail.tick().await.expect("tick"), 1);
-    assert_eq!(
-        quick.rx.recv().await.expect("chunk")[0].entry,
-        delta(1, "a")
-    );
-    output::append(
-        &mut con,
-        &key,
-        &[delta(1, "b")],
-        100,
-        Some(Duration::from_secs(60)),
-    )
-    .await
-    .expect("append");
-    assert_eq!(tail.tick().await.expect("tick"), 1);
-    assert_eq!(
-        quick.rx.recv().await.expect("chunk")[0].entry,
-        delta(1, "b")
-    );
-    // The slow client still holds its first read: it was dropped rather than buffered for.
-    assert_eq!(slow.rx.recv().await.expect("chunk")[0].entry, delta(1, "a"));
-    assert!(slow.rx.recv().await.is_none(), "dropped from the fan-out");
-    assert_eq!(hub.clients(), 1);
-    // A later subscriber is told what the fan-out read before it came.
-    let (_late, gap) = hub.subscribe(&key, "0-0");
-    assert!(
-        gap.is_some(),
-        "the entries read before must be read by the late client"
-    );
-}
-
-#[tokio::test]
-async fn a_new_subscription_interrupts_a_blocked_read() {
-    let api = api();
-    let hub = Hub::new(8);
-    let mut tail = OutputTail::new(
-        hub.clone(),
-        api.state.pool.clone(),
-        api.settings.redis.clone(),
-    );
-    let idle = api
-        .state
-        .keys
-        .output("chat", "chat-01JDX3N4Z7Q8R9S0T1V2W3X4Y5");
-    let (_idle, _) = hub.subscribe(&idle, "0-0");
-    let mut con = connection(&api.settings.redis.redis_url).await;
-    output::append(
-        &mut con,
-        &idle,
-        &[delta(1, "a")],
-        100,
-        Some(Duration::from_secs(60)),
-    )
-    .await
-    .expect("append");
-    // Connects and reads that entry, so the timed read below is one blocked XREAD.
-    assert_eq!(tail.tick().await.expect("tick"), 1);
-    let reading = tokio::spawn(async move {
-        let began = Instant::now();
-        let r = tail.tick().await;
-        (began.elapsed(), r)
-    });
-    switchyard_tests::poll_until("the XREAD to block", Duration::from_secs(5), || {
-        let mut con = con.clone();
-        async move {
-            let clients: String = redis::cmd("CLIENT")
-                .arg("LIST")
-                .query_async(&mut con)
-                .await
-                .ok()?;
-            clients
-                .lines()
-                .any(|l| l.contains("cmd=xread") && l.contains("flags=b"))
-                .then_some(())
-        }
-    })
-    .await;
-    let fresh = api
-        .state
-        .keys
-        .output("chat", "chat-01JDX3N4Z7Q8R9S0T1V2W3X4Y6");
-    let (_fresh, _) = hub.subscribe(&fresh, "0-0");
-    let (took, r) = reading.await.expect("join");
-    r.expect("tick");
-    assert!(
-        took < Duration::from_millis(1_500),
-        "the blocked read ended after {took:?}, not at its 2 s block"
-    );
 }
