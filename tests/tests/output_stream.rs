@@ -1,5 +1,5 @@
 //! The worker side of streamed answers through the real binaries (issue 17), with the `openai`
-//! provider pointed at the local provider server: a chat task's text reaches its output stream
+//! (and `anthropic`) provider pointed at the local provider server: a chat task's text reaches its output stream
 //! coalesced into a few entries of attempt 1 ending in an end entry, and adds up to the result; a
 //! worker SIGKILLed mid-answer leaves its partial attempt 1 and the next attempt writes attempt 2
 //! (the session holds the turn once); cancelling a running chat closes the provider connection.
@@ -74,13 +74,31 @@ fn text(entries: &[(u64, Entry)], attempt: u32) -> String {
         .collect()
 }
 
+fn anthropic_env(server: &ProviderServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("LLM_PROVIDER", "anthropic".to_owned()),
+        ("ANTHROPIC_BASE_URL", server.url()),
+        ("ANTHROPIC_API_KEY", "sk-ant-local".to_owned()),
+        ("LLM_MODEL", "claude-local".to_owned()),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_chat_answer_streams_into_its_output_stream_in_a_few_entries_and_an_end() {
+async fn an_openai_answer_streams_into_its_output_stream_in_a_few_entries_and_an_end() {
+    streams_into_the_output_stream(openai_env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_answer_streams_into_its_output_stream_in_a_few_entries_and_an_end() {
+    streams_into_the_output_stream(anthropic_env).await;
+}
+
+async fn streams_into_the_output_stream(env: fn(&ProviderServer) -> Vec<(&'static str, String)>) {
     let server = ProviderServer::start(Reply::tokens(60).delay(Duration::from_millis(10))).await;
     let redis = shared_redis();
     let prefix = unique_prefix();
     let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
-    let env = openai_env(&server);
+    let env = env(&server);
     let _w = spawn_worker(redis.url(), &prefix, "w-stream", &pairs(&env)).await;
 
     let id = enqueue_chat(&d, "s1").await;
