@@ -187,6 +187,10 @@ impl ProviderServer {
             .expect("cannot bind the provider server on loopback");
         let addr = listener.local_addr().expect("bound address");
         let task = tokio::spawn(async move {
+            // Tokens are small writes: without TCP_NODELAY each waits for the last one's ACK.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |s| {
+                let _ = s.set_nodelay(true);
+            });
             let _ = axum::serve(listener, app).await;
         });
         Self { addr, shared, task }

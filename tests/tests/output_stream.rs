@@ -113,7 +113,7 @@ async fn streams_into_the_output_stream(env: fn(&ProviderServer) -> Vec<(&'stati
     assert_eq!(text(&got, 1), response, "the deltas add up to the result");
     let deltas = got.len() - 1;
     println!("60 tokens over ~600 ms: {deltas} delta entries and an end entry");
-    // ~600 ms of tokens in 50 ms flushes, plus the first token on its own.
+    // ~600 ms of tokens in 100 ms flushes, plus the first token on its own.
     assert!(
         (3..=30).contains(&deltas),
         "60 tokens coalesced into {deltas} delta entries"
