@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamRangeReply;
 use switchyard_shared::Pool;
-use switchyard_shared::config::RedisConfig;
+use switchyard_shared::config::{DEFAULT_OUTPUT_FLUSH_BYTES, DEFAULT_OUTPUT_FLUSH_MS, RedisConfig};
 use switchyard_shared::output::{AttemptEnd, Entry, decode};
 use switchyard_shared::store::create_pool;
 use switchyard_tests::{RedisServer, connection, shared_redis, unique_prefix};
@@ -217,9 +217,10 @@ async fn an_end_that_cannot_be_written_gives_up_after_its_patience() {
     );
 }
 
-/// The cost target of issue 17: 200 concurrent answers of 200 tokens, one token every 5 ms.
+/// The cost target of issue 17 with the default settings: 200 concurrent answers of 200 tokens,
+/// one token every 5 ms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_streamed_answers_cost_at_most_0_15_commands_per_token() {
+async fn two_hundred_streamed_answers_cost_at_most_0_08_commands_per_token() {
     const ANSWERS: usize = 200;
     const TOKENS: usize = 200;
     let redis = RedisServer::start();
@@ -238,7 +239,12 @@ async fn two_hundred_streamed_answers_cost_at_most_0_15_commands_per_token() {
         // Answers start spread over one token period, as independent streams would.
         let start = tokio::time::Instant::now() + Duration::from_micros(25 * i as u64);
         answers.push(tokio::spawn(async move {
-            let (writer, sink) = OutputWriter::start(p, key, 1, settings(50, 4096));
+            let (writer, sink) = OutputWriter::start(
+                p,
+                key,
+                1,
+                settings(DEFAULT_OUTPUT_FLUSH_MS, DEFAULT_OUTPUT_FLUSH_BYTES),
+            );
             let mut tick = tokio::time::interval_at(start, Duration::from_millis(5));
             let mut first_sent_ms = 0;
             for t in 0..TOKENS {
@@ -296,7 +302,9 @@ async fn two_hundred_streamed_answers_cost_at_most_0_15_commands_per_token() {
         first_lag[first_lag.len() / 2],
         first_lag[first_lag.len() * 99 / 100],
     );
-    assert!(per_token <= 0.15, "{per_token:.3} commands per token");
+    // The worker's share of the issue's 0.3 per token: the task's own life costs ~0.17 (start,
+    // completion, events) and the dispatchers' reads the rest.
+    assert!(per_token <= 0.08, "{per_token:.3} commands per token");
 }
 
 fn now_ms() -> u64 {

@@ -23,7 +23,7 @@ pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
 /// `max_tokens` sent to Anthropic when `LLM_MAX_TOKENS` is unset (the messages API requires one).
 pub const DEFAULT_ANTHROPIC_MAX_TOKENS: u32 = 1_024;
-/// Default `LLM_TIMEOUT_MS`: bound of one provider HTTP request.
+/// Default `LLM_TIMEOUT_MS`: longest silence of a provider (before or within its answer).
 pub const DEFAULT_LLM_TIMEOUT_MS: u64 = 60_000;
 /// Default `LLM_CONNECT_TIMEOUT_MS`: bound of connecting to a provider.
 pub const DEFAULT_LLM_CONNECT_TIMEOUT_MS: u64 = 5_000;
@@ -66,7 +66,8 @@ pub struct LlmConfig {
     /// `LLM_MAX_TOKENS`: most tokens an answer may have; unset: the provider's default
     /// (Anthropic, which needs a value, gets 1024).
     pub llm_max_tokens: Option<u32>,
-    /// `LLM_TIMEOUT_MS`: bound of one provider HTTP request.
+    /// `LLM_TIMEOUT_MS`: longest silence of a provider: waiting for its answer to start, or
+    /// between two reads of a streamed answer (the task timeout bounds the whole answer).
     #[serde(rename = "llm_timeout_ms", with = "millis")]
     pub llm_timeout: Duration,
     /// `LLM_CONNECT_TIMEOUT_MS`: bound of connecting to a provider.

@@ -39,7 +39,7 @@ pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 pub const REGISTRY_TTL_HEARTBEATS: u32 = 3;
 /// Default `OUTPUT_FLUSH_MS`: longest a streamed delta waits in the worker before it is written
 /// to the task's output stream (the first delta of an attempt never waits).
-pub const DEFAULT_OUTPUT_FLUSH_MS: u64 = 50;
+pub const DEFAULT_OUTPUT_FLUSH_MS: u64 = 100;
 /// Default `OUTPUT_FLUSH_BYTES`: buffered text that is written at once, without waiting.
 pub const DEFAULT_OUTPUT_FLUSH_BYTES: usize = 4_096;
 /// Largest `OUTPUT_FLUSH_MS`: beyond it a reader would watch a silent stream.

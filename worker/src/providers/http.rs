@@ -129,32 +129,7 @@ impl HttpClient {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if !status.is_success() || !is_sse {
-            let retry_after = retry_after(resp.headers());
-            let text = resp
-                .text()
-                .await
-                .map_err(|e| transient(format!("reading the answer: {}", describe(&e))))?;
-            if status.is_success() {
-                let answer: Value = serde_json::from_str(&text)
-                    .map_err(|e| permanent(format!("answer is not JSON: {e}")))?;
-                let mut decoder = D::default();
-                decoder.whole(answer, sink).map_err(plain)?;
-                return Ok(decoder);
-            }
-            let message = format!("HTTP {status}: {}", provider_message(&text, key));
-            return Err(
-                if status == StatusCode::TOO_MANY_REQUESTS
-                    || status == StatusCode::REQUEST_TIMEOUT
-                    || status.is_server_error()
-                {
-                    Attempt {
-                        retry_after,
-                        ..transient(message)
-                    }
-                } else {
-                    permanent(message)
-                },
-            );
+            return whole_or_error(resp, provider, key, sink).await;
         }
         let mut decoder = D::default();
         let mut events = resp.bytes_stream().eventsource();
@@ -181,6 +156,51 @@ impl HttpClient {
             ))
         }
     }
+}
+
+/// Reads an answer that is not a stream: one whole JSON answer after a success, the provider's
+/// error otherwise (429, 408 and 5xx transient, with their `Retry-After`; other codes permanent).
+async fn whole_or_error<D: Decoder>(
+    resp: reqwest::Response,
+    provider: &'static str,
+    key: Option<&Secret>,
+    sink: &Sink,
+) -> Result<D, Attempt> {
+    let transient = |message: String| Attempt {
+        error: ProviderError::Retryable { provider, message },
+        retry_after: None,
+    };
+    let permanent = |message: String| Attempt {
+        error: ProviderError::Permanent { provider, message },
+        retry_after: None,
+    };
+    let status = resp.status();
+    let retry_after = retry_after(resp.headers());
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| transient(format!("reading the answer: {}", describe(&e))))?;
+    if status.is_success() {
+        let answer: Value = serde_json::from_str(&text)
+            .map_err(|e| permanent(format!("answer is not JSON: {e}")))?;
+        let mut decoder = D::default();
+        decoder.whole(answer, sink).map_err(plain)?;
+        return Ok(decoder);
+    }
+    let message = format!("HTTP {status}: {}", provider_message(&text, key));
+    Err(
+        if status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT
+            || status.is_server_error()
+        {
+            Attempt {
+                retry_after,
+                ..transient(message)
+            }
+        } else {
+            permanent(message)
+        },
+    )
 }
 
 /// Reads one provider's answer, event by event, handing text to the sink as it comes.
