@@ -3,7 +3,8 @@
 #
 #   ROOT_URL=http://127.0.0.1:3000 ROOT_NODE_SECRET=… ops/e2e.sh
 #
-# Steps: health, auth, workers, chat (two turns of one session), tool task, queues, metrics.
+# Steps: health, auth, workers, chat (two turns of one session), streamed chat (SSE, then a
+# resume with Last-Event-ID), tool task, queues, metrics.
 # Stops at the first failing step, names it and exits 1; prints "e2e: N passed, 0 failed" at the
 # end otherwise. Needs curl and python3. It enqueues a few small tasks and leaves them (they
 # expire with RESULT_TTL_S).
@@ -100,6 +101,68 @@ http POST /api/chat "{\"session_id\":\"$session\",\"message\":\"second turn\"}"
 expect_status 200
 json 'len(j["response"]) > 0' >/dev/null
 ok "2 turns, answered by $w"
+
+# sse METHOD PATH [JSON] [LAST_EVENT_ID]: reads a whole SSE answer into $TMP/sse; sets STATUS.
+sse() {
+  local method=$1 path=$2 body=${3:-} last=${4:-}
+  local -a args=(-sS -N -o "$TMP/sse" -w '%{http_code}' -X "$method" --max-time $((WAIT_MS / 1000 + 5)))
+  [[ -n $SECRET ]] && args+=(-H "Authorization: Bearer $SECRET")
+  [[ -n $body ]] && args+=(-H 'content-type: application/json' --data-binary "$body")
+  [[ -n $last ]] && args+=(-H "Last-Event-ID: $last")
+  STATUS=$(curl "${args[@]}" "$ROOT_URL$path" 2>"$TMP/curl.err") || STATUS="000"
+  [[ $STATUS == 000 ]] && fail "$method $ROOT_URL$path: $(tr '\n' ' ' <"$TMP/curl.err")"
+  cp "$TMP/sse" "$TMP/body"
+}
+
+# sse_check EXPR: evaluates a Python expression over the events of the last SSE answer (`ev`, a
+# list of {id, event, data} with data decoded from JSON); prints the result.
+sse_check() {
+  python3 - "$1" "$TMP/sse" <<'PY' || fail "unexpected stream: $(head -c 600 "$TMP/sse")"
+import json, sys
+expr, path = sys.argv[1], sys.argv[2]
+ev = []
+for block in open(path).read().replace("\r\n", "\n").split("\n\n"):
+    e = {"id": None, "event": "message", "data": ""}
+    seen = False
+    for line in block.split("\n"):
+        k, _, v = line.partition(":")
+        v = v[1:] if v.startswith(" ") else v
+        if k in ("id", "event", "data") and line[:1] != ":":
+            e[k] = v
+            seen = True
+    if seen:
+        e["data"] = json.loads(e["data"]) if e["data"] else None
+        ev.append(e)
+def text(events):
+    last = max([i for i, e in enumerate(events) if e["event"] == "restart"], default=-1)
+    return "".join(e["data"]["text"] for e in events[last + 1:] if e["event"] == "delta")
+r = eval(expr)
+if r is False or r is None:
+    sys.exit(1)
+print(r if not isinstance(r, bool) else "")
+PY
+}
+
+step stream
+sse POST /api/chat "{\"session_id\":\"$session\",\"message\":\"stream this\",\"stream\":true}"
+expect_status 200
+sse_check 'ev[0]["event"] == "start" and ev[-1]["event"] == "done" and all(e["id"] for e in ev)' >/dev/null
+sse_check 'any(e["event"] == "delta" for e in ev) and text(ev) == ev[-1]["data"]["response"]' >/dev/null
+task=$(sse_check 'ev[0]["data"]["task_id"]')
+first=$(sse_check 'next(e["id"] for e in ev if e["event"] == "delta")')
+n=$(sse_check 'len(ev)')
+cp "$TMP/sse" "$TMP/sse.all"
+sse GET "/api/tasks/$task/stream" "" "$first"
+expect_status 200
+python3 - "$TMP/sse.all" "$TMP/sse" <<'PY' || fail "the resumed stream is not the rest of the first one"
+import sys
+a, b = (open(p).read().split("\n\n") for p in sys.argv[1:])
+strip = lambda blocks: [x for x in blocks if x.strip() and not x.startswith(":")]
+a, b = strip(a), strip(b)
+i = next(k for k, x in enumerate(a) if "event: delta" in x or "event:delta" in x)
+sys.exit(0 if a[i + 1:] == b else 1)
+PY
+ok "$n events, deltas add up to done; resumed after the first delta"
 
 step tool
 http POST "/api/tasks?wait_ms=$WAIT_MS" '{"kind":"tool","payload":{"tool":"echo","args":{"e2e":42}}}'

@@ -6,6 +6,10 @@
 //! - [`http`]: the API, one file per resource, errors, auth.
 //! - [`submit`]: validation and enqueueing of a new task.
 //! - [`waiter`]: tails the events streams and wakes waiting requests.
+//! - [`streams`]: reads the output streams of streamed tasks and fans them out to clients.
+//! - [`subscription`]: one streaming client: its task's events, in order, until the end.
+//! - [`replay`]: output entries → SSE events and their ids (the same on every dispatcher).
+//! - [`disconnect`]: cancel on client disconnect, with a grace period to resume a stream.
 //! - [`promoter`]: moves due delayed tasks back into their streams.
 //! - [`stats`]: queue statistics in one pipeline.
 //! - [`sampler`]: refreshes the Prometheus queue and worker gauges every few seconds.
@@ -14,13 +18,17 @@
 //!
 //! [`run`] is the supervisor: start-up checks, background duties, serving, shutdown order.
 
+pub mod disconnect;
 pub mod http;
 pub mod promoter;
 pub mod recent;
+pub mod replay;
 pub mod sampler;
 pub mod state;
 pub mod stats;
+pub mod streams;
 pub mod submit;
+pub mod subscription;
 pub mod waiter;
 
 use std::net::SocketAddr;
@@ -104,6 +112,7 @@ pub fn app_state(settings: &Settings) -> Result<AppState, StoreError> {
             events_maxlen: settings.redis.events_maxlen,
         },
         waiter: Waiter::default(),
+        streams: streams::Hub::new(settings.dispatcher.stream_buffer),
         recent: recent::Recent::default(),
         metrics: switchyard_shared::metrics::install(),
     })
@@ -151,6 +160,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         state.cfg.promote_interval,
     );
     let promoter = tokio::spawn(promoter.run(background.clone()));
+    let outputs = streams::OutputTail::new(
+        state.streams.clone(),
+        state.pool.clone(),
+        settings.redis.clone(),
+    );
+    let outputs = tokio::spawn(outputs.run(background.clone()));
     let sampler = tokio::spawn(sampler::Sampler::new(state.clone()).run(background.clone()));
     let upkeep = tokio::spawn(switchyard_shared::metrics::upkeep(
         state.metrics.clone(),
@@ -159,17 +174,25 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
 
     info!(%addr, queues = ?state.cfg.queues, "dispatcher listening");
     let waiter = state.waiter.clone();
+    let hub = state.streams.clone();
     // On shutdown: stop accepting, answer waiting requests with the task's state as it is (the
-    // task itself goes on), and let requests in flight finish.
+    // task itself goes on), end the SSE streams (their clients resume on another dispatcher),
+    // and let requests in flight finish.
     let stopping = async move {
         shutdown.cancelled().await;
         waiter.close();
+        hub.close();
     };
+    // Without TCP_NODELAY a small SSE frame waits for the ACK of the previous one, which the
+    // client may delay by 40 ms: that was the tail of streamed deltas.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |s| {
+        let _ = s.set_nodelay(true);
+    });
     let served = axum::serve(listener, http::router(state))
         .with_graceful_shutdown(stopping)
         .await;
     background.cancel();
-    let _ = tokio::join!(tail, promoter, sampler, upkeep);
+    let _ = tokio::join!(tail, promoter, outputs, sampler, upkeep);
     info!("dispatcher stopped");
     served.map_err(DispatcherError::Serve)
 }

@@ -8,6 +8,7 @@ use switchyard_shared::keys::Keys;
 use switchyard_shared::scripts::Retention;
 
 use crate::recent::Recent;
+use crate::streams::Hub;
 use crate::waiter::Waiter;
 
 /// Shared state, cheap to clone.
@@ -27,6 +28,8 @@ pub struct AppState {
     pub waiter: Waiter,
     /// Tasks finished in the last minute, for `GET /api/metrics`.
     pub recent: Recent,
+    /// Streaming clients' fan-out from the output streams.
+    pub streams: Hub,
     /// Renders `GET /metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

@@ -39,6 +39,9 @@ pub struct NewTask {
     /// Deduplication key: a second submission with it returns the first task.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// `POST /api/tasks?wait_ms=`: cancel the task if the client goes away before the answer.
+    #[serde(default)]
+    pub cancel_on_disconnect: bool,
 }
 
 /// What enqueueing produced.

@@ -65,6 +65,13 @@ impl Keys {
         self.queue_key(queue, &format!("out:{id}"))
     }
 
+    /// String (counter) with TTL: how many times a client opened the task's stream
+    /// (`GET /api/tasks/{id}/stream`). A dispatcher whose streaming client went away compares it
+    /// at the end of `RESUME_GRACE_MS`: a resume on any dispatcher keeps the task running.
+    pub fn resumes(&self, queue: &str, id: &str) -> String {
+        self.queue_key(queue, &format!("resumes:{id}"))
+    }
+
     /// String with TTL: idempotency key → task id.
     pub fn idempotency(&self, queue: &str, key: &str) -> String {
         self.queue_key(queue, &format!("idem:{key}"))
@@ -106,6 +113,7 @@ mod tests {
         assert_eq!(k.stats("chat"), "sy:{chat}:stats");
         assert_eq!(k.idempotency("chat", "abc"), "sy:{chat}:idem:abc");
         assert_eq!(k.output("chat", "chat-01J"), "sy:{chat}:out:chat-01J");
+        assert_eq!(k.resumes("chat", "chat-01J"), "sy:{chat}:resumes:chat-01J");
         assert_eq!(k.worker("w1"), "sy:worker:w1");
         assert_eq!(k.workers(), "sy:workers");
         assert_eq!(k.session("s1"), "sy:session:s1");

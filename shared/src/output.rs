@@ -3,8 +3,10 @@
 //! their attempt, and one end entry per attempt. A new attempt after a worker's death or a retry
 //! simply writes entries with a higher attempt number; readers derive `restart` from that.
 //!
-//! Every write caps the stream (`MAXLEN ~`) and renews its TTL, so an output stream expires
-//! with (at most `ttl` after) the task's last write, like the task record.
+//! Every write caps the stream (`MAXLEN ~`). The writer renews the TTL on an attempt's first and
+//! last write (and when half of it passed), not on every write, to keep Redis commands per token
+//! low; so an output stream expires at most `ttl` after its attempt's last write, like the task
+//! record.
 
 use std::time::Duration;
 
@@ -133,13 +135,13 @@ pub fn decode(entry: &StreamId) -> Result<Stored, OutputError> {
 }
 
 /// Appends `entries` to the output stream `key` in one round trip, capping it at `maxlen`
-/// (approximately) and renewing its TTL. The one writer of the format.
+/// (approximately) and, when `ttl` is given, renewing its TTL. The one writer of the format.
 pub async fn append<C: ConnectionLike>(
     con: &mut C,
     key: &str,
     entries: &[Entry],
     maxlen: u64,
-    ttl: Duration,
+    ttl: Option<Duration>,
 ) -> redis::RedisResult<()> {
     if entries.is_empty() {
         return Ok(());
@@ -158,10 +160,12 @@ pub async fn append<C: ConnectionLike>(
         }
         cmd.ignore();
     }
-    pipe.cmd("PEXPIRE")
-        .arg(key)
-        .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
-        .ignore();
+    if let Some(ttl) = ttl {
+        pipe.cmd("PEXPIRE")
+            .arg(key)
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+            .ignore();
+    }
     pipe.query_async(con).await
 }
 

@@ -7,15 +7,21 @@
 //! - [`redis_server`]: [`RedisServer`] per test, or [`shared_redis`] per test process.
 //! - [`process`]: [`Proc`], a child with a clean environment and a log file, killed on drop.
 //! - [`binaries`]: [`bin_path`], the workspace binaries, rebuilt when stale.
+//! - [`provider_server`]: [`ProviderServer`], a local OpenAI / Anthropic API with scripted
+//!   (streamed) answers; [`provider_wire`]: the bytes of both formats.
 //! - [`services`]: [`spawn_dispatcher`] / [`Dispatcher`], [`spawn_worker`] / [`Worker`], started
 //!   and waited for until `/health` answers.
+//! - [`sse`]: an SSE client: parse event streams, read a live one event by event.
 //! - here: [`poll_until`], [`unique_prefix`], [`connection`], [`free_port`],
 //!   [`queued_tool_record`].
 
 pub mod binaries;
 pub mod process;
+pub mod provider_server;
+pub mod provider_wire;
 pub mod redis_server;
 pub mod services;
+pub mod sse;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -29,6 +35,7 @@ use switchyard_shared::task::TaskKind;
 
 pub use binaries::bin_path;
 pub use process::Proc;
+pub use provider_server::{Failure, ProviderServer, Reply, Served};
 pub use redis_server::{REDIS_URL_ENV, RedisServer, shared_redis};
 pub use services::{Dispatcher, Response, Worker, spawn_dispatcher, spawn_worker};
 

@@ -9,7 +9,7 @@ use switchyard_shared::task::{ChatMessage, ChatPayload, decode_payload};
 use tracing::debug;
 
 use crate::context::Ctx;
-use crate::providers::{ChatRequest, Provider};
+use crate::providers::{ChatRequest, Provider, Sink};
 use crate::tools::ToolError;
 
 /// A session message as stored: the message plus the task that wrote it, which makes appending
@@ -22,12 +22,14 @@ struct StoredMessage {
     task_id: String,
 }
 
-/// Runs the chat task `task_id` with `payload` and returns its result JSON.
+/// Runs the chat task `task_id` with `payload`, streaming the answer's text to `sink`, and
+/// returns its result JSON.
 pub async fn run(
     ctx: &Ctx,
     provider: &Provider,
     task_id: &str,
     payload: &Value,
+    sink: &Sink,
 ) -> Result<Value, ToolError> {
     let p: ChatPayload =
         decode_payload(payload).map_err(|e| ToolError::Permanent(e.to_string()))?;
@@ -60,7 +62,7 @@ pub async fn run(
         system: p.system.clone(),
         messages,
     };
-    let answer = provider.complete(&req).await.map_err(|e| {
+    let answer = provider.complete(&req, sink).await.map_err(|e| {
         if e.is_retryable() {
             ToolError::Retryable(e.to_string())
         } else {

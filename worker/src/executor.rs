@@ -1,6 +1,8 @@
 //! Runs one started task to exactly one [`Outcome`]: its result, an error (retryable or not), a
 //! timeout, a cancel request, shutdown, or the loss of its lease. A panicking task is an error
-//! worth a retry, never a crashed worker.
+//! worth a retry, never a crashed worker. A chat task's text streams to its output stream while
+//! it runs; the attempt's end entry is written before the outcome is handed on. Stopping a task
+//! drops its future, and with it any provider request in flight (its connection is closed).
 
 use serde_json::Value;
 use switchyard_shared::scripts::Runnable;
@@ -8,8 +10,10 @@ use switchyard_shared::task::TaskKind;
 
 use crate::chat;
 use crate::context::{Ctx, InFlight, StopReason};
-use crate::providers::Provider;
+use crate::output::{OutputSettings, OutputWriter};
+use crate::providers::{Provider, Sink};
 use std::sync::Arc;
+use switchyard_shared::output::{AttemptEnd, DEFAULT_MAXLEN};
 
 use crate::tools::{ToolError, Toolbox};
 
@@ -55,6 +59,18 @@ impl Executor {
             Err(why) => return Outcome::Fail(why.clone()),
         };
         let timeout = task.timeout.unwrap_or(self.ctx.cfg.worker_timeout);
+        let (writer, sink) = match kind {
+            TaskKind::Chat => {
+                let (w, s) = OutputWriter::start(
+                    self.ctx.pool.clone(),
+                    self.ctx.keys.output(&flight.queue, &task.delivered.id),
+                    task.attempts,
+                    self.output_settings(),
+                );
+                (Some(w), s)
+            }
+            TaskKind::Tool => (None, Sink::discard()),
+        };
         let (ctx, provider, toolbox, id) = (
             self.ctx.clone(),
             self.provider.clone(),
@@ -65,10 +81,10 @@ impl Executor {
         let mut handle = tokio::spawn(async move {
             match kind {
                 TaskKind::Tool => toolbox.run(&payload).await,
-                TaskKind::Chat => chat::run(&ctx, &provider, &id, &payload).await,
+                TaskKind::Chat => chat::run(&ctx, &provider, &id, &payload, &sink).await,
             }
         });
-        tokio::select! {
+        let outcome = tokio::select! {
             joined = &mut handle => match joined {
                 Ok(Ok(v)) => Outcome::Done(v),
                 Ok(Err(ToolError::Retryable(m))) => Outcome::Retry(m),
@@ -88,6 +104,25 @@ impl Executor {
                     Some(StopReason::Shutdown) | None => Outcome::HandBack,
                 }
             }
+        };
+        if let Some(writer) = writer {
+            let end = match &outcome {
+                Outcome::Done(_) => Some(AttemptEnd::Finished),
+                // Another worker owns the task now and writes its own attempt.
+                Outcome::Abandon => None,
+                _ => Some(AttemptEnd::Failed),
+            };
+            writer.finish(end).await;
+        }
+        outcome
+    }
+
+    fn output_settings(&self) -> OutputSettings {
+        OutputSettings {
+            flush_interval: self.ctx.cfg.output_flush,
+            flush_bytes: self.ctx.cfg.output_flush_bytes,
+            ttl: self.ctx.retention.result_ttl,
+            maxlen: DEFAULT_MAXLEN,
         }
     }
 }

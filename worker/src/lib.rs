@@ -14,6 +14,7 @@
 //! - [`shutdown`]: hands pending entries back to their queues; leaves the groups.
 //! - [`health`]: `GET /health`.
 //! - [`tools`], [`providers`], [`chat`]: what tasks run.
+//! - [`output`]: writes a chat attempt's streamed text to its output stream, coalesced.
 //! - [`capabilities`]: which tools this worker serves and which queues carry them.
 //! - [`backoff`]: retry delays.
 //! - [`context`]: state shared by all of the above.
@@ -31,6 +32,7 @@ pub mod context;
 pub mod executor;
 pub mod health;
 pub mod heartbeat;
+pub mod output;
 pub mod providers;
 pub mod reclaimer;
 pub mod reporter;

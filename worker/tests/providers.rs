@@ -1,13 +1,14 @@
 //! The `openai` and `anthropic` providers against local servers that speak their APIs (wiremock on
-//! loopback): request shape, answer parsing, usage, retries honouring `Retry-After`, fallback to
-//! the next provider, and permanent failures that name the provider but never the key.
+//! loopback) with whole JSON answers, as servers that ignore `stream` do: request shape, answer
+//! parsing, usage, retries honouring `Retry-After`, fallback to the next provider, and permanent
+//! failures that name the provider but never the key. Streamed answers: `streaming.rs`.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchyard_shared::config::WorkerConfig;
 use switchyard_shared::task::ChatMessage;
-use switchyard_worker::providers::{ChatRequest, Provider, ProviderError};
+use switchyard_worker::providers::{ChatRequest, Provider, ProviderError, Sink};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -95,7 +96,7 @@ async fn openai_sends_model_history_system_and_bearer_key_and_reads_usage() {
     ]);
 
     let answer = p
-        .complete(&second_turn(Some("gpt-asked")))
+        .complete(&second_turn(Some("gpt-asked")), &Sink::discard())
         .await
         .expect("answer");
     assert_eq!(answer.text, "You are Ada.");
@@ -117,6 +118,8 @@ async fn openai_sends_model_history_system_and_bearer_key_and_reads_usage() {
         body,
         json!({
             "model": "gpt-asked",
+            "stream": true,
+            "stream_options": {"include_usage": true},
             "messages": [
                 {"role": "system", "content": "be brief"},
                 {"role": "user", "content": "my name is Ada"},
@@ -127,7 +130,9 @@ async fn openai_sends_model_history_system_and_bearer_key_and_reads_usage() {
     );
 
     // Without a model in the task, LLM_MODEL is used.
-    p.complete(&second_turn(None)).await.expect("answer");
+    p.complete(&second_turn(None), &Sink::discard())
+        .await
+        .expect("answer");
     let body: Value = requests(&server).await[1].body_json().expect("JSON body");
     assert_eq!(body["model"], "gpt-default");
 }
@@ -147,7 +152,10 @@ async fn openai_compatible_servers_need_no_key() {
         ("OPENAI_BASE_URL", &format!("{}/v1", server.uri())),
         ("LLM_MODEL", "llama3.2"),
     ]);
-    let answer = p.complete(&second_turn(None)).await.expect("answer");
+    let answer = p
+        .complete(&second_turn(None), &Sink::discard())
+        .await
+        .expect("answer");
     assert_eq!(answer.text, "local");
     assert_eq!(answer.model, "llama3.2");
     assert_eq!(answer.usage.prompt_tokens, 0);
@@ -175,7 +183,10 @@ async fn anthropic_sends_system_apart_with_version_and_key_and_reads_usage() {
         ("LLM_MAX_TOKENS", "256"),
     ]);
 
-    let answer = p.complete(&second_turn(None)).await.expect("answer");
+    let answer = p
+        .complete(&second_turn(None), &Sink::discard())
+        .await
+        .expect("answer");
     assert_eq!(answer.text, "Ada.");
     assert_eq!(answer.provider, "anthropic");
     assert_eq!(answer.model, "claude-test");
@@ -195,6 +206,7 @@ async fn anthropic_sends_system_apart_with_version_and_key_and_reads_usage() {
         json!({
             "model": "claude-default",
             "max_tokens": 256,
+            "stream": true,
             "system": "be brief",
             "messages": [
                 {"role": "user", "content": "my name is Ada"},
@@ -229,7 +241,10 @@ async fn rate_limit_is_retried_after_the_servers_retry_after() {
         ("LLM_RETRY_BASE_MS", "10"),
     ]);
     let began = Instant::now();
-    let answer = p.complete(&second_turn(None)).await.expect("answer");
+    let answer = p
+        .complete(&second_turn(None), &Sink::discard())
+        .await
+        .expect("answer");
     assert_eq!(answer.text, "after the wait");
     assert_eq!(requests(&server).await.len(), 2);
     // Our own backoff is 10 ms: the second second came from Retry-After.
@@ -260,10 +275,13 @@ async fn retry_after_is_capped_by_llm_retry_max_ms() {
         ("LLM_RETRY_BASE_MS", "10"),
         ("LLM_RETRY_MAX_MS", "50"),
     ]);
-    let answer = tokio::time::timeout(Duration::from_secs(30), p.complete(&second_turn(None)))
-        .await
-        .expect("an hour-long Retry-After is capped")
-        .expect("answer");
+    let answer = tokio::time::timeout(
+        Duration::from_secs(30),
+        p.complete(&second_turn(None), &Sink::discard()),
+    )
+    .await
+    .expect("an hour-long Retry-After is capped")
+    .expect("answer");
     assert_eq!(answer.text, "soon enough");
 }
 
@@ -296,7 +314,7 @@ async fn server_errors_fall_back_to_the_next_provider_after_retries() {
         ("LLM_RETRY_BASE_MS", "10"),
     ]);
     let answer = p
-        .complete(&second_turn(Some("gpt-asked")))
+        .complete(&second_turn(Some("gpt-asked")), &Sink::discard())
         .await
         .expect("answer");
     assert_eq!(answer.provider, "anthropic");
@@ -335,7 +353,10 @@ async fn timeouts_fall_back_and_all_failing_is_retryable() {
         ("LLM_MAX_RETRIES", "0"),
         ("LLM_TIMEOUT_MS", "200"),
     ]);
-    let e = p.complete(&second_turn(None)).await.expect_err("both fail");
+    let e = p
+        .complete(&second_turn(None), &Sink::discard())
+        .await
+        .expect_err("both fail");
     assert!(e.is_retryable(), "{e:?}");
     assert!(
         matches!(e, ProviderError::Exhausted(ref v) if v.len() == 2),
@@ -376,7 +397,10 @@ async fn unauthorized_fails_permanently_naming_the_provider_not_the_key() {
         ("LLM_MODEL", "m"),
         ("LLM_RETRY_BASE_MS", "10"),
     ]);
-    let e = p.complete(&second_turn(None)).await.expect_err("refused");
+    let e = p
+        .complete(&second_turn(None), &Sink::discard())
+        .await
+        .expect_err("refused");
     assert!(
         matches!(
             e,

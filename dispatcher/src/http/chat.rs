@@ -1,18 +1,23 @@
-//! `POST /api/chat`: one conversation turn. Enqueues a chat task on the `chat` queue, waits up to
-//! `WORKER_TIMEOUT_MS` for a worker to answer, and returns the answer.
+//! `POST /api/chat`: one conversation turn. Enqueues a chat task on the `chat` queue and either
+//! waits up to `WORKER_TIMEOUT_MS` for the answer, or (`"stream": true`) answers at once with an
+//! SSE stream of the answer as it is written (see [`super::stream`]). A client that goes away
+//! before the answer cancels the task, unless the body says `"detach": true`.
 
 use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use switchyard_shared::chat::ChatResult;
-use switchyard_shared::task::{TaskKind, TaskState, new_task_id};
+use switchyard_shared::task::{Task, TaskKind, TaskState, new_task_id};
 
 use super::error::ApiError;
 use super::extract::ApiJson;
+use super::stream;
 use super::tasks::wait_for;
+use crate::disconnect::{DisconnectGuard, OnDisconnect};
 use crate::state::AppState;
 use crate::submit::{NewTask, submit};
 
@@ -31,13 +36,19 @@ pub struct ChatBody {
     /// System prompt.
     #[serde(default)]
     pub system: Option<String>,
+    /// Answer with an SSE stream of the answer as it is written.
+    #[serde(default)]
+    pub stream: bool,
+    /// Keep the task running when the client goes away.
+    #[serde(default)]
+    pub detach: bool,
 }
 
 /// Answers one chat turn.
 pub async fn chat(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<ChatBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let began = Instant::now();
     let session_id = body
         .session_id
@@ -59,48 +70,74 @@ pub async fn chat(
             timeout_ms: None,
             delay_ms: None,
             idempotency_key: None,
+            cancel_on_disconnect: false,
         },
     )
     .await?;
+    if body.stream {
+        let policy = if body.detach {
+            OnDisconnect::RunOn
+        } else {
+            OnDisconnect::streaming(state.cfg.resume_grace)
+        };
+        return stream::open_chat(&state, &submitted, &session_id, policy).await;
+    }
+    let policy = if body.detach {
+        OnDisconnect::RunOn
+    } else {
+        OnDisconnect::Cancel
+    };
+    let mut guard = DisconnectGuard::new(&state, &submitted.queue, &submitted.id, policy);
     let timeout = state.cfg.worker_timeout;
-    let task = wait_for(&state, &submitted.queue, &submitted.id, timeout).await?;
+    let task = wait_for(&state, &submitted.queue, &submitted.id, timeout).await;
+    guard.disarm();
     let latency_ms = began.elapsed().as_millis() as u64;
-    let Some(task) = task else {
+    let Some(task) = task? else {
         return Err(ApiError::TaskFailed(format!(
             "task {} expired before it was read",
             submitted.id
         )));
     };
-    match task.state {
-        TaskState::Succeeded => {
-            let result =
-                ChatResult::decode(task.result.as_ref().unwrap_or(&Value::Null)).map_err(|e| {
-                    ApiError::TaskFailed(format!("chat task {} answered badly: {e}", task.id))
-                })?;
-            Ok(Json(json!({
-                "response": result.response,
-                "session_id": session_id,
-                "task_id": task.id,
-                "worker_id": task.worker,
-                "latency_ms": latency_ms,
-                "model": result.model,
-                "provider": result.provider,
-                "usage": result.usage,
-            })))
-        }
-        s if s.is_terminal() => Err(ApiError::TaskFailed(format!(
-            "chat task {} ended {}: {}",
-            task.id,
-            s.as_str(),
-            task.error.as_deref().unwrap_or("no error recorded")
-        ))),
-        _ => Err(ApiError::Timeout {
+    if !task.state.is_terminal() {
+        return Err(ApiError::Timeout {
             message: format!(
                 "no answer within WORKER_TIMEOUT_MS ({} ms); the task keeps running: poll GET /api/tasks/{}",
                 timeout.as_millis(),
                 task.id
             ),
             task_id: task.id,
-        }),
+        });
     }
+    answer(&task, Some(&session_id), latency_ms).map(|v| Json(v).into_response())
+}
+
+/// The answer to a chat turn whose task ended: `{response, session_id, task_id, …}` when it
+/// succeeded, the failure otherwise. The same for the plain answer and the `done` event.
+pub fn answer(task: &Task, session_id: Option<&str>, latency_ms: u64) -> Result<Value, ApiError> {
+    if task.state != TaskState::Succeeded {
+        return Err(ended_without_result(task));
+    }
+    let result = ChatResult::decode(task.result.as_ref().unwrap_or(&Value::Null))
+        .map_err(|e| ApiError::TaskFailed(format!("chat task {} answered badly: {e}", task.id)))?;
+    Ok(json!({
+        "response": result.response,
+        "session_id": session_id,
+        "task_id": task.id,
+        "worker_id": task.worker,
+        "latency_ms": latency_ms,
+        "model": result.model,
+        "provider": result.provider,
+        "usage": result.usage,
+    }))
+}
+
+/// The failure of a task that ended without a result.
+pub fn ended_without_result(task: &Task) -> ApiError {
+    ApiError::TaskFailed(format!(
+        "{} task {} ended {}: {}",
+        task.kind.as_str(),
+        task.id,
+        task.state.as_str(),
+        task.error.as_deref().unwrap_or("no error recorded")
+    ))
 }

@@ -1,7 +1,7 @@
 //! The HTTP API (SPEC §6): routes, bearer auth on `/api/*`, body limit, JSON errors.
 //!
-//! One file per resource: [`tasks`], [`chat`], [`workers`], [`queues`], [`dead`], [`health`],
-//! [`metrics`];
+//! One file per resource: [`tasks`], [`chat`], [`stream`] (SSE), [`workers`], [`queues`],
+//! [`dead`], [`health`], [`metrics`];
 //! [`error`] maps failures to statuses, [`extract`] turns bad input into 400/413, [`auth`] checks
 //! the token.
 
@@ -13,6 +13,7 @@ pub mod extract;
 pub mod health;
 pub mod metrics;
 pub mod queues;
+pub mod stream;
 pub mod tasks;
 pub mod workers;
 
@@ -29,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/tasks", post(tasks::create))
         .route("/api/tasks/batch", post(tasks::create_batch))
         .route("/api/tasks/{id}", get(tasks::get).delete(tasks::cancel))
+        .route("/api/tasks/{id}/stream", get(stream::task_stream))
         .route("/api/chat", post(chat::chat))
         .route("/api/workers", get(workers::workers))
         .route("/api/queues", get(queues::queues))

@@ -15,6 +15,7 @@ use switchyard_shared::task::{self, Task};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::disconnect::{DisconnectGuard, OnDisconnect};
 use crate::state::AppState;
 use crate::submit::{NewTask, submit, submit_batch};
 
@@ -43,12 +44,21 @@ pub async fn create(
             state.cfg.max_wait.as_millis()
         )));
     }
+    let policy = if body.cancel_on_disconnect {
+        OnDisconnect::Cancel
+    } else {
+        OnDisconnect::RunOn
+    };
     let submitted = submit(&state, body).await?;
-    if let Some(w) = wait.filter(|w| !w.is_zero())
-        && let Some(task) = wait_for(&state, &submitted.queue, &submitted.id, w).await?
-        && task.state.is_terminal()
-    {
-        return Ok((StatusCode::OK, Json(task)).into_response());
+    if let Some(w) = wait.filter(|w| !w.is_zero()) {
+        let mut guard = DisconnectGuard::new(&state, &submitted.queue, &submitted.id, policy);
+        let task = wait_for(&state, &submitted.queue, &submitted.id, w).await;
+        guard.disarm();
+        if let Some(task) = task?
+            && task.state.is_terminal()
+        {
+            return Ok((StatusCode::OK, Json(task)).into_response());
+        }
     }
     let status = if submitted.duplicate {
         StatusCode::OK
@@ -83,6 +93,11 @@ pub async fn create_batch(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewBatch>,
 ) -> Result<Response, ApiError> {
+    if let Some(i) = body.tasks.iter().position(|t| t.cancel_on_disconnect) {
+        return Err(ApiError::BadRequest(format!(
+            "tasks[{i}].cancel_on_disconnect: only POST /api/tasks?wait_ms= waits for its task"
+        )));
+    }
     let results = submit_batch(&state, body.tasks).await?;
     let accepted = results.iter().filter(|r| r.is_ok()).count();
     let tasks: Vec<serde_json::Value> = results
@@ -126,7 +141,8 @@ pub async fn wait_for(
     }
 }
 
-fn queue_of(id: &str) -> Result<&str, ApiError> {
+/// The queue of task `id`; 404 when the id is malformed.
+pub(crate) fn queue_of(id: &str) -> Result<&str, ApiError> {
     task::queue_of(id).ok_or_else(|| {
         ApiError::NotFound(format!(
             "no task {id:?}: task ids look like `tool-01JDX3N4Z7Q8R9S0T1V2W3X4Y5`"

@@ -17,6 +17,9 @@
 //! - [`e2e`]: enqueue with a worker running until all succeeded; the drain of a preloaded queue.
 //! - [`latency`]: open-loop arrival, send → `succeeded` event.
 //! - [`wait`]: sequential `?wait_ms=` round trips.
+//! - [`streaming`]: time to first token through switchyard vs straight from a local provider,
+//!   Redis commands per streamed token, dispatcher RSS with 1,000 open streams;
+//!   [`stream_load`]: its clients.
 //! - [`info`]: `INFO` text → typed structs; [`efficiency`]: Redis cost per task from two of them.
 //! - [`percentile`]: latency samples → p50/p95/p99/max.
 //! - [`report`]: every figure, targets, failures, the `BENCH_JSON` line; [`table`]: the table.
@@ -37,6 +40,8 @@ pub mod procs;
 pub mod redis_server;
 pub mod report;
 pub mod services;
+pub mod stream_load;
+pub mod streaming;
 pub mod table;
 pub mod wait;
 
@@ -167,6 +172,29 @@ async fn phases(cfg: &Config, dir: &RunDir) -> Result<Report, BenchError> {
         },
         why => why,
     };
+    if stopped_at.is_none() {
+        progress!(
+            "streaming: {} streams of {} tokens every {:?}, then {} open streams",
+            streaming::STREAMS,
+            streaming::TOKENS,
+            streaming::TOKEN_INTERVAL,
+            streaming::OPEN_STREAMS
+        );
+        let s = watched(
+            &[&redis.proc],
+            streaming::phase(&run.launcher, &mut run.admin),
+        )
+        .await?;
+        progress!(
+            "streaming: TTFT overhead p50 {:.3} ms, p99 {:.3} ms; {:.3} Redis commands per token; dispatcher RSS {} KiB with {} open streams",
+            s.ttft_overhead_p50_ms,
+            s.ttft_overhead_p99_ms,
+            s.commands_per_token,
+            s.dispatcher_rss_open_kib,
+            s.open_streams
+        );
+        run.report.streaming = Some(s);
+    }
     let mut report = run.report;
     if let Some(why) = stopped_at {
         report

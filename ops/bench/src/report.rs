@@ -135,6 +135,8 @@ pub struct Report {
     pub latency: Option<Latency>,
     /// `?wait_ms=` round trips.
     pub wait: Option<WaitRoundTrip>,
+    /// Streamed answers: time to first token, Redis commands per token, RSS with open streams.
+    pub streaming: Option<crate::streaming::StreamingFigures>,
     /// Memory.
     pub memory: Memory,
     /// The bench's own CPU use.
@@ -221,6 +223,33 @@ impl Report {
         target("dispatcher idle RSS", d, "<=", TARGET_IDLE_RSS_MIB, "MiB");
         let w = m.worker_idle_rss_kib.map(mib);
         target("worker idle RSS", w, "<=", TARGET_IDLE_RSS_MIB, "MiB");
+        let st = self.streaming.as_ref();
+        let (p50, p99) = (
+            st.map(|s| s.ttft_overhead_p50_ms),
+            st.map(|s| s.ttft_overhead_p99_ms),
+        );
+        target(
+            "streaming TTFT overhead p50",
+            p50,
+            "<=",
+            crate::streaming::TARGET_TTFT_P50_MS,
+            "ms",
+        );
+        target(
+            "streaming TTFT overhead p99",
+            p99,
+            "<=",
+            crate::streaming::TARGET_TTFT_P99_MS,
+            "ms",
+        );
+        let cpt = st.map(|s| s.commands_per_token);
+        target(
+            "Redis commands per streamed token",
+            cpt,
+            "<=",
+            crate::streaming::TARGET_COMMANDS_PER_TOKEN,
+            "",
+        );
         self.failures = self.check();
         self.ok = self.failures.is_empty();
     }
@@ -228,6 +257,14 @@ impl Report {
     /// Every correctness problem and timeout of the run.
     fn check(&self) -> Vec<String> {
         let mut f = self.failures.clone();
+        if let Some(s) = &self.streaming
+            && (s.incomplete > 0 || s.open_streams_done < s.open_streams)
+        {
+            f.push(format!(
+                "streaming: {} of {} streams lacked their whole answer; {} of {} open streams ended with done",
+                s.incomplete, s.samples, s.open_streams_done, s.open_streams
+            ));
+        }
         if let Some(c) = &self.ceiling
             && (c.timed_out || c.acked < c.tasks)
         {

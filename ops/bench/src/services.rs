@@ -109,7 +109,17 @@ impl<'a> Launcher<'a> {
 
     /// Starts a worker named `id` on queue `tool` with keys under `prefix`.
     pub async fn worker(&self, prefix: &str, id: &str) -> Result<Worker, BenchError> {
-        let base = vec![
+        self.worker_with(prefix, id, &[]).await
+    }
+
+    /// Starts a worker like [`Launcher::worker`], with `extra` variables added or overriding.
+    pub async fn worker_with(
+        &self,
+        prefix: &str,
+        id: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<Worker, BenchError> {
+        let mut base = vec![
             ("REDIS_URL".to_owned(), self.redis_url.clone()),
             ("QUEUE_PREFIX".to_owned(), prefix.to_owned()),
             ("WORKER_ID".to_owned(), id.to_owned()),
@@ -122,6 +132,10 @@ impl<'a> Launcher<'a> {
             ("LLM_PROVIDER".to_owned(), "echo".to_owned()),
             ("LOG_LEVEL".to_owned(), self.log_level.clone()),
         ];
+        for (k, v) in extra {
+            base.retain(|(name, _)| name != k);
+            base.push(((*k).to_owned(), (*v).to_owned()));
+        }
         let (proc, _, startup) = self
             .start("worker", base, "WORKER_PORT", |p| p.to_string())
             .await?;

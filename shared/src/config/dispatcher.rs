@@ -20,6 +20,12 @@ pub const DEFAULT_WORKER_TIMEOUT_MS: u64 = 120_000;
 pub const DEFAULT_PROMOTE_INTERVAL_MS: u64 = 200;
 /// Default `IDEMPOTENCY_TTL_S`: how long an idempotency key maps to its task (one day).
 pub const DEFAULT_IDEMPOTENCY_TTL_S: u64 = 86_400;
+/// Default `RESUME_GRACE_MS`.
+pub const DEFAULT_RESUME_GRACE_MS: u64 = 2_000;
+/// Default `STREAM_KEEPALIVE_MS`: under the idle timeout of common proxies (30-60 s).
+pub const DEFAULT_STREAM_KEEPALIVE_MS: u64 = 15_000;
+/// Default `STREAM_BUFFER`.
+pub const DEFAULT_STREAM_BUFFER: usize = 64;
 
 /// The dispatcher's own settings.
 #[derive(Clone, Deserialize)]
@@ -47,6 +53,16 @@ pub struct DispatcherConfig {
     /// `IDEMPOTENCY_TTL_S`: lifetime of an idempotency key, in seconds.
     #[serde(rename = "idempotency_ttl_s", with = "seconds")]
     pub idempotency_ttl: Duration,
+    /// `RESUME_GRACE_MS`: how long a disconnected streaming chat client has to resume the
+    /// task's stream before the task is cancelled; 0 cancels at once.
+    #[serde(rename = "resume_grace_ms", with = "millis")]
+    pub resume_grace: Duration,
+    /// `STREAM_KEEPALIVE_MS`: an idle SSE stream gets a comment line this often.
+    #[serde(rename = "stream_keepalive_ms", with = "millis")]
+    pub stream_keepalive: Duration,
+    /// `STREAM_BUFFER`: output reads queued per SSE client before a slow one is dropped from
+    /// the fan-out (it then catches up from Redis by its last entry id).
+    pub stream_buffer: usize,
 }
 
 impl Default for DispatcherConfig {
@@ -61,6 +77,9 @@ impl Default for DispatcherConfig {
             worker_timeout: Duration::from_millis(DEFAULT_WORKER_TIMEOUT_MS),
             promote_interval: Duration::from_millis(DEFAULT_PROMOTE_INTERVAL_MS),
             idempotency_ttl: Duration::from_secs(DEFAULT_IDEMPOTENCY_TTL_S),
+            resume_grace: Duration::from_millis(DEFAULT_RESUME_GRACE_MS),
+            stream_keepalive: Duration::from_millis(DEFAULT_STREAM_KEEPALIVE_MS),
+            stream_buffer: DEFAULT_STREAM_BUFFER,
         }
     }
 }
@@ -81,6 +100,9 @@ impl std::fmt::Debug for DispatcherConfig {
             .field("worker_timeout", &self.worker_timeout)
             .field("promote_interval", &self.promote_interval)
             .field("idempotency_ttl", &self.idempotency_ttl)
+            .field("resume_grace", &self.resume_grace)
+            .field("stream_keepalive", &self.stream_keepalive)
+            .field("stream_buffer", &self.stream_buffer)
             .finish()
     }
 }
@@ -92,6 +114,12 @@ impl DispatcherConfig {
         check_queues("QUEUES", &c.queues)?;
         if c.max_body_bytes == 0 {
             return Err(invalid("MAX_BODY_BYTES", "must be above 0"));
+        }
+        if c.stream_keepalive.is_zero() {
+            return Err(invalid("STREAM_KEEPALIVE_MS", "must be above 0"));
+        }
+        if c.stream_buffer == 0 {
+            return Err(invalid("STREAM_BUFFER", "must be at least 1"));
         }
         if c.root_node_secret.as_deref().is_some_and(str::is_empty) {
             return Err(invalid(
@@ -118,17 +146,24 @@ mod tests {
         assert_eq!(d.worker_timeout, Duration::from_secs(120));
         assert_eq!(d.promote_interval, Duration::from_millis(200));
         assert_eq!(d.idempotency_ttl, Duration::from_secs(86_400));
+        assert_eq!(d.resume_grace, Duration::from_secs(2));
+        assert_eq!(d.stream_keepalive, Duration::from_secs(15));
+        assert_eq!(d.stream_buffer, 64);
         let d = DispatcherConfig::from_vars(&vars(&[
             ("MAX_WAIT_MS", "1"),
             ("WORKER_TIMEOUT_MS", "2"),
             ("PROMOTE_INTERVAL_MS", "3"),
             ("IDEMPOTENCY_TTL_S", "4"),
+            ("RESUME_GRACE_MS", "0"),
+            ("STREAM_KEEPALIVE_MS", "5"),
         ]))
         .expect("valid");
         assert_eq!(d.max_wait, Duration::from_millis(1));
         assert_eq!(d.worker_timeout, Duration::from_millis(2));
         assert_eq!(d.promote_interval, Duration::from_millis(3));
         assert_eq!(d.idempotency_ttl, Duration::from_secs(4));
+        assert_eq!(d.resume_grace, Duration::ZERO);
+        assert_eq!(d.stream_keepalive, Duration::from_millis(5));
     }
 
     #[test]

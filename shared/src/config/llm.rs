@@ -23,7 +23,7 @@ pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
 /// `max_tokens` sent to Anthropic when `LLM_MAX_TOKENS` is unset (the messages API requires one).
 pub const DEFAULT_ANTHROPIC_MAX_TOKENS: u32 = 1_024;
-/// Default `LLM_TIMEOUT_MS`: bound of one provider HTTP request.
+/// Default `LLM_TIMEOUT_MS`: longest silence of a provider (before or within its answer).
 pub const DEFAULT_LLM_TIMEOUT_MS: u64 = 60_000;
 /// Default `LLM_CONNECT_TIMEOUT_MS`: bound of connecting to a provider.
 pub const DEFAULT_LLM_CONNECT_TIMEOUT_MS: u64 = 5_000;
@@ -33,6 +33,8 @@ pub const DEFAULT_LLM_MAX_RETRIES: usize = 2;
 pub const DEFAULT_LLM_RETRY_BASE_MS: u64 = 500;
 /// Default `LLM_RETRY_MAX_MS`: longest wait between provider retries, `Retry-After` included.
 pub const DEFAULT_LLM_RETRY_MAX_MS: u64 = 20_000;
+/// Default `ECHO_TOKEN_DELAY_MS`: the `echo` provider sends its words without a pause.
+pub const DEFAULT_ECHO_TOKEN_DELAY_MS: u64 = 0;
 
 /// The worker's chat settings (part of [`WorkerConfig`](super::WorkerConfig)).
 #[derive(Debug, Clone, Deserialize)]
@@ -64,7 +66,8 @@ pub struct LlmConfig {
     /// `LLM_MAX_TOKENS`: most tokens an answer may have; unset: the provider's default
     /// (Anthropic, which needs a value, gets 1024).
     pub llm_max_tokens: Option<u32>,
-    /// `LLM_TIMEOUT_MS`: bound of one provider HTTP request.
+    /// `LLM_TIMEOUT_MS`: longest silence of a provider: waiting for its answer to start, or
+    /// between two reads of a streamed answer (the task timeout bounds the whole answer).
     #[serde(rename = "llm_timeout_ms", with = "millis")]
     pub llm_timeout: Duration,
     /// `LLM_CONNECT_TIMEOUT_MS`: bound of connecting to a provider.
@@ -79,6 +82,10 @@ pub struct LlmConfig {
     /// `LLM_RETRY_MAX_MS`: longest wait between provider retries; caps `Retry-After` too.
     #[serde(rename = "llm_retry_max_ms", with = "millis")]
     pub llm_retry_max: Duration,
+    /// `ECHO_TOKEN_DELAY_MS`: pause between the words the `echo` provider streams, so a demo or
+    /// a test can watch an answer arrive.
+    #[serde(rename = "echo_token_delay_ms", with = "millis")]
+    pub echo_token_delay: Duration,
 }
 
 impl Default for LlmConfig {
@@ -100,6 +107,7 @@ impl Default for LlmConfig {
             llm_max_retries: DEFAULT_LLM_MAX_RETRIES,
             llm_retry_base: Duration::from_millis(DEFAULT_LLM_RETRY_BASE_MS),
             llm_retry_max: Duration::from_millis(DEFAULT_LLM_RETRY_MAX_MS),
+            echo_token_delay: Duration::from_millis(DEFAULT_ECHO_TOKEN_DELAY_MS),
         }
     }
 }

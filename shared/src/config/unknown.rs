@@ -30,6 +30,8 @@ const OWNED_PREFIXES: &[&str] = &[
     "SHUTDOWN_",
     "PROMOTE_",
     "IDEMPOTENCY_",
+    "RESUME_",
+    "STREAM_",
     "LLM_",
     "SESSION_",
     "OPENAI_",
@@ -38,6 +40,8 @@ const OWNED_PREFIXES: &[&str] = &[
     "WEB_FETCH_",
     "TOOL_",
     "EXEC_",
+    "ECHO_",
+    "OUTPUT_",
 ];
 
 /// Variables with an owned prefix that are read elsewhere (scripts, compose) and not by a binary.

@@ -37,6 +37,15 @@ pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 /// consumer idle that long without a record counts as dead, and `LEASE_TIMEOUT_MS` may not be
 /// shorter, or a live owner that missed a heartbeat or two would lose its entries.
 pub const REGISTRY_TTL_HEARTBEATS: u32 = 3;
+/// Default `OUTPUT_FLUSH_MS`: longest a streamed delta waits in the worker before it is written
+/// to the task's output stream (the first delta of an attempt never waits).
+pub const DEFAULT_OUTPUT_FLUSH_MS: u64 = 100;
+/// Default `OUTPUT_FLUSH_BYTES`: buffered text that is written at once, without waiting.
+pub const DEFAULT_OUTPUT_FLUSH_BYTES: usize = 4_096;
+/// Largest `OUTPUT_FLUSH_MS`: beyond it a reader would watch a silent stream.
+pub const MAX_OUTPUT_FLUSH_MS: u64 = 10_000;
+/// Largest `OUTPUT_FLUSH_BYTES` (1 MiB): one stream entry stays small.
+pub const MAX_OUTPUT_FLUSH_BYTES: usize = 1 << 20;
 
 /// The worker's settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -76,7 +85,14 @@ pub struct WorkerConfig {
     /// `SHUTDOWN_GRACE_MS`: how long in-flight tasks may finish after SIGTERM.
     #[serde(rename = "shutdown_grace_ms", with = "millis")]
     pub shutdown_grace: Duration,
-    /// The chat settings (`LLM_*`, `OPENAI_*`, `ANTHROPIC_*`, `SESSION_*`).
+    /// `OUTPUT_FLUSH_MS`: longest a streamed delta waits before it is written to the task's output
+    /// stream, 1–10000; the first delta of each attempt is written at once.
+    #[serde(rename = "output_flush_ms", with = "millis")]
+    pub output_flush: Duration,
+    /// `OUTPUT_FLUSH_BYTES`: buffered text written at once without waiting for `OUTPUT_FLUSH_MS`,
+    /// 1–1048576 bytes.
+    pub output_flush_bytes: usize,
+    /// The chat settings (`LLM_*`, `OPENAI_*`, `ANTHROPIC_*`, `SESSION_*`, `ECHO_*`).
     #[serde(skip)]
     pub llm: LlmConfig,
     /// The tool settings (`ENABLE_*`, `WEB_FETCH_*`, `TOOL_*`, `EXEC_*`).
@@ -100,6 +116,8 @@ impl Default for WorkerConfig {
             retry_base: Duration::from_millis(DEFAULT_RETRY_BASE_MS),
             retry_max: Duration::from_millis(DEFAULT_RETRY_MAX_MS),
             shutdown_grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),
+            output_flush: Duration::from_millis(DEFAULT_OUTPUT_FLUSH_MS),
+            output_flush_bytes: DEFAULT_OUTPUT_FLUSH_BYTES,
             llm: LlmConfig::default(),
             tools: ToolsConfig::default(),
         }
@@ -147,6 +165,13 @@ impl WorkerConfig {
         if self.retry_max < self.retry_base {
             return Err(invalid("RETRY_MAX_MS", "must be at least RETRY_BASE_MS"));
         }
+        let flush_ms = self.output_flush.as_millis();
+        if flush_ms == 0 || flush_ms > u128::from(MAX_OUTPUT_FLUSH_MS) {
+            return Err(invalid("OUTPUT_FLUSH_MS", "must be 1–10000"));
+        }
+        if self.output_flush_bytes == 0 || self.output_flush_bytes > MAX_OUTPUT_FLUSH_BYTES {
+            return Err(invalid("OUTPUT_FLUSH_BYTES", "must be 1–1048576"));
+        }
         if let Some(id) = &self.worker_id
             && (id.is_empty() || id.len() > 128 || id.chars().any(char::is_whitespace))
         {
@@ -161,8 +186,41 @@ impl WorkerConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::super::vars;
+    use super::super::{check_unknown, vars};
     use super::*;
+
+    #[test]
+    fn output_settings_default_and_malformed_ones_are_refused_by_name() {
+        let w = WorkerConfig::from_vars(&[]).expect("defaults are valid");
+        assert_eq!(
+            w.output_flush,
+            Duration::from_millis(DEFAULT_OUTPUT_FLUSH_MS)
+        );
+        assert_eq!(w.output_flush_bytes, DEFAULT_OUTPUT_FLUSH_BYTES);
+        assert_eq!(w.llm.echo_token_delay, Duration::ZERO);
+        let w = WorkerConfig::from_vars(&vars(&[
+            ("OUTPUT_FLUSH_MS", "20"),
+            ("OUTPUT_FLUSH_BYTES", "512"),
+            ("ECHO_TOKEN_DELAY_MS", "15"),
+        ]))
+        .expect("valid");
+        assert_eq!(w.output_flush, Duration::from_millis(20));
+        assert_eq!(w.output_flush_bytes, 512);
+        assert_eq!(w.llm.echo_token_delay, Duration::from_millis(15));
+        for (var, value) in [
+            ("OUTPUT_FLUSH_MS", "0"),
+            ("OUTPUT_FLUSH_MS", "10001"),
+            ("OUTPUT_FLUSH_MS", "soon"),
+            ("OUTPUT_FLUSH_BYTES", "0"),
+            ("OUTPUT_FLUSH_BYTES", "-1"),
+            ("OUTPUT_FLUSH_BYTES", "2000000"),
+            ("ECHO_TOKEN_DELAY_MS", "1.5"),
+        ] {
+            let e = WorkerConfig::from_vars(&vars(&[(var, value)])).expect_err("invalid");
+            assert!(e.to_string().contains(var), "{var}={value}: {e}");
+        }
+        check_unknown(&vars(&[("OUTPUT_FLUSH_MSS", "5")])).expect_err("typo refused");
+    }
 
     #[test]
     fn defaults_and_durations_are_read_in_their_units() {

@@ -1,20 +1,36 @@
 //! The built-in `echo` provider: answers deterministically without a network, and visibly uses
 //! the conversation history (it reports the turn number and quotes the previous message), so
-//! multi-turn behaviour can be tested offline.
+//! multi-turn behaviour can be tested offline. It streams its answer word by word, with
+//! `ECHO_TOKEN_DELAY_MS` between words so a demo or a test can watch it arrive.
 
-use super::{Backend, ChatRequest, ChatResponse, ProviderError, Usage};
+use std::time::Duration;
+
+use switchyard_shared::config::WorkerConfig;
+
+use super::{Backend, ChatRequest, ChatResponse, ProviderError, Sink, Usage};
 
 /// Deterministic, offline chat provider.
 #[derive(Debug, Clone, Default)]
 pub struct Echo {
     model: String,
+    token_delay: Duration,
 }
 
 impl Echo {
-    /// An echo provider whose default model name is `model` (`LLM_MODEL`).
+    /// An echo provider whose default model name is `model` (`LLM_MODEL`), sending its words
+    /// without a pause.
     pub fn new(model: &str) -> Self {
         Self {
             model: model.to_owned(),
+            token_delay: Duration::ZERO,
+        }
+    }
+
+    /// The echo provider `LLM_MODEL` and `ECHO_TOKEN_DELAY_MS` describe.
+    pub fn from_config(cfg: &WorkerConfig) -> Self {
+        Self {
+            model: cfg.llm.llm_model.clone(),
+            token_delay: cfg.llm.echo_token_delay,
         }
     }
 
@@ -63,8 +79,17 @@ impl Backend for Echo {
         &self,
         model: &str,
         req: &ChatRequest,
+        sink: &Sink,
     ) -> Result<ChatResponse, ProviderError> {
-        Ok(self.answer(model, req))
+        let answer = self.answer(model, req);
+        // Each word with the whitespace after it: the deltas add up to the answer exactly.
+        for (i, word) in answer.text.split_inclusive(char::is_whitespace).enumerate() {
+            if i > 0 && !self.token_delay.is_zero() {
+                tokio::time::sleep(self.token_delay).await;
+            }
+            sink.send(word);
+        }
+        Ok(answer)
     }
 }
 
@@ -92,6 +117,31 @@ mod tests {
         );
         assert_eq!(r.text, "echo: hello (turn 1)");
         assert_eq!(r.usage.prompt_tokens, 1);
+    }
+
+    #[tokio::test]
+    async fn the_answer_streams_word_by_word() {
+        let (sink, mut deltas) = Sink::channel();
+        let req = ChatRequest {
+            model: None,
+            system: None,
+            messages: vec![msg("user", "hello  there")],
+        };
+        let r = Echo::new("echo-1")
+            .complete("echo-1", &req, &sink)
+            .await
+            .expect("answer");
+        drop(sink);
+        let mut got = Vec::new();
+        while let Some(d) = deltas.recv().await {
+            got.push(d);
+        }
+        assert_eq!(
+            got,
+            ["echo: ", "hello ", " ", "there ", "(turn ", "1)"],
+            "whitespace stays with the words"
+        );
+        assert_eq!(got.concat(), r.text);
     }
 
     #[test]

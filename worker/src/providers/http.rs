@@ -1,18 +1,21 @@
 //! The HTTP side every remote provider shares: one `reqwest` client with timeouts, a JSON POST
-//! retried with exponential backoff on 429, 5xx, timeouts and connection errors (honouring a
-//! capped `Retry-After`), and error messages taken from the provider's answer with the API key
-//! scrubbed out.
+//! whose SSE answer is read event by event by the provider's [`Decoder`], retried with
+//! exponential backoff on 429, 5xx, timeouts and connection errors (honouring a capped
+//! `Retry-After`) as long as no text went out, and error messages taken from the provider's
+//! answer with the API key scrubbed out.
 
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures::StreamExt;
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::Value;
 use switchyard_shared::config::{Secret, WorkerConfig};
 use tracing::debug;
 
-use super::{ProviderError, SetupError};
+use super::{ProviderError, SetupError, Sink};
 
 /// Longest provider message kept in an error.
 const MAX_MESSAGE_CHARS: usize = 300;
@@ -36,7 +39,9 @@ impl HttpClient {
     /// A client with the `LLM_*` timeouts and retry settings.
     pub fn from_config(cfg: &WorkerConfig) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
-            .timeout(cfg.llm.llm_timeout)
+            // A bound on each silence, not on the whole answer: a streamed answer may take
+            // minutes, the task's own timeout bounds it.
+            .read_timeout(cfg.llm.llm_timeout)
             .connect_timeout(cfg.llm.llm_connect_timeout)
             .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
             .build()?;
@@ -48,26 +53,32 @@ impl HttpClient {
         })
     }
 
-    /// POSTs `body` to `url` and returns the JSON answer, retrying transient failures. `key` is
-    /// only used to scrub error messages; it travels in `headers`, marked sensitive.
-    pub async fn post_json(
+    /// POSTs `body` to `url` and reads the answer with a fresh `D`: SSE events one by one as
+    /// they arrive, or one whole JSON document from a server that ignores `stream`. Transient
+    /// failures are retried while no text went to `sink`; once one did, the failure ends the
+    /// call. `key` is only used to scrub error messages; it travels in `headers`, marked
+    /// sensitive.
+    pub async fn post_stream<D: Decoder>(
         &self,
         provider: &'static str,
         url: &str,
         headers: &HeaderMap,
         body: &Value,
         key: Option<&Secret>,
-    ) -> Result<Value, ProviderError> {
+        sink: &Sink,
+    ) -> Result<D, ProviderError> {
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.retry_base)
             .with_max_delay(self.retry_max)
             .with_max_times(self.max_retries)
             .with_jitter();
         let cap = self.retry_max;
-        let attempt = || self.post_once(provider, url, headers, body, key);
+        let attempt = || self.stream_once::<D>(provider, url, headers, body, key, sink);
         attempt
             .retry(backoff)
-            .when(|a: &Attempt| matches!(a.error, ProviderError::Retryable { .. }))
+            .when(|a: &Attempt| {
+                matches!(a.error, ProviderError::Retryable { .. }) && !sink.has_sent()
+            })
             // The server's Retry-After replaces our delay, capped so it cannot stall a worker.
             .adjust(move |a: &Attempt, delay| {
                 delay.map(|d| a.retry_after.map_or(d, |ra| ra.min(cap)))
@@ -79,14 +90,15 @@ impl HttpClient {
             .map_err(|a| a.error)
     }
 
-    async fn post_once(
+    async fn stream_once<D: Decoder>(
         &self,
         provider: &'static str,
         url: &str,
         headers: &HeaderMap,
         body: &Value,
         key: Option<&Secret>,
-    ) -> Result<Value, Attempt> {
+        sink: &Sink,
+    ) -> Result<D, Attempt> {
         let transient = |message: String| Attempt {
             error: ProviderError::Retryable { provider, message },
             retry_after: None,
@@ -111,27 +123,109 @@ impl HttpClient {
                 }
             })?;
         let status = resp.status();
-        let retry_after = retry_after(resp.headers());
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| transient(format!("reading the answer: {}", describe(&e))))?;
-        if status.is_success() {
-            return serde_json::from_str(&text)
-                .map_err(|e| permanent(format!("answer is not JSON: {e}")));
+        let is_sse = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !status.is_success() || !is_sse {
+            return whole_or_error(resp, provider, key, sink).await;
         }
-        let message = format!("HTTP {status}: {}", provider_message(&text, key));
+        let mut decoder = D::default();
+        let mut events = resp.bytes_stream().eventsource();
+        while let Some(event) = events.next().await {
+            let event = event.map_err(|e| match e {
+                EventStreamError::Transport(e) => {
+                    transient(format!("the answer broke off: {}", describe(&e)))
+                }
+                other => transient(format!("the answer stream is malformed: {other}")),
+            })?;
+            if decoder
+                .event(&event.event, &event.data, sink)
+                .map_err(plain)?
+                == Flow::Done
+            {
+                return Ok(decoder);
+            }
+        }
+        if decoder.is_complete() {
+            Ok(decoder)
+        } else {
+            Err(transient(
+                "the answer stream ended before its end mark".into(),
+            ))
+        }
+    }
+}
+
+/// Reads an answer that is not a stream: one whole JSON answer after a success, the provider's
+/// error otherwise (429, 408 and 5xx transient, with their `Retry-After`; other codes permanent).
+async fn whole_or_error<D: Decoder>(
+    resp: reqwest::Response,
+    provider: &'static str,
+    key: Option<&Secret>,
+    sink: &Sink,
+) -> Result<D, Attempt> {
+    let transient = |message: String| Attempt {
+        error: ProviderError::Retryable { provider, message },
+        retry_after: None,
+    };
+    let permanent = |message: String| Attempt {
+        error: ProviderError::Permanent { provider, message },
+        retry_after: None,
+    };
+    let status = resp.status();
+    let retry_after = retry_after(resp.headers());
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| transient(format!("reading the answer: {}", describe(&e))))?;
+    if status.is_success() {
+        let answer: Value = serde_json::from_str(&text)
+            .map_err(|e| permanent(format!("answer is not JSON: {e}")))?;
+        let mut decoder = D::default();
+        decoder.whole(answer, sink).map_err(plain)?;
+        return Ok(decoder);
+    }
+    let message = format!("HTTP {status}: {}", provider_message(&text, key));
+    Err(
         if status == StatusCode::TOO_MANY_REQUESTS
             || status == StatusCode::REQUEST_TIMEOUT
             || status.is_server_error()
         {
-            Err(Attempt {
+            Attempt {
                 retry_after,
                 ..transient(message)
-            })
+            }
         } else {
-            Err(permanent(message))
-        }
+            permanent(message)
+        },
+    )
+}
+
+/// Reads one provider's answer, event by event, handing text to the sink as it comes.
+pub trait Decoder: Default + Send {
+    /// One SSE event: `event` is its name (`message` when unnamed), `data` its data.
+    fn event(&mut self, event: &str, data: &str, sink: &Sink) -> Result<Flow, ProviderError>;
+    /// A whole JSON answer, from a server that does not stream.
+    fn whole(&mut self, answer: Value, sink: &Sink) -> Result<(), ProviderError>;
+    /// Whether the answer is complete although the stream ended without its end mark.
+    fn is_complete(&self) -> bool;
+}
+
+/// Whether an answer stream goes on after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// More events follow.
+    More,
+    /// The end mark: the answer is complete.
+    Done,
+}
+
+fn plain(error: ProviderError) -> Attempt {
+    Attempt {
+        error,
+        retry_after: None,
     }
 }
 

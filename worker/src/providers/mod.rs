@@ -1,17 +1,22 @@
-//! Chat (LLM) providers behind one small trait, [`Backend`]: a conversation in, an answer with
-//! token usage out. `echo` is built in, deterministic and offline (the default); `openai` speaks
-//! any OpenAI-compatible chat completions API; `anthropic` the messages API. [`Provider`] is the
-//! configured `LLM_PROVIDER` list: each backend retries its own 429/5xx/timeouts, and when it is
-//! still unavailable the next one in the list is asked.
+//! Chat (LLM) providers behind one small trait, [`Backend`]: a conversation in, the answer's text
+//! streamed to a [`Sink`] delta by delta, the whole answer with token usage out. `echo` is built
+//! in, deterministic and offline (the default); `openai` speaks any OpenAI-compatible chat
+//! completions API; `anthropic` the messages API. [`Provider`] is the configured `LLM_PROVIDER`
+//! list: each backend retries its own 429/5xx/timeouts, and when it is still unavailable the next
+//! one in the list is asked, as long as no text of the attempt went out. A failure after the
+//! first token ends the attempt as a retryable failure.
 //!
 //! # Layout
 //! - [`echo`], [`openai`], [`anthropic`]: one backend each.
-//! - [`http`]: the client, retries with `Retry-After`, error messages without the key.
+//! - [`http`]: the client, the SSE reading, retries with `Retry-After`, error messages without
+//!   the key.
+//! - [`sink`]: where text deltas go as they arrive.
 
 pub mod anthropic;
 pub mod echo;
 pub mod http;
 pub mod openai;
+pub mod sink;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,6 +29,7 @@ use tracing::warn;
 pub use anthropic::Anthropic;
 pub use echo::Echo;
 pub use openai::OpenAi;
+pub use sink::{Deltas, Sink};
 
 /// A conversation to answer.
 #[derive(Debug, Clone)]
@@ -88,6 +94,16 @@ impl ProviderError {
     pub fn is_retryable(&self) -> bool {
         !matches!(self, Self::Permanent { .. })
     }
+
+    /// The failure as it ends an attempt whose text already went out: retryable, since a new
+    /// attempt starts the answer over (a refusal mid-answer is the provider's hiccup, not a bad
+    /// request).
+    fn after_first_token(self) -> Self {
+        match self {
+            Self::Permanent { provider, message } => Self::Retryable { provider, message },
+            other => other,
+        }
+    }
 }
 
 /// Why the configured providers could not be built.
@@ -110,11 +126,13 @@ pub trait Backend {
     fn name(&self) -> &'static str;
     /// Model used when the task names none (`{PROVIDER}_MODEL`, else `LLM_MODEL`).
     fn default_model(&self) -> &str;
-    /// Answers `req` with `model`, after this provider's own retries.
+    /// Answers `req` with `model`, handing each piece of text to `sink` as it arrives, after
+    /// this provider's own retries (only while no text went out).
     fn complete(
         &self,
         model: &str,
         req: &ChatRequest,
+        sink: &Sink,
     ) -> impl Future<Output = Result<ChatResponse, ProviderError>> + Send;
 }
 
@@ -150,11 +168,12 @@ impl AnyBackend {
         &self,
         model: &str,
         req: &ChatRequest,
+        sink: &Sink,
     ) -> Result<ChatResponse, ProviderError> {
         match self {
-            Self::Echo(b) => b.complete(model, req).await,
-            Self::OpenAi(b) => b.complete(model, req).await,
-            Self::Anthropic(b) => b.complete(model, req).await,
+            Self::Echo(b) => b.complete(model, req, sink).await,
+            Self::OpenAi(b) => b.complete(model, req, sink).await,
+            Self::Anthropic(b) => b.complete(model, req, sink).await,
         }
     }
 }
@@ -171,14 +190,14 @@ impl Provider {
         let mut chain = Vec::new();
         for name in &cfg.llm.llm_provider {
             chain.push(match name.as_str() {
-                "echo" => AnyBackend::Echo(Echo::new(&cfg.llm.llm_model)),
+                "echo" => AnyBackend::Echo(Echo::from_config(cfg)),
                 "openai" => AnyBackend::OpenAi(OpenAi::from_config(cfg)?),
                 "anthropic" => AnyBackend::Anthropic(Anthropic::from_config(cfg)?),
                 other => return Err(SetupError::Unknown(other.to_owned())),
             });
         }
         if chain.is_empty() {
-            chain.push(AnyBackend::Echo(Echo::new(&cfg.llm.llm_model)));
+            chain.push(AnyBackend::Echo(Echo::from_config(cfg)));
         }
         let remote = chain
             .iter()
@@ -216,18 +235,25 @@ impl Provider {
         self.chain.iter().map(AnyBackend::name).collect()
     }
 
-    /// Answers a conversation with the first provider that can. The task's model goes to the
-    /// first provider; fallbacks use their own configured model, since model names rarely carry
-    /// over between vendors. A permanent refusal by the first provider ends the list at once.
-    pub async fn complete(&self, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
+    /// Answers a conversation with the first provider that can, streaming its text to `sink`.
+    /// The task's model goes to the first provider; fallbacks use their own configured model,
+    /// since model names rarely carry over between vendors. A permanent refusal by the first
+    /// provider ends the list at once; so does any failure once text went out, since the next
+    /// provider would start a different answer under text already shown.
+    pub async fn complete(
+        &self,
+        req: &ChatRequest,
+        sink: &Sink,
+    ) -> Result<ChatResponse, ProviderError> {
         let mut failures = Vec::new();
         for (i, backend) in self.chain.iter().enumerate() {
             let model = match (&req.model, i) {
                 (Some(m), 0) => m.as_str(),
                 _ => backend.default_model(),
             };
-            match backend.complete(model, req).await {
+            match backend.complete(model, req, sink).await {
                 Ok(answer) => return Ok(answer),
+                Err(e) if sink.has_sent() => return Err(e.after_first_token()),
                 Err(e) if !e.is_retryable() && failures.is_empty() => return Err(e),
                 Err(e) => {
                     let stop = !e.is_retryable();

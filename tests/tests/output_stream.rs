@@ -1,0 +1,251 @@
+//! The worker side of streamed answers through the real binaries (issue 17), with the `openai`
+//! (and `anthropic`) provider pointed at the local provider server: a chat task's text reaches its output stream
+//! coalesced into a few entries of attempt 1 ending in an end entry, and adds up to the result; a
+//! worker SIGKILLed mid-answer leaves its partial attempt 1 and the next attempt writes attempt 2
+//! (the session holds the turn once); cancelling a running chat closes the provider connection.
+
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis::streams::StreamRangeReply;
+use serde_json::{Value, json};
+use switchyard_shared::output::{AttemptEnd, Entry, decode};
+use switchyard_tests::{
+    Dispatcher, ProviderServer, Reply, connection, poll_until, shared_redis, spawn_dispatcher,
+    spawn_worker, unique_prefix,
+};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn openai_env(server: &ProviderServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("LLM_PROVIDER", "openai".to_owned()),
+        ("OPENAI_BASE_URL", format!("{}/v1", server.url())),
+        ("LLM_MODEL", "gpt-local".to_owned()),
+    ]
+}
+
+fn pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+async fn enqueue_chat(d: &Dispatcher, session: &str) -> String {
+    let body = json!({"kind": "chat", "payload": {"session_id": session, "message": "count"}});
+    let (status, v) = d.request("POST", "/api/tasks", Some(body)).await;
+    assert_eq!(status, 202, "enqueue answered {status}: {v}");
+    v["id"].as_str().expect("task id").to_owned()
+}
+
+async fn wait_state(d: &Dispatcher, id: &str, state: &str) -> Value {
+    poll_until(&format!("task {id} {state}"), LONG, || async {
+        let (_, v) = d.request("GET", &format!("/api/tasks/{id}"), None).await;
+        (v["state"] == state).then_some(v)
+    })
+    .await
+}
+
+/// The output stream of chat task `id`: entries with their ids' millisecond parts.
+async fn output(con: &mut MultiplexedConnection, prefix: &str, id: &str) -> Vec<(u64, Entry)> {
+    let reply: StreamRangeReply = redis::cmd("XRANGE")
+        .arg(format!("{prefix}{{chat}}:out:{id}"))
+        .arg("-")
+        .arg("+")
+        .query_async(con)
+        .await
+        .expect("xrange");
+    reply
+        .ids
+        .iter()
+        .map(|e| {
+            let s = decode(e).expect("a valid output entry");
+            let ms = s.id.split('-').next().and_then(|m| m.parse().ok());
+            (ms.expect("stream id"), s.entry)
+        })
+        .collect()
+}
+
+fn text(entries: &[(u64, Entry)], attempt: u32) -> String {
+    entries
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Entry::Delta { attempt: a, text } if *a == attempt => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn anthropic_env(server: &ProviderServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("LLM_PROVIDER", "anthropic".to_owned()),
+        ("ANTHROPIC_BASE_URL", server.url()),
+        ("ANTHROPIC_API_KEY", "sk-ant-local".to_owned()),
+        ("LLM_MODEL", "claude-local".to_owned()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_answer_streams_into_its_output_stream_in_a_few_entries_and_an_end() {
+    streams_into_the_output_stream(openai_env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_answer_streams_into_its_output_stream_in_a_few_entries_and_an_end() {
+    streams_into_the_output_stream(anthropic_env).await;
+}
+
+async fn streams_into_the_output_stream(env: fn(&ProviderServer) -> Vec<(&'static str, String)>) {
+    let server = ProviderServer::start(Reply::tokens(60).delay(Duration::from_millis(10))).await;
+    let redis = shared_redis();
+    let prefix = unique_prefix();
+    let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
+    let env = env(&server);
+    let _w = spawn_worker(redis.url(), &prefix, "w-stream", &pairs(&env)).await;
+
+    let id = enqueue_chat(&d, "s1").await;
+    let task = wait_state(&d, &id, "succeeded").await;
+    let response = task["result"]["response"].as_str().expect("response");
+    assert_eq!(response, Reply::tokens(60).answer());
+    assert_eq!(task["result"]["usage"]["completion_tokens"], 60, "{task}");
+
+    let mut con = connection(redis.url()).await;
+    let got = output(&mut con, &prefix, &id).await;
+    assert!(got.iter().all(|(_, e)| e.attempt() == 1), "{got:?}");
+    assert_eq!(text(&got, 1), response, "the deltas add up to the result");
+    let deltas = got.len() - 1;
+    println!("60 tokens over ~600 ms: {deltas} delta entries and an end entry");
+    // ~600 ms of tokens in 100 ms flushes, plus the first token on its own.
+    assert!(
+        (3..=30).contains(&deltas),
+        "60 tokens coalesced into {deltas} delta entries"
+    );
+    assert_eq!(
+        got.last().map(|(_, e)| e.clone()),
+        Some(Entry::End {
+            attempt: 1,
+            end: AttemptEnd::Finished
+        })
+    );
+    let spread = got.last().map_or(0, |(ms, _)| *ms) - got[0].0;
+    assert!(
+        spread >= 300,
+        "entries were written while the answer arrived, not at its end: {spread} ms"
+    );
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{prefix}{{chat}}:out:{id}"))
+        .query_async(&mut con)
+        .await
+        .expect("pttl");
+    assert!(pttl > 0, "the output stream expires: {pttl}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_answer_is_followed_by_attempt_2_and_one_session_turn() {
+    let server = ProviderServer::start(Reply::tokens(20)).await;
+    // The first request answers slowly enough to be killed in the middle.
+    server.push(Reply::tokens(400).delay(Duration::from_millis(20)));
+    let redis = shared_redis();
+    let prefix = unique_prefix();
+    let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
+    let env = openai_env(&server);
+    let w1 = spawn_worker(redis.url(), &prefix, "w-victim", &pairs(&env)).await;
+
+    let id = enqueue_chat(&d, "s-kill").await;
+    let mut con = connection(redis.url()).await;
+    poll_until("attempt 1 text in the output stream", LONG, || {
+        let mut con = con.clone();
+        let (prefix, id) = (prefix.clone(), id.clone());
+        async move {
+            let got = output(&mut con, &prefix, &id).await;
+            (got.len() >= 2).then_some(())
+        }
+    })
+    .await;
+    w1.proc.sigkill();
+    let _w2 = spawn_worker(redis.url(), &prefix, "w-heir", &pairs(&env)).await;
+
+    let task = wait_state(&d, &id, "succeeded").await;
+    assert_eq!(task["attempts"], 2, "{task}");
+    let response = task["result"]["response"].as_str().expect("response");
+    assert_eq!(response, Reply::tokens(20).answer());
+
+    let got = output(&mut con, &prefix, &id).await;
+    let first_of_2 = got
+        .iter()
+        .position(|(_, e)| e.attempt() == 2)
+        .expect("attempt 2 wrote entries");
+    assert!(
+        got[..first_of_2]
+            .iter()
+            .all(|(_, e)| matches!(e, Entry::Delta { attempt: 1, .. })),
+        "attempt 1 left text and no end entry: {got:?}"
+    );
+    assert!(!text(&got, 1).is_empty());
+    assert!(
+        got[first_of_2..].iter().all(|(_, e)| e.attempt() == 2),
+        "{got:?}"
+    );
+    assert_eq!(text(&got, 2), response);
+    assert_eq!(
+        got.last().map(|(_, e)| e.clone()),
+        Some(Entry::End {
+            attempt: 2,
+            end: AttemptEnd::Finished
+        })
+    );
+    let turn: Vec<String> = redis::cmd("LRANGE")
+        .arg(format!("{prefix}session:s-kill"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut con)
+        .await
+        .expect("lrange");
+    assert_eq!(
+        turn.len(),
+        2,
+        "one user and one assistant message: {turn:?}"
+    );
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_chat_closes_the_provider_connection_within_a_second() {
+    let server = ProviderServer::start(Reply::tokens(500).delay(Duration::from_millis(20))).await;
+    let redis = shared_redis();
+    let prefix = unique_prefix();
+    let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
+    let env = openai_env(&server);
+    let _w = spawn_worker(redis.url(), &prefix, "w-cancel", &pairs(&env)).await;
+
+    let id = enqueue_chat(&d, "s-cancel").await;
+    poll_until("the first token served", LONG, || async {
+        server.requests().first().and_then(|r| r.first_token)
+    })
+    .await;
+    let cancelled_at = Instant::now();
+    let (s, v) = d.request("DELETE", &format!("/api/tasks/{id}"), None).await;
+    assert_eq!(s, 202, "{v}");
+    let closed = poll_until("the provider sees its connection closed", LONG, || async {
+        server.requests()[0].closed_early
+    })
+    .await;
+    let after = closed.saturating_duration_since(cancelled_at);
+    println!("provider connection closed {after:?} after the cancel");
+    assert!(
+        after < Duration::from_secs(1),
+        "closed {after:?} after the cancel"
+    );
+    assert!(server.tokens_served() < 500);
+    let task = wait_state(&d, &id, "cancelled").await;
+    assert_eq!(task["attempts"], 1, "{task}");
+
+    let mut con = connection(redis.url()).await;
+    let got = output(&mut con, &prefix, &id).await;
+    assert_eq!(
+        got.last().map(|(_, e)| e.clone()),
+        Some(Entry::End {
+            attempt: 1,
+            end: AttemptEnd::Failed
+        }),
+        "the cancelled attempt ends its text"
+    );
+}
