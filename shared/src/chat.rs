@@ -18,6 +18,13 @@ pub struct ChatResult {
     pub session_id: Option<String>,
     /// Tokens used.
     pub usage: ChatUsage,
+    /// Why the answer ended, in OpenAI's words (`stop`, `length`, `tool_calls`,
+    /// `content_filter`); absent in results written before `/v1` existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+    /// The tool calls the model asked for (`/v1` requests with `tools`), in OpenAI's shape.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<crate::completion::ToolCall>,
 }
 
 /// Token counts of a chat call.
@@ -64,6 +71,8 @@ mod tests {
                 prompt_tokens: 3,
                 completion_tokens: 1,
             },
+            finish_reason: None,
+            tool_calls: Vec::new(),
         };
         let v = r.to_value();
         assert_eq!(

@@ -9,6 +9,7 @@
 //! - [`task`]: task ids, kinds, states, payload validation.
 //! - [`record`]: the stored task record (field names, the queued shape, the typed decode).
 //! - [`chat`]: a chat task's result (`{response, model, provider, session_id, usage}`).
+//! - [`completion`]: the `/v1` request a chat task carries and an answer's tool calls.
 //! - [`events`]: the events stream's entry format (`{id, state}` or a batch's `{ids, state}`).
 //! - [`output`]: a task's output stream format (text deltas per attempt, end marks).
 //! - [`registry`]: the worker registry record and its status (written by the heartbeat, listed
@@ -26,6 +27,7 @@
 
 pub mod chat;
 pub mod clock;
+pub mod completion;
 pub mod config;
 pub mod duty;
 pub mod events;

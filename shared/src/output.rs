@@ -13,10 +13,14 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redis::streams::StreamId;
 
+use crate::completion::ToolCallDelta;
+
 /// Field with the attempt number (1-based, decimal) that wrote the entry.
 pub const ATTEMPT: &str = "a";
 /// Field with a text delta (one or more coalesced provider tokens).
 pub const TEXT: &str = "t";
+/// Field with tool-call pieces, a JSON array of [`ToolCallDelta`] (`/v1` answers only).
+pub const TOOL_CALLS: &str = "tc";
 /// Field that marks the end of an attempt's text; its value is the attempt's outcome.
 pub const END: &str = "end";
 
@@ -53,6 +57,14 @@ pub enum Entry {
         /// The text.
         text: String,
     },
+    /// Pieces of the answer's tool calls, in the order they arrived (after any text written
+    /// before them).
+    ToolCalls {
+        /// The attempt.
+        attempt: u32,
+        /// The pieces.
+        calls: Vec<ToolCallDelta>,
+    },
     /// `attempt` wrote its last text.
     End {
         /// The attempt.
@@ -66,7 +78,9 @@ impl Entry {
     /// The attempt that wrote the entry.
     pub fn attempt(&self) -> u32 {
         match self {
-            Self::Delta { attempt, .. } | Self::End { attempt, .. } => *attempt,
+            Self::Delta { attempt, .. }
+            | Self::ToolCalls { attempt, .. }
+            | Self::End { attempt, .. } => *attempt,
         }
     }
 
@@ -75,6 +89,11 @@ impl Entry {
         match self {
             Self::Delta { attempt, text } => {
                 vec![(ATTEMPT, attempt.to_string()), (TEXT, text.clone())]
+            }
+            Self::ToolCalls { attempt, calls } => {
+                // A list of plain structs always serialises; the fallback is unreachable.
+                let json = serde_json::to_string(calls).unwrap_or_else(|_| "[]".into());
+                vec![(ATTEMPT, attempt.to_string()), (TOOL_CALLS, json)]
             }
             Self::End { attempt, end } => {
                 vec![
@@ -101,9 +120,12 @@ pub enum OutputError {
     /// No attempt, or not a positive integer.
     #[error("output entry {0} has no valid `a` (attempt) field")]
     Attempt(String),
-    /// Neither text nor an end mark.
-    #[error("output entry {0} has neither `t` nor `end`")]
+    /// Neither text, tool calls nor an end mark.
+    #[error("output entry {0} has neither `t`, `tc` nor `end`")]
     Empty(String),
+    /// Tool-call pieces that are not a JSON list of pieces.
+    #[error("output entry {0} has an unreadable `tc` value: {1}")]
+    ToolCalls(String, String),
     /// An end mark with an unknown outcome.
     #[error("output entry {0} has an unknown `end` value {1:?}")]
     End(String, String),
@@ -118,6 +140,10 @@ pub fn decode(entry: &StreamId) -> Result<Stored, OutputError> {
         .ok_or_else(|| OutputError::Attempt(entry.id.clone()))?;
     let decoded = if let Some(text) = entry.get::<String>(TEXT) {
         Entry::Delta { attempt, text }
+    } else if let Some(tc) = entry.get::<String>(TOOL_CALLS) {
+        let calls = serde_json::from_str(&tc)
+            .map_err(|e| OutputError::ToolCalls(entry.id.clone(), e.to_string()))?;
+        Entry::ToolCalls { attempt, calls }
     } else if let Some(end) = entry.get::<String>(END) {
         let end = match end.as_str() {
             "finished" => AttemptEnd::Finished,
@@ -200,6 +226,15 @@ mod tests {
                 attempt: 1,
                 end: AttemptEnd::Failed,
             },
+            Entry::ToolCalls {
+                attempt: 1,
+                calls: vec![ToolCallDelta {
+                    index: 0,
+                    id: Some("call_1".into()),
+                    name: Some("f".into()),
+                    arguments: "{".into(),
+                }],
+            },
             Entry::End {
                 attempt: 3,
                 end: AttemptEnd::Finished,
@@ -221,6 +256,8 @@ mod tests {
         assert_eq!(e, OutputError::Attempt("5-0".to_owned()));
         let e = decode(&entry(&[("a", "1")])).expect_err("empty");
         assert_eq!(e, OutputError::Empty("5-0".to_owned()));
+        let e = decode(&entry(&[("a", "1"), ("tc", "{")])).expect_err("bad tool calls");
+        assert!(matches!(e, OutputError::ToolCalls(..)), "{e}");
         let e = decode(&entry(&[("a", "1"), ("end", "odd")])).expect_err("bad end");
         assert!(e.to_string().contains("odd"), "{e}");
     }

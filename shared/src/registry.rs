@@ -27,6 +27,8 @@ pub const CONCURRENCY: &str = "concurrency";
 pub const CAPABILITIES: &str = "capabilities";
 /// Field: chat providers in fallback order, a JSON list.
 pub const PROVIDERS: &str = "providers";
+/// Field: models it serves, a JSON list.
+pub const MODELS: &str = "models";
 /// Field: ids of the tasks it runs now, a JSON list.
 pub const IN_FLIGHT: &str = "in_flight";
 /// Field: attempts it finished.
@@ -107,6 +109,8 @@ pub struct WorkerRecord {
     pub capabilities: Vec<String>,
     /// Chat providers, in fallback order.
     pub providers: Vec<String>,
+    /// Models it serves: its providers' configured models and `LLM_MODELS` (`GET /v1/models`).
+    pub models: Vec<String>,
     /// Tasks it runs now.
     #[serde(skip)]
     pub in_flight: Vec<String>,
@@ -153,6 +157,7 @@ impl WorkerRecord {
             (CONCURRENCY, self.concurrency.to_string()),
             (CAPABILITIES, list(&self.capabilities)),
             (PROVIDERS, list(&self.providers)),
+            (MODELS, list(&self.models)),
             (IN_FLIGHT, list(&self.in_flight)),
             (PROCESSED, self.processed.to_string()),
             (FAILED, self.failed.to_string()),
@@ -197,6 +202,11 @@ impl WorkerRecord {
             concurrency: parsed(&mut h, CONCURRENCY)?,
             capabilities: parsed(&mut h, CAPABILITIES)?,
             providers: parsed(&mut h, PROVIDERS)?,
+            // Records written before the field existed serve no listed model.
+            models: match h.contains_key(MODELS) {
+                true => parsed(&mut h, MODELS)?,
+                false => Vec::new(),
+            },
             in_flight,
             processed: parsed(&mut h, PROCESSED)?,
             failed: parsed(&mut h, FAILED)?,
@@ -323,6 +333,7 @@ mod tests {
             concurrency: 8,
             capabilities: vec!["echo".into()],
             providers: vec!["echo".into()],
+            models: vec!["echo-1".into()],
             in_flight: vec!["tool-1".into()],
             processed: 5,
             failed: 1,

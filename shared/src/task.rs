@@ -195,6 +195,10 @@ pub struct ChatPayload {
     /// System prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
+    /// An OpenAI chat-completions request from `/v1` (see [`crate::completion`]), instead of
+    /// `message`, `messages`, `system` and `session_id`: the client sends the whole history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion: Option<crate::completion::CompletionBody>,
 }
 
 /// The payload of a tool task.
@@ -238,6 +242,19 @@ pub fn validate_payload(kind: TaskKind, payload: &Value) -> Result<(), PayloadEr
         }
         TaskKind::Chat => {
             let p: ChatPayload = decode_payload(payload)?;
+            if let Some(body) = &p.completion {
+                if p.message.is_some()
+                    || p.messages.is_some()
+                    || p.system.is_some()
+                    || p.session_id.is_some()
+                {
+                    return Err(PayloadError::Malformed(
+                        "completion: goes without `message`, `messages`, `system` and `session_id`"
+                            .into(),
+                    ));
+                }
+                return crate::completion::validate(body);
+            }
             match (&p.message, &p.messages) {
                 (None, None) => {
                     return Err(PayloadError::Malformed(

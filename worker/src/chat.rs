@@ -89,6 +89,8 @@ pub async fn run(
             prompt_tokens: answer.usage.prompt_tokens,
             completion_tokens: answer.usage.completion_tokens,
         },
+        finish_reason: None,
+        tool_calls: Vec::new(),
     }
     .to_value())
 }

@@ -57,7 +57,7 @@ fn text_of(entries: &[(String, Entry)]) -> String {
         .iter()
         .filter_map(|(_, e)| match e {
             Entry::Delta { text, .. } => Some(text.as_str()),
-            Entry::End { .. } => None,
+            Entry::ToolCalls { .. } | Entry::End { .. } => None,
         })
         .collect()
 }
