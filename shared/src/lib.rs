@@ -20,6 +20,7 @@
 //! - [`metrics`]: metric names and the Prometheus recorder.
 //! - [`duty`]: the loop every background duty runs in (pace, logging, backoff).
 //! - [`retry`]: retrying Redis calls with backoff while Redis is unreachable.
+//! - [`serve`]: the HTTP server loop of both binaries (header read timeout, graceful shutdown).
 //! - [`signals`]: SIGTERM/SIGINT → graceful shutdown.
 //! - [`runtime`]: the tokio runtime both binaries run on (`RUNTIME_THREADS`).
 //! - [`clock`]: time as the records store it.
@@ -40,6 +41,7 @@ pub mod registry;
 pub mod retry;
 pub mod runtime;
 pub mod scripts;
+pub mod serve;
 pub mod signals;
 pub mod store;
 pub mod task;
