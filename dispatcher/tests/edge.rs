@@ -22,6 +22,7 @@ struct Api {
 struct Answer {
     status: StatusCode,
     content_type: String,
+    headers: axum::http::HeaderMap,
     body: Vec<u8>,
 }
 
@@ -75,6 +76,7 @@ impl Api {
             .expect("request");
         let resp = self.router.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
+        let headers = resp.headers().clone();
         let content_type = resp
             .headers()
             .get(header::CONTENT_TYPE)
@@ -88,6 +90,7 @@ impl Api {
         Answer {
             status,
             content_type,
+            headers,
             body,
         }
     }
@@ -236,5 +239,57 @@ async fn metric_labels_come_from_a_fixed_set_whatever_the_client_sends() {
             .contains(&method),
             "{line}"
         );
+    }
+}
+
+#[tokio::test]
+async fn the_token_is_checked_before_routing_under_api() {
+    let api = api();
+    let cases = [
+        ("GET", "/api/nope"),
+        ("PUT", "/api/tasks"),
+        ("GET", "/api"),
+        ("GET", "/api/"),
+        ("DELETE", "/api/queues"),
+        ("FOOA", "/api/tasks"),
+        ("GET", "/api/tasks/%FF"),
+        ("POST", "/api/dead/x/retry"),
+        ("GET", "/api/tasks/x/stream"),
+    ];
+    for (method, path) in cases {
+        for token in [None, Some("wrong")] {
+            let a = api.send(method, path, token, b"").await;
+            assert_eq!(
+                a.status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} {token:?}"
+            );
+            assert!(
+                a.error_message().contains("bearer token"),
+                "{method} {path}"
+            );
+            assert_eq!(
+                a.headers
+                    .get(header::WWW_AUTHENTICATE)
+                    .map(|v| v.as_bytes()),
+                Some(&b"Bearer"[..]),
+                "{method} {path}"
+            );
+        }
+    }
+    // With the token, the routing answers.
+    let a = api.send("GET", "/api/nope", Some(SECRET), b"").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let a = api.send("PUT", "/api/tasks", Some(SECRET), b"").await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+    // Outside /api nothing needs a token.
+    for (path, status) in [
+        ("/health", StatusCode::OK),
+        ("/metrics", StatusCode::OK),
+        ("/apix", StatusCode::NOT_FOUND),
+        ("/nope", StatusCode::NOT_FOUND),
+    ] {
+        let a = api.send("GET", path, None, b"").await;
+        assert_eq!(a.status, status, "{path}");
     }
 }
