@@ -293,3 +293,84 @@ async fn the_token_is_checked_before_routing_under_api() {
         assert_eq!(a.status, status, "{path}");
     }
 }
+
+#[tokio::test]
+async fn client_strings_that_would_enter_key_names_are_checked_and_the_400_names_the_field() {
+    let api = api();
+    let long = "k".repeat(10_000);
+    let bad = ["a*b", "{tag}", "a b", "a?[x]", "é", long.as_str(), ""];
+    for value in bad {
+        let v = serde_json::Value::from(value);
+        let cases = [
+            (
+                "/api/tasks",
+                serde_json::json!({"kind": "tool", "payload": {"tool": "echo"}, "idempotency_key": v}),
+                "idempotency_key",
+            ),
+            (
+                "/api/tasks/batch",
+                serde_json::json!({"tasks": [
+                    {"kind": "tool", "payload": {"tool": "echo"}},
+                    {"kind": "tool", "payload": {"tool": "echo"}, "idempotency_key": v},
+                ]}),
+                "tasks[1].idempotency_key",
+            ),
+            (
+                "/api/tasks",
+                serde_json::json!({"kind": "chat", "payload": {"message": "hi", "session_id": v}}),
+                "payload: session_id",
+            ),
+            (
+                "/api/tasks/batch",
+                serde_json::json!({"tasks": [
+                    {"kind": "chat", "payload": {"message": "hi", "session_id": v}},
+                ]}),
+                "tasks[0].payload: session_id",
+            ),
+            (
+                "/api/chat",
+                serde_json::json!({"message": "hi", "session_id": v}),
+                "session_id",
+            ),
+        ];
+        for (path, body, field) in cases {
+            let a = api
+                .send("POST", path, Some(SECRET), body.to_string().as_bytes())
+                .await;
+            let short: String = value.chars().take(12).collect();
+            assert_eq!(a.status, StatusCode::BAD_REQUEST, "{path} {short:?}");
+            let m = a.error_message();
+            assert!(m.starts_with(field), "{path} {short:?}: {m}");
+            assert!(m.contains("A-Z, a-z, 0-9"), "{path}: {m}");
+            assert!(m.len() < 200, "the message does not echo the value: {m}");
+        }
+    }
+    assert_eq!(
+        api.keys().await,
+        Vec::<String>::new(),
+        "nothing was written"
+    );
+    // The longest and the richest accepted values.
+    let ok = serde_json::json!({"kind": "tool", "payload": {"tool": "echo"},
+        "idempotency_key": "k".repeat(128)});
+    let a = api
+        .send(
+            "POST",
+            "/api/tasks",
+            Some(SECRET),
+            ok.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{:?}", a.json());
+    let ok = serde_json::json!({"kind": "chat",
+        "payload": {"message": "hi", "session_id": "user:42.chat_7-0192b3c4"}});
+    let a = api
+        .send(
+            "POST",
+            "/api/tasks",
+            Some(SECRET),
+            ok.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{:?}", a.json());
+}
