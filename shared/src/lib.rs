@@ -5,7 +5,7 @@
 //! - [`config`]: environment variables → one typed struct per concern (Redis, process,
 //!   dispatcher, worker, LLM, tools), typo detection.
 //! - [`healthcheck`]: the `healthcheck` subcommand of both binaries (`GET /health`, exit 0/1).
-//! - [`keys`]: every Redis key name (SPEC §4), in one place.
+//! - [`keys`]: every Redis key name (SPEC §4), in one place, and recognising them in a scan.
 //! - [`task`]: task ids, kinds, states, payload validation.
 //! - [`record`]: the stored task record (field names, the queued shape, the typed decode).
 //! - [`chat`]: a chat task's result (`{response, model, provider, session_id, usage}`).
