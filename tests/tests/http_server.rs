@@ -1,13 +1,17 @@
 //! The HTTP server loop of both binaries over real sockets (issue 16, defect 4): a client that
 //! sends half a request head and stops is disconnected after `HTTP_HEADER_TIMEOUT_MS`, on the
-//! dispatcher and on a worker's health port; a slow but whole request is answered; and on
-//! SIGTERM the dispatcher still ends its SSE streams and exits, a half-sent head holding nothing.
+//! dispatcher and on a worker's health port; a slow but whole request is answered; on SIGTERM
+//! the dispatcher still ends its SSE streams and exits, a half-sent head holding nothing; and out
+//! of file descriptors, accepting backs off instead of spinning a core.
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use switchyard_tests::sse::{self, SseStream};
-use switchyard_tests::{shared_redis, spawn_dispatcher, spawn_worker, unique_prefix};
+use switchyard_tests::{
+    Proc, bin_path, free_port, poll_until, shared_redis, spawn_dispatcher, spawn_worker,
+    unique_prefix,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -150,4 +154,82 @@ async fn sigterm_ends_sse_streams_and_a_half_sent_head_does_not_hold_shutdown() 
     println!("SIGTERM with an open SSE stream and a half-sent head: exited after {took:?}");
     assert!(exit.success(), "{exit:?}");
     assert!(took < Duration::from_secs(4), "{took:?}");
+}
+
+/// CPU seconds (user + system) `pid` has used, from `/proc/<pid>/stat` (clock ticks of 10 ms).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process runs");
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_file_descriptors_accepting_backs_off_instead_of_spinning() {
+    let redis = shared_redis();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let dispatcher = bin_path("dispatcher");
+    let program = dispatcher.to_str().expect("a UTF-8 path");
+    // 64 descriptors: the dispatcher's own (Redis, epoll, logs) leave a few dozen for clients.
+    let d = Proc::spawn(
+        "dispatcher-nofile",
+        std::path::Path::new("prlimit"),
+        &["--nofile=64:64", program],
+        &[
+            ("REDIS_URL", redis.url()),
+            ("QUEUE_PREFIX", &unique_prefix()),
+            ("DISPATCHER_ADDR", &addr),
+            ("ROOT_NODE_SECRET", "s"),
+        ],
+    );
+    let health = || async {
+        let mut s = TcpStream::connect(&addr).await.ok()?;
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .ok()?;
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut got))
+            .await
+            .ok()?
+            .ok()?;
+        got.starts_with(b"HTTP/1.1 200").then_some(())
+    };
+    poll_until("the dispatcher to answer", Duration::from_secs(30), health).await;
+
+    // Far more connections than descriptors: the kernel completes them, accept(2) fails.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        held.push(
+            TcpStream::connect(&addr)
+                .await
+                .expect("the backlog takes it"),
+        );
+    }
+    poll_until(
+        "accept to fail with EMFILE",
+        Duration::from_secs(10),
+        || async { d.log_text().contains("Too many open files").then_some(()) },
+    )
+    .await;
+    let before = cpu_seconds(d.pid());
+    let window = Instant::now();
+    // A measuring window, not a wait for a loop: how much CPU the failing accepts burn.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let used = cpu_seconds(d.pid()) - before;
+    let took = window.elapsed().as_secs_f64();
+    println!("out of descriptors: {used:.2} s of CPU in {took:.2} s");
+    assert!(
+        used < 0.15 * took,
+        "{used:.2} s of CPU in {took:.2} s: accept spins"
+    );
+
+    drop(held);
+    poll_until(
+        "the dispatcher to answer again",
+        Duration::from_secs(30),
+        health,
+    )
+    .await;
 }
