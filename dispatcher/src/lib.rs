@@ -35,11 +35,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use switchyard_shared::config::{
-    self, ConfigError, DispatcherConfig, LogConfig, RedisConfig, RuntimeConfig,
+    self, ConfigError, DispatcherConfig, HttpConfig, LogConfig, RedisConfig, RuntimeConfig,
 };
 use switchyard_shared::keys::Keys;
 use switchyard_shared::retry::while_unavailable;
 use switchyard_shared::scripts::Retention;
+use switchyard_shared::serve;
 use switchyard_shared::store::{self, StoreError};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -56,6 +57,8 @@ pub struct Settings {
     pub log: LogConfig,
     /// Threads of the async runtime.
     pub runtime: RuntimeConfig,
+    /// The HTTP server (header read timeout).
+    pub http: HttpConfig,
     /// Dispatcher behaviour.
     pub dispatcher: DispatcherConfig,
 }
@@ -68,6 +71,7 @@ impl Settings {
             redis: RedisConfig::from_vars(vars)?,
             log: LogConfig::from_vars(vars)?,
             runtime: RuntimeConfig::from_vars(vars)?,
+            http: HttpConfig::from_vars(vars)?,
             dispatcher: DispatcherConfig::from_vars(vars)?,
         })
     }
@@ -95,9 +99,6 @@ pub enum DispatcherError {
     /// Redis could not be set up.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Serving failed.
-    #[error("serving HTTP: {0}")]
-    Serve(std::io::Error),
 }
 
 /// Builds the shared state (pool, keys, waiter) for `settings`.
@@ -183,16 +184,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), 
         waiter.close();
         hub.close();
     };
-    // Without TCP_NODELAY a small SSE frame waits for the ACK of the previous one, which the
-    // client may delay by 40 ms: that was the tail of streamed deltas.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |s| {
-        let _ = s.set_nodelay(true);
-    });
-    let served = axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(stopping)
-        .await;
+    serve::serve(listener, http::router(state), settings.http, stopping).await;
     background.cancel();
     let _ = tokio::join!(tail, promoter, outputs, sampler, upkeep);
     info!("dispatcher stopped");
-    served.map_err(DispatcherError::Serve)
+    Ok(())
 }

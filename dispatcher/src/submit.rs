@@ -200,8 +200,8 @@ fn prepare(state: &AppState, t: NewTask) -> Result<Prepared, SubmitError> {
         && !task::is_valid_key(k)
     {
         return Err(SubmitError::Invalid(format!(
-            "idempotency_key: must be 1–{} printable characters without spaces",
-            task::MAX_KEY_LEN
+            "idempotency_key: must be {}",
+            task::KEY_RULE
         )));
     }
     let session_id = match kind {

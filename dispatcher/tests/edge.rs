@@ -22,6 +22,7 @@ struct Api {
 struct Answer {
     status: StatusCode,
     content_type: String,
+    headers: axum::http::HeaderMap,
     body: Vec<u8>,
 }
 
@@ -75,6 +76,7 @@ impl Api {
             .expect("request");
         let resp = self.router.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
+        let headers = resp.headers().clone();
         let content_type = resp
             .headers()
             .get(header::CONTENT_TYPE)
@@ -88,6 +90,7 @@ impl Api {
         Answer {
             status,
             content_type,
+            headers,
             body,
         }
     }
@@ -237,4 +240,137 @@ async fn metric_labels_come_from_a_fixed_set_whatever_the_client_sends() {
             "{line}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_token_is_checked_before_routing_under_api() {
+    let api = api();
+    let cases = [
+        ("GET", "/api/nope"),
+        ("PUT", "/api/tasks"),
+        ("GET", "/api"),
+        ("GET", "/api/"),
+        ("DELETE", "/api/queues"),
+        ("FOOA", "/api/tasks"),
+        ("GET", "/api/tasks/%FF"),
+        ("POST", "/api/dead/x/retry"),
+        ("GET", "/api/tasks/x/stream"),
+    ];
+    for (method, path) in cases {
+        for token in [None, Some("wrong")] {
+            let a = api.send(method, path, token, b"").await;
+            assert_eq!(
+                a.status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} {token:?}"
+            );
+            assert!(
+                a.error_message().contains("bearer token"),
+                "{method} {path}"
+            );
+            assert_eq!(
+                a.headers
+                    .get(header::WWW_AUTHENTICATE)
+                    .map(|v| v.as_bytes()),
+                Some(&b"Bearer"[..]),
+                "{method} {path}"
+            );
+        }
+    }
+    // With the token, the routing answers.
+    let a = api.send("GET", "/api/nope", Some(SECRET), b"").await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let a = api.send("PUT", "/api/tasks", Some(SECRET), b"").await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+    // Outside /api nothing needs a token.
+    for (path, status) in [
+        ("/health", StatusCode::OK),
+        ("/metrics", StatusCode::OK),
+        ("/apix", StatusCode::NOT_FOUND),
+        ("/nope", StatusCode::NOT_FOUND),
+    ] {
+        let a = api.send("GET", path, None, b"").await;
+        assert_eq!(a.status, status, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn client_strings_that_would_enter_key_names_are_checked_and_the_400_names_the_field() {
+    let api = api();
+    let long = "k".repeat(10_000);
+    let bad = ["a*b", "{tag}", "a b", "a?[x]", "é", long.as_str(), ""];
+    for value in bad {
+        let v = serde_json::Value::from(value);
+        let cases = [
+            (
+                "/api/tasks",
+                serde_json::json!({"kind": "tool", "payload": {"tool": "echo"}, "idempotency_key": v}),
+                "idempotency_key",
+            ),
+            (
+                "/api/tasks/batch",
+                serde_json::json!({"tasks": [
+                    {"kind": "tool", "payload": {"tool": "echo"}},
+                    {"kind": "tool", "payload": {"tool": "echo"}, "idempotency_key": v},
+                ]}),
+                "tasks[1].idempotency_key",
+            ),
+            (
+                "/api/tasks",
+                serde_json::json!({"kind": "chat", "payload": {"message": "hi", "session_id": v}}),
+                "payload: session_id",
+            ),
+            (
+                "/api/tasks/batch",
+                serde_json::json!({"tasks": [
+                    {"kind": "chat", "payload": {"message": "hi", "session_id": v}},
+                ]}),
+                "tasks[0].payload: session_id",
+            ),
+            (
+                "/api/chat",
+                serde_json::json!({"message": "hi", "session_id": v}),
+                "session_id",
+            ),
+        ];
+        for (path, body, field) in cases {
+            let a = api
+                .send("POST", path, Some(SECRET), body.to_string().as_bytes())
+                .await;
+            let short: String = value.chars().take(12).collect();
+            assert_eq!(a.status, StatusCode::BAD_REQUEST, "{path} {short:?}");
+            let m = a.error_message();
+            assert!(m.starts_with(field), "{path} {short:?}: {m}");
+            assert!(m.contains("A-Z, a-z, 0-9"), "{path}: {m}");
+            assert!(m.len() < 200, "the message does not echo the value: {m}");
+        }
+    }
+    assert_eq!(
+        api.keys().await,
+        Vec::<String>::new(),
+        "nothing was written"
+    );
+    // The longest and the richest accepted values.
+    let ok = serde_json::json!({"kind": "tool", "payload": {"tool": "echo"},
+        "idempotency_key": "k".repeat(128)});
+    let a = api
+        .send(
+            "POST",
+            "/api/tasks",
+            Some(SECRET),
+            ok.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{:?}", a.json());
+    let ok = serde_json::json!({"kind": "chat",
+        "payload": {"message": "hi", "session_id": "user:42.chat_7-0192b3c4"}});
+    let a = api
+        .send(
+            "POST",
+            "/api/tasks",
+            Some(SECRET),
+            ok.to_string().as_bytes(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{:?}", a.json());
 }

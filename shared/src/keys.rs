@@ -3,6 +3,8 @@
 //! Keys of one queue carry the queue name as a hash tag (`sy:{chat}:stream`), so every script
 //! touches a single cluster slot and a queue can live on one Redis Cluster node.
 
+use crate::task::{is_valid_key, is_valid_queue_name, queue_of};
+
 /// Builds key names under one deployment prefix (`QUEUE_PREFIX`, default `sy:`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
@@ -96,6 +98,146 @@ impl Keys {
     pub fn cancel_channel(&self) -> String {
         format!("{}cancel", self.prefix)
     }
+
+    /// Which function of this layout builds `key`, with well-formed parts: a valid queue name, a
+    /// task id of that queue, an idempotency key or session id the API accepts, a worker id.
+    /// `None` for any other key, e.g. one a client string put there. For audits and tests (a
+    /// `SCAN` of the prefix must find nothing else); it matches against the functions' own
+    /// output, so the layout has no second copy.
+    pub fn recognise(&self, key: &str) -> Option<KeyKind> {
+        use Hole::{ClientKey, Queue, TaskId, WorkerId};
+        let (q, t, c, w) = (
+            Queue.mark(),
+            TaskId.mark(),
+            ClientKey.mark(),
+            WorkerId.mark(),
+        );
+        let layouts = [
+            (KeyKind::Stream, self.stream(q)),
+            (KeyKind::Task, self.task(q, t)),
+            (KeyKind::Events, self.events(q)),
+            (KeyKind::Delayed, self.delayed(q)),
+            (KeyKind::Dead, self.dead(q)),
+            (KeyKind::Stats, self.stats(q)),
+            (KeyKind::Output, self.output(q, t)),
+            (KeyKind::Resumes, self.resumes(q, t)),
+            (KeyKind::Idempotency, self.idempotency(q, c)),
+            (KeyKind::Worker, self.worker(w)),
+            (KeyKind::Workers, self.workers()),
+            (KeyKind::Session, self.session(c)),
+        ];
+        layouts
+            .into_iter()
+            .find(|(_, layout)| matches_layout(layout, key))
+            .map(|(kind, _)| kind)
+    }
+}
+
+/// The kinds of key [`Keys::recognise`] tells apart: one per key-building function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// [`Keys::stream`].
+    Stream,
+    /// [`Keys::task`].
+    Task,
+    /// [`Keys::events`].
+    Events,
+    /// [`Keys::delayed`].
+    Delayed,
+    /// [`Keys::dead`].
+    Dead,
+    /// [`Keys::stats`].
+    Stats,
+    /// [`Keys::output`].
+    Output,
+    /// [`Keys::resumes`].
+    Resumes,
+    /// [`Keys::idempotency`].
+    Idempotency,
+    /// [`Keys::worker`].
+    Worker,
+    /// [`Keys::workers`].
+    Workers,
+    /// [`Keys::session`].
+    Session,
+}
+
+/// A variable part of a key, stood for by a mark no real key contains (control characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hole {
+    Queue,
+    TaskId,
+    ClientKey,
+    WorkerId,
+}
+
+impl Hole {
+    const ALL: [Hole; 4] = [Hole::Queue, Hole::TaskId, Hole::ClientKey, Hole::WorkerId];
+
+    fn mark(self) -> &'static str {
+        match self {
+            Self::Queue => "\u{1}q\u{1}",
+            Self::TaskId => "\u{1}t\u{1}",
+            Self::ClientKey => "\u{1}c\u{1}",
+            Self::WorkerId => "\u{1}w\u{1}",
+        }
+    }
+}
+
+/// Whether `key` is `layout` with each hole filled by a well-formed part. A hole ends where the
+/// layout's text after it first appears in the key: a queue hole is followed by `}`, which no
+/// queue name contains, and the other holes end their layout, so they run to the key's end.
+fn matches_layout(layout: &str, key: &str) -> bool {
+    let mut rest_layout = layout;
+    let mut rest_key = key;
+    let mut queue = None;
+    loop {
+        let next = Hole::ALL
+            .iter()
+            .filter_map(|h| rest_layout.find(h.mark()).map(|at| (at, *h)))
+            .min_by_key(|(at, _)| *at);
+        let Some((at, hole)) = next else {
+            return rest_key == rest_layout;
+        };
+        let Some(after_lit) = rest_key.strip_prefix(&rest_layout[..at]) else {
+            return false;
+        };
+        rest_layout = &rest_layout[at + hole.mark().len()..];
+        let lit_end = Hole::ALL
+            .iter()
+            .filter_map(|h| rest_layout.find(h.mark()))
+            .min()
+            .unwrap_or(rest_layout.len());
+        let following = &rest_layout[..lit_end];
+        let part_len = if lit_end == rest_layout.len() {
+            // The last hole ends where the key's fixed end begins.
+            match after_lit.len().checked_sub(following.len()) {
+                Some(n) if after_lit.ends_with(following) => n,
+                _ => return false,
+            }
+        } else if following.is_empty() {
+            return false;
+        } else {
+            match after_lit.find(following) {
+                Some(n) => n,
+                None => return false,
+            }
+        };
+        let part = &after_lit[..part_len];
+        let well_formed = match hole {
+            Hole::Queue => {
+                queue = Some(part);
+                is_valid_queue_name(part)
+            }
+            Hole::TaskId => queue_of(part).is_some_and(|q| queue.is_none_or(|own| own == q)),
+            Hole::ClientKey => is_valid_key(part),
+            Hole::WorkerId => !part.is_empty() && !part.contains(char::is_whitespace),
+        };
+        if !well_formed {
+            return false;
+        }
+        rest_key = &after_lit[part_len..];
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +261,47 @@ mod tests {
         assert_eq!(k.session("s1"), "sy:session:s1");
         assert_eq!(k.cancel_channel(), "sy:cancel");
         assert_eq!(GROUP, "workers");
+    }
+
+    #[test]
+    fn every_key_of_the_layout_is_recognised_and_nothing_else() {
+        let k = Keys::new("t1:");
+        let id = crate::task::new_task_id("tool");
+        let cases = [
+            (k.stream("tool"), KeyKind::Stream),
+            (k.task("tool", &id), KeyKind::Task),
+            (k.events("chat"), KeyKind::Events),
+            (k.delayed("tool"), KeyKind::Delayed),
+            (k.dead("tool"), KeyKind::Dead),
+            (k.stats("tool"), KeyKind::Stats),
+            (k.output("tool", &id), KeyKind::Output),
+            (k.resumes("tool", &id), KeyKind::Resumes),
+            (k.idempotency("tool", "user:42.a_b-c"), KeyKind::Idempotency),
+            (k.worker("host-1234"), KeyKind::Worker),
+            (k.workers(), KeyKind::Workers),
+            (k.session("s-01J"), KeyKind::Session),
+        ];
+        for (key, kind) in &cases {
+            assert_eq!(k.recognise(key), Some(*kind), "{key}");
+        }
+        let chat_id = crate::task::new_task_id("chat");
+        for stranger in [
+            "t1:other".to_owned(),
+            "t2:workers".to_owned(),
+            format!("t1:{{tool}}:task:{chat_id}"),
+            "t1:{tool}:task:tool-nope".to_owned(),
+            "t1:{Bad Queue}:stream".to_owned(),
+            "t1:{tool}:idem:a*b".to_owned(),
+            "t1:{tool}:idem:{x}".to_owned(),
+            format!("t1:{{tool}}:idem:{}", "k".repeat(129)),
+            "t1:session:a b".to_owned(),
+            "t1:session:".to_owned(),
+            "t1:{tool}:stream:extra".to_owned(),
+            "t1:{tool}:streams".to_owned(),
+            "t1:worker:".to_owned(),
+        ] {
+            assert_eq!(k.recognise(&stranger), None, "{stranger}");
+        }
     }
 
     #[test]

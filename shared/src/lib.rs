@@ -5,7 +5,7 @@
 //! - [`config`]: environment variables → one typed struct per concern (Redis, process,
 //!   dispatcher, worker, LLM, tools), typo detection.
 //! - [`healthcheck`]: the `healthcheck` subcommand of both binaries (`GET /health`, exit 0/1).
-//! - [`keys`]: every Redis key name (SPEC §4), in one place.
+//! - [`keys`]: every Redis key name (SPEC §4), in one place, and recognising them in a scan.
 //! - [`task`]: task ids, kinds, states, payload validation.
 //! - [`record`]: the stored task record (field names, the queued shape, the typed decode).
 //! - [`chat`]: a chat task's result (`{response, model, provider, session_id, usage}`).
@@ -20,6 +20,7 @@
 //! - [`metrics`]: metric names and the Prometheus recorder.
 //! - [`duty`]: the loop every background duty runs in (pace, logging, backoff).
 //! - [`retry`]: retrying Redis calls with backoff while Redis is unreachable.
+//! - [`serve`]: the HTTP server loop of both binaries (header read timeout, graceful shutdown).
 //! - [`signals`]: SIGTERM/SIGINT → graceful shutdown.
 //! - [`runtime`]: the tokio runtime both binaries run on (`RUNTIME_THREADS`).
 //! - [`clock`]: time as the records store it.
@@ -40,6 +41,7 @@ pub mod registry;
 pub mod retry;
 pub mod runtime;
 pub mod scripts;
+pub mod serve;
 pub mod signals;
 pub mod store;
 pub mod task;

@@ -26,8 +26,10 @@ pub const MAX_MAX_ATTEMPTS: u32 = 100;
 pub const MAX_TIMEOUT_MS: u64 = 24 * 3_600_000;
 /// Largest `delay_ms` a task may ask for (30 days).
 pub const MAX_DELAY_MS: u64 = 30 * 24 * 3_600_000;
-/// Longest idempotency key or session id.
-pub const MAX_KEY_LEN: usize = 200;
+/// Longest idempotency key or session id: a SHA-512 in hex fits.
+pub const MAX_KEY_LEN: usize = 128;
+/// What [`is_valid_key`] accepts, as error messages say it.
+pub const KEY_RULE: &str = "1–128 characters of A-Z, a-z, 0-9, '.', '_', ':' and '-'";
 
 /// What a task runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -280,7 +282,7 @@ pub fn validate_payload(kind: TaskKind, payload: &Value) -> Result<(), PayloadEr
                 && !is_valid_key(s)
             {
                 return Err(PayloadError::Malformed(format!(
-                    "session_id: must be 1–{MAX_KEY_LEN} printable characters without spaces"
+                    "session_id: must be {KEY_RULE}"
                 )));
             }
         }
@@ -300,9 +302,18 @@ pub fn decode_payload<T: serde::de::DeserializeOwned>(payload: &Value) -> Result
     })
 }
 
-/// Whether `s` is usable as an idempotency key or session id (part of a key name).
+/// Whether `s` is usable as an idempotency key or session id, which a client chooses and which
+/// become part of a key name (`…idem:{key}`, `…session:{id}`): 1–[`MAX_KEY_LEN`] characters of
+/// `A-Z a-z 0-9 . _ : -`. That keeps out glob characters (`* ? [ ] \`), which would make a
+/// `SCAN`/`KEYS` pattern of an operator match other keys; braces, which would put a second hash
+/// tag in the key; spaces, control and non-ASCII characters, which make keys unreadable in
+/// `redis-cli` and logs; and long values, which cost memory in every key and index. UUIDs,
+/// ULIDs, hex digests, base64url and `user:42`-style names all fit. Hashing into the key would
+/// accept anything, but an operator could no longer find a session by its id.
 pub fn is_valid_key(s: &str) -> bool {
-    !s.is_empty() && s.len() <= MAX_KEY_LEN && s.chars().all(|c| c.is_ascii_graphic())
+    (1..=MAX_KEY_LEN).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 #[cfg(test)]
@@ -372,5 +383,43 @@ mod tests {
             ),
             Ok(())
         );
+    }
+
+    #[test]
+    fn keys_from_clients_are_a_safe_charset_and_at_most_128_long() {
+        for good in [
+            "s1",
+            "0192b3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b",
+            "01JDX3N4Z7Q8R9S0T1V2W3X4Y5",
+            "user:42",
+            "tenant.chat_7-b",
+            &"f".repeat(MAX_KEY_LEN),
+        ] {
+            assert!(is_valid_key(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a*b",
+            "a?b",
+            "[ab]",
+            "a\\b",
+            "{tag}",
+            "a b",
+            "a\tb",
+            "é",
+            "a/b",
+            "a@b",
+            &"f".repeat(MAX_KEY_LEN + 1),
+            &"x".repeat(10_000),
+        ] {
+            assert!(!is_valid_key(bad), "{bad:?}");
+        }
+        let e = validate_payload(
+            TaskKind::Chat,
+            &json!({"message": "hi", "session_id": "a*"}),
+        )
+        .expect_err("glob in a session id");
+        assert!(e.to_string().contains("session_id"), "{e}");
+        assert!(e.to_string().contains(KEY_RULE), "{e}");
     }
 }

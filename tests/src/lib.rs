@@ -13,14 +13,18 @@
 //! - [`services`]: [`spawn_dispatcher`] / [`Dispatcher`], [`spawn_worker`] / [`Worker`], started
 //!   and waited for until `/health` answers.
 //! - [`sse`]: an SSE client: parse event streams, read a live one event by event.
+//! - [`raw_http`]: HTTP/1.1 over a bare socket, for bytes no client library sends.
+//! - [`bad_requests`]: a seeded generator of bad requests over every route and field of the API.
 //! - here: [`poll_until`], [`unique_prefix`], [`connection`], [`free_port`],
 //!   [`queued_tool_record`].
 
+pub mod bad_requests;
 pub mod binaries;
 pub mod process;
 pub mod provider_reply;
 pub mod provider_server;
 pub mod provider_wire;
+pub mod raw_http;
 pub mod redis_server;
 pub mod services;
 pub mod sse;

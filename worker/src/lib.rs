@@ -48,7 +48,7 @@ use std::time::Duration;
 
 use switchyard_shared::clock;
 use switchyard_shared::config::{
-    self, ConfigError, LogConfig, RedisConfig, RuntimeConfig, WorkerConfig,
+    self, ConfigError, HttpConfig, LogConfig, RedisConfig, RuntimeConfig, WorkerConfig,
 };
 use switchyard_shared::keys::Keys;
 use switchyard_shared::retry::while_unavailable;
@@ -71,6 +71,8 @@ pub struct Settings {
     pub log: LogConfig,
     /// Threads of the async runtime.
     pub runtime: RuntimeConfig,
+    /// The health server (header read timeout).
+    pub http: HttpConfig,
     /// Worker behaviour.
     pub worker: WorkerConfig,
 }
@@ -83,6 +85,7 @@ impl Settings {
             redis: RedisConfig::from_vars(vars)?,
             log: LogConfig::from_vars(vars)?,
             runtime: RuntimeConfig::from_vars(vars)?,
+            http: HttpConfig::from_vars(vars)?,
             worker: {
                 let w = WorkerConfig::from_vars(vars)?;
                 capabilities::check_queues(&w)?;
@@ -125,10 +128,12 @@ const HAND_BACK_MARGIN: Duration = Duration::from_secs(3);
 /// Runs a worker until `shutdown` fires, then stops fetching, lets running tasks finish within
 /// `SHUTDOWN_GRACE_MS`, hands back the rest, deregisters and returns.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    let http = settings.http;
     let (ctx, provider, toolbox) = context(settings)?;
     let listener = bind_health(&ctx).await?;
     start(&ctx, &listener, &provider, &shutdown).await?;
-    let duties = Duties::spawn(&ctx, listener, provider, toolbox, &shutdown).await;
+    let health = Health { listener, http };
+    let duties = Duties::spawn(&ctx, health, provider, toolbox, &shutdown).await;
     fetch(&ctx, &duties.runner, &shutdown).await;
     // Shutdown order: stop fetching (done) → drain with a deadline → hand back → deregister.
     drain(&ctx, &duties).await;
@@ -198,6 +203,12 @@ async fn start(
     Ok(())
 }
 
+/// The health server's bound port and settings.
+struct Health {
+    listener: tokio::net::TcpListener,
+    http: HttpConfig,
+}
+
 /// What runs beside the consumer, and what stopping it in order needs.
 struct Duties {
     /// Starts and runs tasks; shared by the consumer and the reclaimer.
@@ -219,7 +230,7 @@ impl Duties {
     /// builds the runner the consumer and reclaimer share.
     async fn spawn(
         ctx: &context::Ctx,
-        listener: tokio::net::TcpListener,
+        health: Health,
         provider: providers::Provider,
         toolbox: tools::Toolbox,
         shutdown: &CancellationToken,
@@ -242,12 +253,12 @@ impl Duties {
             )),
             tokio::spawn(heartbeat::Heartbeat::new(ctx.clone()).run(background.clone())),
             tokio::spawn(canceller::Canceller::new(ctx.clone()).run(background.clone())),
-            tokio::spawn(async move {
-                // A failing health endpoint must not stop the worker; it only goes unanswered.
-                let _ = axum::serve(listener, router)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await;
-            }),
+            tokio::spawn(switchyard_shared::serve::serve(
+                health.listener,
+                router,
+                health.http,
+                stop.cancelled_owned(),
+            )),
         ];
         let runner = runner::Runner::new(
             ctx.clone(),

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use switchyard_shared::chat::ChatResult;
-use switchyard_shared::task::{Task, TaskKind, TaskState, new_task_id};
+use switchyard_shared::task::{KEY_RULE, Task, TaskKind, TaskState, is_valid_key, new_task_id};
 
 use super::error::ApiError;
 use super::extract::ApiJson;
@@ -50,6 +50,12 @@ pub async fn chat(
     ApiJson(body): ApiJson<ChatBody>,
 ) -> Result<Response, ApiError> {
     let began = Instant::now();
+    // Checked here too so the message names this body's field, not the payload's.
+    if body.session_id.as_deref().is_some_and(|s| !is_valid_key(s)) {
+        return Err(ApiError::BadRequest(format!(
+            "session_id: must be {KEY_RULE}"
+        )));
+    }
     let session_id = body
         .session_id
         .unwrap_or_else(|| new_task_id("session").replacen("session-", "s-", 1));

@@ -1,4 +1,5 @@
-//! The HTTP API (SPEC §6): routes, bearer auth on `/api/*`, body limit, JSON errors.
+//! The HTTP API (SPEC §6): routes, bearer auth on everything under `/api`, body limit, JSON
+//! errors.
 //!
 //! One file per resource: [`tasks`], [`chat`], [`stream`] (SSE), [`workers`], [`queues`],
 //! [`dead`], [`health`], [`metrics`];
@@ -37,11 +38,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/dead", get(dead::list))
         .route("/api/dead/{id}/retry", post(dead::retry))
         .route("/api/health/all", get(health::all))
-        .route("/api/metrics", get(metrics::summary))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_bearer,
-        ));
+        .route("/api/metrics", get(metrics::summary));
+    // The token is checked by path before routing, so the fallbacks are guarded too.
+    let guarded = auth::Guarded {
+        state: state.clone(),
+        guards: &[auth::API],
+    };
     Router::new()
         .route("/health", get(health::live))
         .route("/metrics", get(metrics::prometheus))
@@ -49,6 +51,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            guarded,
+            auth::require_bearer,
+        ))
         .route_layer(middleware::from_fn(metrics::track))
         .layer(middleware::map_response(error::json_errors))
         .with_state(state)

@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //! - `redis`: [`RedisConfig`], the connection and key prefix both binaries share.
-//! - `process`: [`LogConfig`] and [`RuntimeConfig`], the process set-up both binaries share.
+//! - `process`: [`LogConfig`], [`RuntimeConfig`] and [`HttpConfig`], the process set-up both
+//!   binaries share.
 //! - `dispatcher`: [`DispatcherConfig`].
 //! - `worker`: [`WorkerConfig`], which holds the two below.
 //! - `llm`: [`LlmConfig`], the chat providers and sessions.

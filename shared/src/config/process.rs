@@ -1,9 +1,11 @@
-//! Process set-up read by both binaries: logging and the async runtime.
+//! Process set-up read by both binaries: logging, the async runtime and their HTTP servers.
+
+use std::time::Duration;
 
 use serde::de;
 use serde::{Deserialize, Deserializer};
 
-use super::{ConfigError, invalid, parse};
+use super::{ConfigError, invalid, millis, parse};
 
 /// Default `RUNTIME_THREADS`: one thread runs the whole async runtime.
 pub const DEFAULT_RUNTIME_THREADS: usize = 1;
@@ -11,6 +13,9 @@ pub const DEFAULT_RUNTIME_THREADS: usize = 1;
 pub const MAX_RUNTIME_THREADS: usize = 1024;
 /// Default `LOG_LEVEL` (a `tracing` filter directive).
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+/// Default `HTTP_HEADER_TIMEOUT_MS`: ample for any client that means to send a request, short
+/// enough that half-sent request heads cannot pile up.
+pub const DEFAULT_HTTP_HEADER_TIMEOUT_MS: u64 = 10_000;
 
 /// Logging: read by both binaries.
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +49,24 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
             runtime_threads: DEFAULT_RUNTIME_THREADS,
+        }
+    }
+}
+
+/// The HTTP servers (the dispatcher's API, a worker's health port): read by both binaries.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// `HTTP_HEADER_TIMEOUT_MS`: a connection that has not sent a whole request head this long
+    /// after it opened (or after its previous answer) is closed.
+    #[serde(rename = "http_header_timeout_ms", with = "millis")]
+    pub header_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_millis(DEFAULT_HTTP_HEADER_TIMEOUT_MS),
         }
     }
 }
@@ -93,6 +116,17 @@ impl RuntimeConfig {
     }
 }
 
+impl HttpConfig {
+    /// Reads `HTTP_HEADER_TIMEOUT_MS` from `vars`.
+    pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
+        let c: Self = parse(vars)?;
+        if c.header_timeout.is_zero() {
+            return Err(invalid("HTTP_HEADER_TIMEOUT_MS", "must be above 0"));
+        }
+        Ok(c)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{check_unknown, vars};
@@ -118,5 +152,19 @@ mod tests {
         assert!(e.to_string().contains("RUNTIME_THREADS"), "{e}");
         let e = check_unknown(&vars(&[("RUNTIME_THREAD", "2")])).expect_err("misspelt");
         assert!(e.to_string().contains("RUNTIME_THREADS"), "{e}");
+    }
+
+    #[test]
+    fn header_timeout_defaults_to_ten_seconds_and_must_be_positive() {
+        let h = HttpConfig::from_vars(&[]).expect("defaults are valid");
+        assert_eq!(h.header_timeout, Duration::from_secs(10));
+        let h = HttpConfig::from_vars(&vars(&[("HTTP_HEADER_TIMEOUT_MS", "300")])).expect("valid");
+        assert_eq!(h.header_timeout, Duration::from_millis(300));
+        let e = HttpConfig::from_vars(&vars(&[("HTTP_HEADER_TIMEOUT_MS", "0")])).expect_err("zero");
+        assert!(e.to_string().contains("HTTP_HEADER_TIMEOUT_MS"), "{e}");
+        let e = check_unknown(&vars(&[("HTTP_HEADER_TIMEOUT", "300")])).expect_err("no unit");
+        assert!(e.to_string().contains("HTTP_HEADER_TIMEOUT_MS"), "{e}");
+        // Proxies are configured through HTTP_PROXY; it is not ours to refuse.
+        check_unknown(&vars(&[("HTTP_PROXY", "http://proxy:3128")])).expect("foreign");
     }
 }

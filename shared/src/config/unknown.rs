@@ -7,8 +7,8 @@ use serde::Deserializer;
 use serde::de::{self, DeserializeOwned, Visitor};
 
 use super::{
-    ConfigError, DispatcherConfig, LlmConfig, LogConfig, RedisConfig, RuntimeConfig, ToolsConfig,
-    WorkerConfig,
+    ConfigError, DispatcherConfig, HttpConfig, LlmConfig, LogConfig, RedisConfig, RuntimeConfig,
+    ToolsConfig, WorkerConfig,
 };
 
 /// Prefixes of the variables this project reads; any other variable with one of them is refused
@@ -42,6 +42,8 @@ const OWNED_PREFIXES: &[&str] = &[
     "EXEC_",
     "ECHO_",
     "OUTPUT_",
+    // Not all of `HTTP_`: `HTTP_PROXY` and friends belong to HTTP clients.
+    "HTTP_HEADER",
 ];
 
 /// Variables with an owned prefix that are read elsewhere (scripts, compose) and not by a binary.
@@ -84,6 +86,7 @@ fn known_vars() -> BTreeSet<String> {
         field_names::<RedisConfig>(),
         field_names::<LogConfig>(),
         field_names::<RuntimeConfig>(),
+        field_names::<HttpConfig>(),
         field_names::<DispatcherConfig>(),
         field_names::<WorkerConfig>(),
         field_names::<LlmConfig>(),
@@ -198,6 +201,7 @@ mod tests {
             "LLM_RETRY_MAX_MS",
             "WEB_FETCH_TIMEOUT_MS",
             "EXEC_TIMEOUT_MS",
+            "HTTP_HEADER_TIMEOUT_MS",
         ];
         for var in durations {
             check_unknown(&vars(&[(var, "1000")])).expect(var);
