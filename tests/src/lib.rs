@@ -13,7 +13,7 @@
 //!   and waited for until `/health` answers.
 //! - [`sse`]: an SSE client: parse event streams, read a live one event by event.
 //! - here: [`poll_until`], [`unique_prefix`], [`connection`], [`free_port`],
-//!   [`queued_tool_record`].
+//!   [`queued_tool_record`], [`TempDir`].
 
 pub mod binaries;
 pub mod process;
@@ -25,6 +25,7 @@ pub mod sse;
 
 use std::future::Future;
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,31 @@ pub(crate) fn unique_name(kind: &str) -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed),
         rand::random::<u32>()
     )
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates a directory whose name carries `tag`.
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(unique_name(tag));
+        std::fs::create_dir_all(&p)
+            .unwrap_or_else(|e| panic!("cannot create temp dir {}: {e}", p.display()));
+        Self(p)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// A free TCP port on 127.0.0.1, found by binding port 0 and releasing it.

@@ -3,44 +3,17 @@
 //! tools refusing `..`, absolute paths and symbolic links out of the sandbox; `exec` refused when
 //! off, and killed at its time limit when on.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchyard_shared::config::WorkerConfig;
+use switchyard_tests::TempDir;
 use switchyard_worker::tools::files::FileLimits;
 use switchyard_worker::tools::web_fetch::{AddressPolicy, FetchLimits};
 use switchyard_worker::tools::{Exec, Sandbox, ToolError, Toolbox, WebFetch};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "switchyard-tools-{tag}-{}-{:08x}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn rand_suffix() -> u32 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos())
-}
 
 fn fetcher(policy: AddressPolicy) -> Toolbox {
     let limits = FetchLimits {
@@ -254,7 +227,7 @@ async fn file_tool(tb: &Toolbox, tool: &str, args: Value) -> Result<Value, ToolE
 #[tokio::test]
 async fn file_tools_write_read_and_list_inside_the_sandbox() {
     let tmp = TempDir::new("files");
-    let root = tmp.0.join("sandbox");
+    let root = tmp.path().join("sandbox");
     let tb = sandbox(&root);
 
     let w = file_tool(
@@ -302,8 +275,8 @@ async fn file_tools_write_read_and_list_inside_the_sandbox() {
 async fn file_tools_refuse_parent_absolute_and_symlink_escapes() {
     use std::os::unix::fs::symlink;
     let tmp = TempDir::new("escape");
-    let root = tmp.0.join("sandbox");
-    let outside = tmp.0.join("outside");
+    let root = tmp.path().join("sandbox");
+    let outside = tmp.path().join("outside");
     std::fs::create_dir_all(&root).expect("sandbox dir");
     std::fs::create_dir_all(&outside).expect("outside dir");
     std::fs::write(outside.join("secret.txt"), "top secret").expect("outside file");
@@ -393,6 +366,42 @@ async fn file_tools_refuse_parent_absolute_and_symlink_escapes() {
     );
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn file_tools_fail_permanently_on_link_loops_and_files_used_as_directories() {
+    use std::os::unix::fs::symlink;
+    let tmp = TempDir::new("loop");
+    let root = tmp.path().join("sandbox");
+    std::fs::create_dir_all(&root).expect("sandbox dir");
+    symlink(root.join("loop-b"), root.join("loop-a")).expect("link a");
+    symlink(root.join("loop-a"), root.join("loop-b")).expect("link b");
+    symlink(root.join("self"), root.join("self")).expect("self link");
+    std::fs::write(root.join("plain.txt"), "x").expect("file");
+    let tb = sandbox(&root);
+
+    for (tool, args, why) in [
+        ("read_file", json!({"path": "loop-a"}), "symbolic link loop"),
+        ("read_file", json!({"path": "self"}), "symbolic link loop"),
+        ("list_dir", json!({"path": "loop-b"}), "symbolic link loop"),
+        (
+            "write_file",
+            json!({"path": "loop-a", "content": "x"}),
+            "symbolic link loop",
+        ),
+        (
+            "read_file",
+            json!({"path": "plain.txt/inner"}),
+            "Not a directory",
+        ),
+    ] {
+        let r = file_tool(&tb, tool, args.clone()).await;
+        assert!(
+            matches!(&r, Err(ToolError::Permanent(m)) if m.contains(why)),
+            "{tool} {args}: {r:?}"
+        );
+    }
+}
+
 fn worker_config(pairs: &[(&str, &str)]) -> WorkerConfig {
     let vars: Vec<(String, String)> = pairs
         .iter()
@@ -404,7 +413,7 @@ fn worker_config(pairs: &[(&str, &str)]) -> WorkerConfig {
 #[tokio::test]
 async fn exec_is_refused_when_disabled() {
     let tmp = TempDir::new("exec-off");
-    let dir = tmp.0.to_string_lossy().into_owned();
+    let dir = tmp.path().to_string_lossy().into_owned();
     // File tools on, exec off: the sandbox exists but exec is still not served.
     let tb = Toolbox::from_config(&worker_config(&[
         ("ENABLE_FILE_TOOLS", "true"),
@@ -418,14 +427,14 @@ async fn exec_is_refused_when_disabled() {
         matches!(&r, Err(ToolError::Permanent(m)) if m.contains("ENABLE_CODE_EXEC") && m.contains("not enabled")),
         "{r:?}"
     );
-    assert!(!tmp.0.join("pwned").exists());
+    assert!(!tmp.path().join("pwned").exists());
 }
 
 #[cfg(unix)]
 #[tokio::test]
 async fn exec_runs_argv_without_shell_or_secrets_and_is_killed_at_its_time_limit() {
     let tmp = TempDir::new("exec-on");
-    let dir = tmp.0.to_string_lossy().into_owned();
+    let dir = tmp.path().to_string_lossy().into_owned();
     let tb = Toolbox::from_config(&worker_config(&[
         ("ENABLE_CODE_EXEC", "true"),
         ("TOOL_SANDBOX_DIR", &dir),
@@ -450,7 +459,7 @@ async fn exec_runs_argv_without_shell_or_secrets_and_is_killed_at_its_time_limit
         .unwrap_or("")
         .trim()
         .to_owned();
-    let real = std::fs::canonicalize(&tmp.0).expect("canonical");
+    let real = std::fs::canonicalize(tmp.path()).expect("canonical");
     assert_eq!(Path::new(&pwd), real, "runs in the sandbox");
     let r = exec(json!({"argv": ["env"]})).await.expect("ran");
     let env = r["output"]["stdout"].as_str().unwrap_or("");
@@ -507,7 +516,7 @@ async fn exec_runs_argv_without_shell_or_secrets_and_is_killed_at_its_time_limit
 async fn exec_alone_is_served_by_its_own_type() {
     let tmp = TempDir::new("exec-direct");
     let tb = Toolbox::always_on().with_exec(Exec::new(
-        &tmp.0,
+        tmp.path(),
         Duration::from_secs(5),
         1_000,
         "/usr/bin:/bin",
