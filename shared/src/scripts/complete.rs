@@ -7,7 +7,7 @@ use redis::Script;
 use redis::aio::ConnectionLike;
 use serde::Deserialize;
 
-use super::{Retention, entry_range};
+use super::{BatchHead, Retention};
 use crate::keys::Keys;
 use crate::store::StoreError;
 
@@ -56,16 +56,14 @@ pub async fn complete<C: ConnectionLike>(
     if batch.is_empty() {
         return Ok(Vec::new());
     }
-    let mut inv = SCRIPT.prepare_invoke();
-    inv.key(keys.stream(queue))
-        .key(keys.stats(queue))
-        .key(keys.events(queue))
-        .arg(consumer)
-        .arg(now)
-        .arg(retention.result_ttl.as_secs())
-        .arg(retention.events_maxlen);
-    let (lo, hi) = entry_range(batch.iter().map(|c| c.entry.as_str()));
-    inv.arg(lo).arg(hi);
+    let head = BatchHead {
+        keys,
+        queue,
+        consumer,
+        now,
+        retention,
+    };
+    let mut inv = head.invocation(&SCRIPT, &[], batch.iter().map(|c| c.entry.as_str()));
     for c in batch {
         inv.key(keys.task(queue, &c.id))
             .arg(&c.entry)

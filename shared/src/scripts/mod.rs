@@ -44,9 +44,11 @@ pub use start::{Runnable, StartStatus, Started, Work, start};
 
 use std::time::Duration;
 
+use redis::{Script, ScriptInvocation};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::keys::Keys;
 use crate::store::StoreError;
 
 /// Settings every terminal transition needs.
@@ -65,6 +67,45 @@ pub struct Delivered {
     pub entry: String,
     /// Task id.
     pub id: String,
+}
+
+/// The arguments every batch script over delivered entries of a queue (`start`, `complete`)
+/// opens with.
+struct BatchHead<'a> {
+    keys: &'a Keys,
+    queue: &'a str,
+    consumer: &'a str,
+    now: &'a str,
+    retention: &'a Retention,
+}
+
+impl BatchHead<'_> {
+    /// A call of `script`: KEYS stream, stats, events, then `extra_keys`; ARGV consumer, now,
+    /// result TTL, events cap, and the lowest and highest of `entries` (see [`entry_range`]).
+    /// Each item's key and arguments follow.
+    fn invocation<'s, 'e>(
+        &self,
+        script: &'s Script,
+        extra_keys: &[String],
+        entries: impl Iterator<Item = &'e str>,
+    ) -> ScriptInvocation<'s> {
+        let (keys, queue) = (self.keys, self.queue);
+        let mut inv = script.prepare_invoke();
+        inv.key(keys.stream(queue))
+            .key(keys.stats(queue))
+            .key(keys.events(queue));
+        for k in extra_keys {
+            inv.key(k);
+        }
+        let (lo, hi) = entry_range(entries);
+        inv.arg(self.consumer)
+            .arg(self.now)
+            .arg(self.retention.result_ttl.as_secs())
+            .arg(self.retention.events_maxlen)
+            .arg(lo)
+            .arg(hi);
+        inv
+    }
 }
 
 /// Decodes a script's JSON answer into `T`, naming the script when it does not fit.

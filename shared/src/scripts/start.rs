@@ -9,7 +9,7 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redis::{Script, Value};
 
-use super::{Delivered, Retention, entry_range};
+use super::{BatchHead, Delivered, Retention};
 use crate::keys::Keys;
 use crate::store::StoreError;
 use crate::task::TaskKind;
@@ -116,17 +116,15 @@ pub async fn start<C: ConnectionLike>(
     if batch.is_empty() {
         return Ok(Vec::new());
     }
-    let mut inv = SCRIPT.prepare_invoke();
-    inv.key(keys.stream(queue))
-        .key(keys.stats(queue))
-        .key(keys.events(queue))
-        .key(keys.dead(queue))
-        .arg(consumer)
-        .arg(now)
-        .arg(retention.result_ttl.as_secs())
-        .arg(retention.events_maxlen);
-    let (lo, hi) = entry_range(batch.iter().map(|d| d.entry.as_str()));
-    inv.arg(lo).arg(hi);
+    let head = BatchHead {
+        keys,
+        queue,
+        consumer,
+        now,
+        retention,
+    };
+    let entries = batch.iter().map(|d| d.entry.as_str());
+    let mut inv = head.invocation(&SCRIPT, &[keys.dead(queue)], entries);
     for d in batch {
         inv.key(keys.task(queue, &d.id)).arg(&d.entry).arg(&d.id);
     }
