@@ -12,7 +12,9 @@ use redis::streams::{StreamInfoConsumersReply, StreamPendingReply};
 use serde_json::{Value, json};
 use switchyard_shared::clock;
 use switchyard_shared::keys::{GROUP, Keys};
-use switchyard_shared::scripts::{self, CompleteStatus, Completion, Delivered, Retention, Started};
+use switchyard_shared::scripts::{
+    self, BatchCall, CompleteStatus, Completion, Delivered, Retention, Started,
+};
 use switchyard_tests::{
     Dispatcher, RedisServer, Worker, connection, poll_until, shared_redis, spawn_dispatcher,
     spawn_worker, unique_prefix,
@@ -279,29 +281,29 @@ async fn late_completion_of_a_reclaimed_entry_is_fenced() {
         entry: entry.clone(),
         id: id.clone(),
     };
-    let started = scripts::start(
-        &mut con,
-        &keys,
-        QUEUE,
-        "B",
-        &clock::now_rfc3339(),
-        &retention,
-        &[delivered],
-    )
-    .await
-    .expect("start as B");
+    let now = clock::now_rfc3339();
+    let as_b = BatchCall {
+        keys: &keys,
+        queue: QUEUE,
+        consumer: "B",
+        now: &now,
+        retention: &retention,
+    };
+    let started = scripts::start(&mut con, &as_b, &[delivered])
+        .await
+        .expect("start as B");
     assert_eq!(started.len(), 1);
     let Started::Run(run) = &started[0] else {
         panic!("B runs the claimed entry: {started:?}");
     };
     assert_eq!(run.attempts, 2);
+    let later = clock::now_rfc3339();
     let completed = scripts::complete(
         &mut con,
-        &keys,
-        QUEUE,
-        "B",
-        &clock::now_rfc3339(),
-        &retention,
+        &BatchCall {
+            now: &later,
+            ..as_b
+        },
         &[Completion {
             entry,
             id: id.clone(),

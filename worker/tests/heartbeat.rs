@@ -45,11 +45,7 @@ async fn a_beat_stops_only_attempts_whose_entry_another_worker_took() {
     let now = clock::now_rfc3339();
     let completed = scripts::complete(
         &mut con,
-        &ctx.keys,
-        QUEUE,
-        ME,
-        &now,
-        &ctx.retention,
+        &ctx.batch_call(QUEUE, &now),
         &[Completion {
             entry: committed.entry.clone(),
             id: committed.id.clone(),

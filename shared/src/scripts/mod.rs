@@ -1,7 +1,7 @@
 //! The Lua scripts that make every state change atomic: one module per task state transition,
 //! each loading its `.lua` file once and calling it through exactly one typed wrapper. This
 //! module holds what they share: the settings of terminal transitions, a delivered entry, the
-//! id range of a batch, and reply decoding.
+//! opening of a batch call and its id range, and reply decoding.
 //!
 //! Most scripts answer JSON (`cjson.encode`) that decodes into their reply types. The two on
 //! every task's path (`start`, `complete`) answer flat lists instead, decoded by one function
@@ -69,17 +69,23 @@ pub struct Delivered {
     pub id: String,
 }
 
-/// The arguments every batch script over delivered entries of a queue (`start`, `complete`)
-/// opens with.
-struct BatchHead<'a> {
-    keys: &'a Keys,
-    queue: &'a str,
-    consumer: &'a str,
-    now: &'a str,
-    retention: &'a Retention,
+/// Who calls a batch script over delivered entries of a queue (`start`, `complete`), and when:
+/// the arguments both open with.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchCall<'a> {
+    /// Key builder.
+    pub keys: &'a Keys,
+    /// The queue the entries belong to.
+    pub queue: &'a str,
+    /// The consumer that holds them.
+    pub consumer: &'a str,
+    /// The time recorded on the tasks (RFC 3339).
+    pub now: &'a str,
+    /// Result TTL and events cap.
+    pub retention: &'a Retention,
 }
 
-impl BatchHead<'_> {
+impl BatchCall<'_> {
     /// A call of `script`: KEYS stream, stats, events, then `extra_keys`; ARGV consumer, now,
     /// result TTL, events cap, and the lowest and highest of `entries` (see [`entry_range`]).
     /// Each item's key and arguments follow.

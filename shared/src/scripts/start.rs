@@ -9,8 +9,7 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redis::{Script, Value};
 
-use super::{BatchHead, Delivered, Retention};
-use crate::keys::Keys;
+use super::{BatchCall, Delivered};
 use crate::store::StoreError;
 use crate::task::TaskKind;
 
@@ -103,28 +102,18 @@ impl Work {
     }
 }
 
-/// Marks a batch of delivered entries of `queue` running under `consumer`: `start.lua`.
+/// Marks a batch of delivered entries of `call.queue` running under `call.consumer`: `start.lua`.
 pub async fn start<C: ConnectionLike>(
     con: &mut C,
-    keys: &Keys,
-    queue: &str,
-    consumer: &str,
-    now: &str,
-    retention: &Retention,
+    call: &BatchCall<'_>,
     batch: &[Delivered],
 ) -> Result<Vec<Started>, StoreError> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
-    let head = BatchHead {
-        keys,
-        queue,
-        consumer,
-        now,
-        retention,
-    };
+    let (keys, queue) = (call.keys, call.queue);
     let entries = batch.iter().map(|d| d.entry.as_str());
-    let mut inv = head.invocation(&SCRIPT, &[keys.dead(queue)], entries);
+    let mut inv = call.invocation(&SCRIPT, &[keys.dead(queue)], entries);
     for d in batch {
         inv.key(keys.task(queue, &d.id)).arg(&d.entry).arg(&d.id);
     }

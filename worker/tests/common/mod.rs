@@ -15,7 +15,7 @@ use redis::streams::{StreamPendingCountReply, StreamReadReply};
 use switchyard_shared::config::{RedisConfig, WorkerConfig};
 use switchyard_shared::keys::{GROUP, Keys};
 use switchyard_shared::record::Task;
-use switchyard_shared::scripts::{self, Delivered, NewRecord, Retention};
+use switchyard_shared::scripts::{self, BatchCall, Delivered, NewRecord, Retention};
 use switchyard_shared::{clock, store, task};
 use switchyard_tests::queued_tool_record;
 use switchyard_worker::context::{Ctx, WorkerContext};
@@ -131,9 +131,14 @@ pub async fn running(
         .collect();
     assert_eq!(delivered.len(), n, "every task delivered");
     let now = clock::now_rfc3339();
-    let started = scripts::start(con, keys, QUEUE, consumer, &now, &retention(), &delivered)
-        .await
-        .expect("start");
+    let call = BatchCall {
+        keys,
+        queue: QUEUE,
+        consumer,
+        now: &now,
+        retention: &retention(),
+    };
+    let started = scripts::start(con, &call, &delivered).await.expect("start");
     assert_eq!(started.len(), n, "every task started");
     delivered
 }
