@@ -13,7 +13,7 @@
 //!   and waited for until `/health` answers.
 //! - [`sse`]: an SSE client: parse event streams, read a live one event by event.
 //! - here: [`poll_until`], [`unique_prefix`], [`connection`], [`free_port`],
-//!   [`queued_tool_record`], [`TempDir`].
+//!   [`queued_tool_record`], [`group_consumers`], [`TempDir`].
 
 pub mod binaries;
 pub mod process;
@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamInfoConsumer, StreamInfoConsumersReply};
+use switchyard_shared::keys::GROUP;
 use switchyard_shared::record::QueuedTask;
 use switchyard_shared::task::TaskKind;
 
@@ -128,6 +130,22 @@ pub async fn connection(url: &str) -> MultiplexedConnection {
         .get_multiplexed_async_connection_with_config(&cfg)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to the test Redis at {url}: {e}"))
+}
+
+/// The consumers of the `workers` group of `stream` (`XINFO CONSUMERS`): names, pending counts,
+/// idle times.
+pub async fn group_consumers(
+    con: &mut MultiplexedConnection,
+    stream: &str,
+) -> Vec<StreamInfoConsumer> {
+    let reply: StreamInfoConsumersReply = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(stream)
+        .arg(GROUP)
+        .query_async(con)
+        .await
+        .unwrap_or_else(|e| panic!("XINFO CONSUMERS {stream}: {e}"));
+    reply.consumers
 }
 
 /// Polls `f` every ~50 ms until it answers `Some`, and panics naming `what` after `timeout`.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamInfoConsumersReply, StreamPendingReply};
+use redis::streams::StreamPendingReply;
 use serde_json::{Value, json};
 use switchyard_shared::clock;
 use switchyard_shared::keys::{GROUP, Keys};
@@ -16,8 +16,8 @@ use switchyard_shared::scripts::{
     self, BatchCall, CompleteStatus, Completion, Delivered, Retention, Started,
 };
 use switchyard_tests::{
-    Dispatcher, RedisServer, Worker, connection, poll_until, shared_redis, spawn_dispatcher,
-    spawn_worker, unique_prefix,
+    Dispatcher, RedisServer, Worker, connection, group_consumers, poll_until, shared_redis,
+    spawn_dispatcher, spawn_worker, unique_prefix,
 };
 
 const QUEUE: &str = "tool";
@@ -101,14 +101,8 @@ async fn stream_len(con: &mut MultiplexedConnection, keys: &Keys) -> u64 {
 }
 
 async fn consumer_names(con: &mut MultiplexedConnection, keys: &Keys) -> Vec<String> {
-    let reply: StreamInfoConsumersReply = redis::cmd("XINFO")
-        .arg("CONSUMERS")
-        .arg(keys.stream(QUEUE))
-        .arg(GROUP)
-        .query_async(con)
-        .await
-        .expect("XINFO CONSUMERS");
-    reply.consumers.into_iter().map(|c| c.name).collect()
+    let all = group_consumers(con, &keys.stream(QUEUE)).await;
+    all.into_iter().map(|c| c.name).collect()
 }
 
 async fn stat(con: &mut MultiplexedConnection, keys: &Keys, name: &str) -> i64 {

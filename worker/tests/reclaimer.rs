@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use common::{QUEUE, Runs, context, owner, pending, record, running};
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamInfoConsumersReply, StreamPendingCountReply};
+use redis::streams::StreamPendingCountReply;
 use switchyard_shared::keys::{GROUP, Keys};
 use switchyard_shared::task::TaskState;
-use switchyard_tests::{connection, poll_until, shared_redis, unique_prefix};
+use switchyard_tests::{connection, group_consumers, poll_until, shared_redis, unique_prefix};
 use switchyard_worker::heartbeat::Heartbeat;
 use switchyard_worker::reclaimer::{ReclaimReport, Reclaimer};
 
@@ -35,16 +35,8 @@ const SLOW_BEAT: &[(&str, &str)] = &[
 
 /// The group's consumers with their pending counts and idle times (ms).
 async fn consumers(con: &mut MultiplexedConnection, keys: &Keys) -> Vec<(String, usize, u64)> {
-    let reply: StreamInfoConsumersReply = redis::cmd("XINFO")
-        .arg("CONSUMERS")
-        .arg(keys.stream(QUEUE))
-        .arg(GROUP)
-        .query_async(con)
-        .await
-        .expect("XINFO CONSUMERS");
-    reply
-        .consumers
-        .into_iter()
+    let all = group_consumers(con, &keys.stream(QUEUE)).await;
+    all.into_iter()
         .map(|c| (c.name, c.pending, c.idle as u64))
         .collect()
 }
