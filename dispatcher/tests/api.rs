@@ -2,43 +2,16 @@
 //! input, auth, and the task operations that need no worker (enqueue, read, cancel, dedupe,
 //! backpressure, dead-letter replay).
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+mod common;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use common::{Api, SECRET, message};
 use serde_json::{Value, json};
-use switchyard_dispatcher::{Settings, app_state, http};
-use switchyard_tests::{connection, shared_redis, unique_prefix};
-use tower::ServiceExt;
+use switchyard_tests::connection;
 
-const SECRET: &str = "test-secret";
-
-struct Api {
-    router: Router,
-    prefix: String,
-    url: String,
-}
-
+/// [`common::api_with`] with a 4 KiB body limit.
 fn api_with(extra: &[(&str, &str)]) -> Api {
-    let prefix = unique_prefix();
-    let url = shared_redis().url().to_owned();
-    let mut vars: Vec<(String, String)> = vec![
-        ("REDIS_URL".into(), url.clone()),
-        ("QUEUE_PREFIX".into(), prefix.clone()),
-        ("ROOT_NODE_SECRET".into(), SECRET.into()),
-        ("MAX_BODY_BYTES".into(), "4096".into()),
-    ];
-    for (k, v) in extra {
-        vars.retain(|(name, _)| name != k);
-        vars.push(((*k).to_owned(), (*v).to_owned()));
-    }
-    let settings = Settings::from_vars(&vars).expect("valid test settings");
-    let state = app_state(&settings).expect("pool");
-    let url = settings.redis.redis_url.clone();
-    Api {
-        router: http::router(state),
-        prefix,
-        url,
-    }
+    common::api_with(&[&[("MAX_BODY_BYTES", "4096")], extra].concat())
 }
 
 impl Api {
@@ -48,23 +21,9 @@ impl Api {
         path: &str,
         token: Option<&str>,
         body: Vec<u8>,
-    ) -> (StatusCode, Value, axum::http::HeaderMap) {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(t) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let req = req
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body))
-            .expect("request");
-        let resp = self.router.clone().oneshot(req).await.expect("infallible");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .expect("body");
-        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, v, headers)
+    ) -> (StatusCode, Value, HeaderMap) {
+        let a = self.send(method, path, token, &body).await;
+        (a.status, a.json(), a.headers)
     }
 
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
@@ -78,13 +37,6 @@ impl Api {
         let (s, v, _) = self.call("GET", path, Some(SECRET), Vec::new()).await;
         (s, v)
     }
-}
-
-fn message(v: &Value) -> String {
-    v["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 fn echo_task() -> Value {
@@ -235,9 +187,9 @@ async fn enqueued_task_is_readable_and_sits_in_its_stream() {
     assert_eq!(t["max_attempts"], 3);
     assert_eq!(t["payload"]["args"], json!({"x": 1}));
 
-    let mut con = connection(&api.url).await;
+    let mut con = connection(api.redis_url()).await;
     let len: u64 = redis::cmd("XLEN")
-        .arg(format!("{}{{tool}}:stream", api.prefix))
+        .arg(format!("{}{{tool}}:stream", api.prefix()))
         .query_async(&mut con)
         .await
         .expect("xlen");
@@ -299,8 +251,8 @@ async fn queued_and_delayed_tasks_cancel_at_once_and_finished_ones_conflict() {
     delayed["delay_ms"] = json!(60_000);
     let (_, v) = api.post("/api/tasks", delayed).await;
     let id = v["id"].as_str().expect("id").to_owned();
-    let mut con = connection(&api.url).await;
-    let delayed_key = format!("{}{{tool}}:delayed", api.prefix);
+    let mut con = connection(api.redis_url()).await;
+    let delayed_key = format!("{}{{tool}}:delayed", api.prefix());
     let score: Option<f64> = redis::cmd("ZSCORE")
         .arg(&delayed_key)
         .arg(&id)
@@ -325,7 +277,7 @@ async fn queued_and_delayed_tasks_cancel_at_once_and_finished_ones_conflict() {
         .expect("zscore");
     assert_eq!(score, None);
     let len: u64 = redis::cmd("XLEN")
-        .arg(format!("{}{{tool}}:stream", api.prefix))
+        .arg(format!("{}{{tool}}:stream", api.prefix()))
         .query_async(&mut con)
         .await
         .expect("xlen");
@@ -345,9 +297,9 @@ async fn idempotency_key_returns_the_first_task() {
     assert_eq!(s2, StatusCode::OK);
     assert_eq!(v1["id"], v2["id"]);
     assert_eq!(v2["duplicate"], true);
-    let mut con = connection(&api.url).await;
+    let mut con = connection(api.redis_url()).await;
     let len: u64 = redis::cmd("XLEN")
-        .arg(format!("{}{{tool}}:stream", api.prefix))
+        .arg(format!("{}{{tool}}:stream", api.prefix()))
         .query_async(&mut con)
         .await
         .expect("xlen");
@@ -397,9 +349,9 @@ async fn unreachable_redis_is_a_503_within_the_timeout() {
 }
 
 async fn stream_len(api: &Api) -> u64 {
-    let mut con = connection(&api.url).await;
+    let mut con = connection(api.redis_url()).await;
     redis::cmd("XLEN")
-        .arg(format!("{}{{tool}}:stream", api.prefix))
+        .arg(format!("{}{{tool}}:stream", api.prefix()))
         .query_async(&mut con)
         .await
         .expect("xlen")
@@ -499,7 +451,7 @@ async fn batch_survives_a_flushed_script_cache_without_writing_twice() {
     // Its own server: SCRIPT FLUSH would disturb the other tests of the shared one.
     let redis = switchyard_tests::RedisServer::start();
     let api = api_with(&[("REDIS_URL", redis.url())]);
-    let mut con = connection(&api.url).await;
+    let mut con = connection(api.redis_url()).await;
     let (s, _) = api
         .post("/api/tasks/batch", json!({ "tasks": [echo_task()] }))
         .await;
