@@ -10,7 +10,7 @@
 //! - [`provider_server`]: [`ProviderServer`], a local OpenAI / Anthropic API with scripted
 //!   (streamed) answers; [`provider_wire`]: the bytes of both formats.
 //! - [`services`]: [`spawn_dispatcher`] / [`Dispatcher`], [`spawn_worker`] / [`Worker`], started
-//!   and waited for until `/health` answers.
+//!   and waited for until `/health` answers, and the task and stream requests tests repeat.
 //! - [`sse`]: an SSE client: parse event streams, read a live one event by event.
 //! - here: [`poll_until`], [`unique_prefix`], [`connection`], [`free_port`],
 //!   [`queued_tool_record`], [`group_consumers`], [`TempDir`].
@@ -40,7 +40,7 @@ pub use binaries::bin_path;
 pub use process::Proc;
 pub use provider_server::{Failure, ProviderServer, Reply, Served};
 pub use redis_server::{REDIS_URL_ENV, RedisServer, shared_redis};
-pub use services::{Dispatcher, Response, Worker, spawn_dispatcher, spawn_worker};
+pub use services::{Dispatcher, Response, Worker, env_pairs, spawn_dispatcher, spawn_worker};
 
 /// The fields of a fresh `tool` task record as the dispatcher writes them (state `queued`, no
 /// attempt yet), for tests that enqueue through `switchyard_shared::scripts` directly.

@@ -7,10 +7,10 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchyard_tests::provider_server::{ProviderServer, Reply};
-use switchyard_tests::sse::{self, SseStream};
+use switchyard_tests::provider_server::{ProviderServer, Reply, Wire};
+use switchyard_tests::sse::SseStream;
 use switchyard_tests::{
-    Dispatcher, poll_until, shared_redis, spawn_dispatcher, spawn_worker, unique_prefix,
+    Dispatcher, env_pairs, poll_until, shared_redis, spawn_dispatcher, spawn_worker, unique_prefix,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -28,33 +28,14 @@ async fn stack(dispatcher_env: &[(&str, &str)]) -> Stack {
     let redis = shared_redis();
     let prefix = unique_prefix();
     let d = spawn_dispatcher(redis.url(), &prefix, dispatcher_env).await;
-    let base = format!("{}/v1", provider.url());
-    let w = spawn_worker(
-        redis.url(),
-        &prefix,
-        "w1",
-        &[
-            ("LLM_PROVIDER", "openai"),
-            ("OPENAI_BASE_URL", &base),
-            ("OPENAI_API_KEY", "sk-test"),
-            ("LLM_MODEL", "model-e2e"),
-        ],
-    )
-    .await;
+    let env = provider.worker_env(Wire::OpenAi);
+    let w = spawn_worker(redis.url(), &prefix, "w1", &env_pairs(&env)).await;
     Stack { provider, d, _w: w }
-}
-
-async fn chat_stream(d: &Dispatcher, body: Value) -> SseStream {
-    let url = format!("{}/api/chat", d.base_url());
-    match sse::open("POST", &url, d.secret(), Some(&body), None).await {
-        Ok(s) => s,
-        Err((status, v)) => panic!("POST /api/chat stream answered {status}: {v}"),
-    }
 }
 
 /// Opens a streamed chat and reads `start` and two deltas; answers the task id and the stream.
 async fn streaming(d: &Dispatcher, body: Value) -> (String, SseStream) {
-    let mut s = chat_stream(d, body).await;
+    let mut s = d.chat_stream(body).await;
     let start = s.expect("start", LONG).await;
     for k in 0..2 {
         let e = s.expect(&format!("delta {k}"), LONG).await;
