@@ -13,7 +13,7 @@
 //!   and waited for until `/health` answers, and the task and stream requests tests repeat.
 //! - [`sse`]: an SSE client: parse event streams, read a live one event by event.
 //! - here: [`poll_until`], [`unique_prefix`], [`connection`], [`free_port`],
-//!   [`queued_tool_record`], [`group_consumers`], [`TempDir`].
+//!   [`queued_tool_record`], [`group_consumers`], [`output_entries`], [`TempDir`].
 
 pub mod binaries;
 pub mod process;
@@ -31,8 +31,9 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamInfoConsumer, StreamInfoConsumersReply};
+use redis::streams::{StreamInfoConsumer, StreamInfoConsumersReply, StreamRangeReply};
 use switchyard_shared::keys::GROUP;
+use switchyard_shared::output::{self, Entry};
 use switchyard_shared::record::QueuedTask;
 use switchyard_shared::task::TaskKind;
 
@@ -146,6 +147,27 @@ pub async fn group_consumers(
         .await
         .unwrap_or_else(|e| panic!("XINFO CONSUMERS {stream}: {e}"));
     reply.consumers
+}
+
+/// The entries of output stream `key`, decoded (each must be valid), with the millisecond part
+/// of their stream ids.
+pub async fn output_entries(con: &mut MultiplexedConnection, key: &str) -> Vec<(u64, Entry)> {
+    let reply: StreamRangeReply = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .query_async(con)
+        .await
+        .unwrap_or_else(|e| panic!("XRANGE {key}: {e}"));
+    reply
+        .ids
+        .iter()
+        .map(|e| {
+            let s = output::decode(e).expect("a valid output entry");
+            let ms = s.id.split('-').next().and_then(|m| m.parse().ok());
+            (ms.expect("a stream id"), s.entry)
+        })
+        .collect()
 }
 
 /// Polls `f` every ~50 ms until it answers `Some`, and panics naming `what` after `timeout`.

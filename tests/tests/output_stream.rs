@@ -7,13 +7,12 @@
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::streams::StreamRangeReply;
 use serde_json::{Value, json};
-use switchyard_shared::output::{AttemptEnd, Entry, decode};
+use switchyard_shared::output::{AttemptEnd, Entry};
 use switchyard_tests::provider_server::Wire;
 use switchyard_tests::{
-    ProviderServer, Reply, connection, env_pairs, poll_until, shared_redis, spawn_dispatcher,
-    spawn_worker, unique_prefix,
+    ProviderServer, Reply, connection, env_pairs, output_entries, poll_until, shared_redis,
+    spawn_dispatcher, spawn_worker, unique_prefix,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -25,22 +24,7 @@ fn chat(session: &str) -> Value {
 
 /// The output stream of chat task `id`: entries with their ids' millisecond parts.
 async fn output(con: &mut MultiplexedConnection, prefix: &str, id: &str) -> Vec<(u64, Entry)> {
-    let reply: StreamRangeReply = redis::cmd("XRANGE")
-        .arg(format!("{prefix}{{chat}}:out:{id}"))
-        .arg("-")
-        .arg("+")
-        .query_async(con)
-        .await
-        .expect("xrange");
-    reply
-        .ids
-        .iter()
-        .map(|e| {
-            let s = decode(e).expect("a valid output entry");
-            let ms = s.id.split('-').next().and_then(|m| m.parse().ok());
-            (ms.expect("stream id"), s.entry)
-        })
-        .collect()
+    output_entries(con, &format!("{prefix}{{chat}}:out:{id}")).await
 }
 
 fn text(entries: &[(u64, Entry)], attempt: u32) -> String {

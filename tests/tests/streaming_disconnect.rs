@@ -68,14 +68,21 @@ async fn provider_closed(p: &ProviderServer, within: Duration) -> Instant {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_grace_a_departed_stream_client_cancels_and_the_provider_sees_it_within_1s() {
-    let st = stack(&[("RESUME_GRACE_MS", "0")]).await;
+/// With `RESUME_GRACE_MS=grace`, opens a streamed chat, leaves after two deltas, and waits for
+/// the provider to see its connection closed; the stack, the task id, and how long after the
+/// client left the provider saw the close.
+async fn stream_and_leave(grace: &str) -> (Stack, String, Duration) {
+    let st = stack(&[("RESUME_GRACE_MS", grace)]).await;
     let (id, s) = streaming(&st.d, json!({"message": "hi", "stream": true})).await;
     drop(s);
     let left = Instant::now();
     let closed = provider_closed(&st.provider, Duration::from_secs(10)).await;
-    let after = closed.saturating_duration_since(left);
+    (st, id, closed.saturating_duration_since(left))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_grace_a_departed_stream_client_cancels_and_the_provider_sees_it_within_1s() {
+    let (st, id, after) = stream_and_leave("0").await;
     assert!(
         after < Duration::from_secs(1),
         "the provider saw the close {after:?} after the client left"
@@ -85,12 +92,7 @@ async fn without_grace_a_departed_stream_client_cancels_and_the_provider_sees_it
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grace_without_resume_ends_in_cancel_and_not_before() {
-    let st = stack(&[("RESUME_GRACE_MS", "1500")]).await;
-    let (id, s) = streaming(&st.d, json!({"message": "hi", "stream": true})).await;
-    drop(s);
-    let left = Instant::now();
-    let closed = provider_closed(&st.provider, Duration::from_secs(10)).await;
-    let after = closed.saturating_duration_since(left);
+    let (st, id, after) = stream_and_leave("1500").await;
     assert!(
         after >= Duration::from_millis(1400),
         "cancelled {after:?} after the client left, inside the grace"
