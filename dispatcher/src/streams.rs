@@ -285,18 +285,11 @@ impl OutputTail {
         let Some((conn, client_id)) = self.conn.as_mut() else {
             return Ok(0);
         };
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(READ_COUNT)
-            .arg("BLOCK")
-            .arg(BLOCK.as_millis() as u64)
-            .arg("STREAMS");
-        for (key, _) in &keys {
-            cmd.arg(key);
-        }
-        for (_, cursor) in &keys {
-            cmd.arg(cursor);
-        }
+        let cmd = store::xread(
+            READ_COUNT,
+            BLOCK,
+            keys.iter().map(|(k, c)| (k.as_str(), c.as_str())),
+        );
         let client_id = *client_id;
         let read = cmd.query_async::<Option<StreamReadReply>>(conn);
         tokio::pin!(read);

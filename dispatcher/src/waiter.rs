@@ -180,19 +180,10 @@ impl EventTail {
                     .map_or_else(|| "0-0".to_owned(), |e| e.id.clone());
             }
         }
-        let mut cmd = redis::cmd("XREAD");
-        cmd.arg("COUNT")
-            .arg(READ_COUNT)
-            .arg("BLOCK")
-            .arg(BLOCK.as_millis() as u64)
-            .arg("STREAMS");
-        for (stream, _) in &self.cursors {
-            cmd.arg(stream);
-        }
-        for (_, cursor) in &self.cursors {
-            cmd.arg(cursor);
-        }
-        let reply: Option<StreamReadReply> = cmd.query_async(conn).await?;
+        let streams = self.cursors.iter().map(|(s, c)| (s.as_str(), c.as_str()));
+        let reply: Option<StreamReadReply> = store::xread(READ_COUNT, BLOCK, streams)
+            .query_async(conn)
+            .await?;
         let mut n = 0;
         for key in reply.map(|r| r.keys).unwrap_or_default() {
             let Some(cursor) = self

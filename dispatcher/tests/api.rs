@@ -2,43 +2,16 @@
 //! input, auth, and the task operations that need no worker (enqueue, read, cancel, dedupe,
 //! backpressure, dead-letter replay).
 
-use axum::Router;
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+mod common;
+
+use axum::http::{HeaderMap, StatusCode, header};
+use common::{Api, SECRET, message};
 use serde_json::{Value, json};
-use switchyard_dispatcher::{Settings, app_state, http};
-use switchyard_tests::{connection, shared_redis, unique_prefix};
-use tower::ServiceExt;
+use switchyard_tests::connection;
 
-const SECRET: &str = "test-secret";
-
-struct Api {
-    router: Router,
-    prefix: String,
-    url: String,
-}
-
+/// [`common::api_with`] with a 4 KiB body limit.
 fn api_with(extra: &[(&str, &str)]) -> Api {
-    let prefix = unique_prefix();
-    let url = shared_redis().url().to_owned();
-    let mut vars: Vec<(String, String)> = vec![
-        ("REDIS_URL".into(), url.clone()),
-        ("QUEUE_PREFIX".into(), prefix.clone()),
-        ("ROOT_NODE_SECRET".into(), SECRET.into()),
-        ("MAX_BODY_BYTES".into(), "4096".into()),
-    ];
-    for (k, v) in extra {
-        vars.retain(|(name, _)| name != k);
-        vars.push(((*k).to_owned(), (*v).to_owned()));
-    }
-    let settings = Settings::from_vars(&vars).expect("valid test settings");
-    let state = app_state(&settings).expect("pool");
-    let url = settings.redis.redis_url.clone();
-    Api {
-        router: http::router(state),
-        prefix,
-        url,
-    }
+    common::api_with(&[&[("MAX_BODY_BYTES", "4096")], extra].concat())
 }
 
 impl Api {
@@ -48,23 +21,9 @@ impl Api {
         path: &str,
         token: Option<&str>,
         body: Vec<u8>,
-    ) -> (StatusCode, Value, axum::http::HeaderMap) {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(t) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let req = req
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body))
-            .expect("request");
-        let resp = self.router.clone().oneshot(req).await.expect("infallible");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .expect("body");
-        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, v, headers)
+    ) -> (StatusCode, Value, HeaderMap) {
+        let a = self.send(method, path, token, &body).await;
+        (a.status, a.json(), a.headers)
     }
 
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
@@ -74,17 +33,14 @@ impl Api {
         (s, v)
     }
 
+    async fn delete(&self, path: &str) -> (StatusCode, Value, HeaderMap) {
+        self.call("DELETE", path, Some(SECRET), Vec::new()).await
+    }
+
     async fn get(&self, path: &str) -> (StatusCode, Value) {
         let (s, v, _) = self.call("GET", path, Some(SECRET), Vec::new()).await;
         (s, v)
     }
-}
-
-fn message(v: &Value) -> String {
-    v["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 fn echo_task() -> Value {
@@ -105,86 +61,68 @@ async fn invalid_json_is_a_400_that_says_so() {
 #[tokio::test]
 async fn missing_or_mistyped_fields_are_400s_naming_the_field() {
     let api = api_with(&[]);
-    let (s, v) = api.post("/api/tasks", json!({"kind": "tool"})).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(message(&v).contains("payload"), "{v}");
-
-    let (s, v) = api
-        .post(
+    let cases = [
+        ("/api/tasks", json!({"kind": "tool"}), "payload"),
+        (
             "/api/tasks",
             json!({"kind": "tool", "payload": {"tool": "echo"}, "max_attempts": "x"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(message(&v).contains("max_attempts"), "{v}");
-
-    let (s, v) = api
-        .post(
+            "max_attempts",
+        ),
+        (
             "/api/tasks",
             json!({"kind": "tool", "payload": {"args": {}}}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(message(&v).contains("tool"), "{v}");
-
-    let (s, v) = api
-        .post(
+            "tool",
+        ),
+        (
             "/api/tasks",
             json!({"kind": "tool", "payload": {"tool": "echo"}, "colour": "red"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(message(&v).contains("colour"), "{v}");
-
-    let (s, v) = api
-        .post("/api/tasks", json!({"kind": "chat", "payload": {}}))
-        .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(message(&v).contains("message"), "{v}");
-
-    let (s, v) = api
-        .post(
+            "colour",
+        ),
+        (
+            "/api/tasks",
+            json!({"kind": "chat", "payload": {}}),
+            "message",
+        ),
+        (
             "/api/tasks",
             json!({"kind": "tool", "payload": {"tool": "echo"}, "max_attempts": 0}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(message(&v).contains("max_attempts"), "{v}");
-
-    let (s, v) = api.post("/api/tasks?wait_ms=soon", echo_task()).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
-    assert!(message(&v).contains("wait_ms"), "{v}");
+            "max_attempts",
+        ),
+        ("/api/tasks?wait_ms=soon", echo_task(), "wait_ms"),
+    ];
+    for (path, body, field) in cases {
+        let (s, v) = api.post(path, body.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path} {body}");
+        assert!(message(&v).contains(field), "{path} {body}: {v}");
+    }
 }
 
 #[tokio::test]
 async fn unknown_kind_queue_or_tool_is_a_422_naming_it() {
     let api = api_with(&[]);
-    let (s, v) = api
-        .post("/api/tasks", json!({"kind": "video", "payload": {}}))
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(v["error"]["code"], "unknown_kind");
-    assert!(message(&v).contains("video"), "{v}");
-
-    let (s, v) = api
-        .post(
-            "/api/tasks",
+    let cases = [
+        (
+            json!({"kind": "video", "payload": {}}),
+            "unknown_kind",
+            "video",
+        ),
+        (
             json!({"kind": "tool", "queue": "gpu", "payload": {"tool": "echo"}}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(v["error"]["code"], "unknown_queue");
-    assert!(message(&v).contains("gpu"), "{v}");
-
-    let (s, v) = api
-        .post(
-            "/api/tasks",
+            "unknown_queue",
+            "gpu",
+        ),
+        (
             json!({"kind": "tool", "payload": {"tool": "teleport"}}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(v["error"]["code"], "unknown_tool");
-    assert!(message(&v).contains("teleport"), "{v}");
+            "unknown_tool",
+            "teleport",
+        ),
+    ];
+    for (body, code, name) in cases {
+        let (s, v) = api.post("/api/tasks", body.clone()).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(v["error"]["code"], code, "{body}");
+        assert!(message(&v).contains(name), "{body}: {v}");
+    }
 }
 
 #[tokio::test]
@@ -235,12 +173,7 @@ async fn enqueued_task_is_readable_and_sits_in_its_stream() {
     assert_eq!(t["max_attempts"], 3);
     assert_eq!(t["payload"]["args"], json!({"x": 1}));
 
-    let mut con = connection(&api.url).await;
-    let len: u64 = redis::cmd("XLEN")
-        .arg(format!("{}{{tool}}:stream", api.prefix))
-        .query_async(&mut con)
-        .await
-        .expect("xlen");
+    let len = stream_len(&api).await;
     assert_eq!(len, 1);
     let (s, q) = api.get("/api/queues").await;
     assert_eq!(s, StatusCode::OK);
@@ -273,62 +206,25 @@ async fn queued_and_delayed_tasks_cancel_at_once_and_finished_ones_conflict() {
     let api = api_with(&[]);
     let (_, v) = api.post("/api/tasks", echo_task()).await;
     let id = v["id"].as_str().expect("id").to_owned();
-    let (s, v, _) = api
-        .call(
-            "DELETE",
-            &format!("/api/tasks/{id}"),
-            Some(SECRET),
-            Vec::new(),
-        )
-        .await;
+    let (s, v, _) = api.delete(&format!("/api/tasks/{id}")).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["state"], "cancelled");
     let (_, t) = api.get(&format!("/api/tasks/{id}")).await;
     assert_eq!(t["state"], "cancelled");
-    let (s, v, _) = api
-        .call(
-            "DELETE",
-            &format!("/api/tasks/{id}"),
-            Some(SECRET),
-            Vec::new(),
-        )
-        .await;
+    let (s, v, _) = api.delete(&format!("/api/tasks/{id}")).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
 
     let mut delayed = echo_task();
     delayed["delay_ms"] = json!(60_000);
     let (_, v) = api.post("/api/tasks", delayed).await;
     let id = v["id"].as_str().expect("id").to_owned();
-    let mut con = connection(&api.url).await;
-    let delayed_key = format!("{}{{tool}}:delayed", api.prefix);
-    let score: Option<f64> = redis::cmd("ZSCORE")
-        .arg(&delayed_key)
-        .arg(&id)
-        .query_async(&mut con)
-        .await
-        .expect("zscore");
+    let score = delayed_score(&api, &id).await;
     assert!(score.is_some(), "a delayed task waits in the delayed set");
-    let (s, _, _) = api
-        .call(
-            "DELETE",
-            &format!("/api/tasks/{id}"),
-            Some(SECRET),
-            Vec::new(),
-        )
-        .await;
+    let (s, _, _) = api.delete(&format!("/api/tasks/{id}")).await;
     assert_eq!(s, StatusCode::OK);
-    let score: Option<f64> = redis::cmd("ZSCORE")
-        .arg(&delayed_key)
-        .arg(&id)
-        .query_async(&mut con)
-        .await
-        .expect("zscore");
+    let score = delayed_score(&api, &id).await;
     assert_eq!(score, None);
-    let len: u64 = redis::cmd("XLEN")
-        .arg(format!("{}{{tool}}:stream", api.prefix))
-        .query_async(&mut con)
-        .await
-        .expect("xlen");
+    let len = stream_len(&api).await;
     // The queued task's record never named its entry (a plain enqueue is a MULTI block), so
     // its entry stays until a worker's start drops it; the delayed one never had one.
     assert_eq!(len, 1, "only the first task's entry is in the stream");
@@ -345,12 +241,7 @@ async fn idempotency_key_returns_the_first_task() {
     assert_eq!(s2, StatusCode::OK);
     assert_eq!(v1["id"], v2["id"]);
     assert_eq!(v2["duplicate"], true);
-    let mut con = connection(&api.url).await;
-    let len: u64 = redis::cmd("XLEN")
-        .arg(format!("{}{{tool}}:stream", api.prefix))
-        .query_async(&mut con)
-        .await
-        .expect("xlen");
+    let len = stream_len(&api).await;
     assert_eq!(len, 1, "the duplicate wrote nothing");
 }
 
@@ -396,10 +287,21 @@ async fn unreachable_redis_is_a_503_within_the_timeout() {
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
 }
 
+/// The score of task `id` in the `tool` queue's delayed set, if it is there.
+async fn delayed_score(api: &Api, id: &str) -> Option<f64> {
+    let mut con = connection(api.redis_url()).await;
+    redis::cmd("ZSCORE")
+        .arg(format!("{}{{tool}}:delayed", api.prefix()))
+        .arg(id)
+        .query_async(&mut con)
+        .await
+        .expect("zscore")
+}
+
 async fn stream_len(api: &Api) -> u64 {
-    let mut con = connection(&api.url).await;
+    let mut con = connection(api.redis_url()).await;
     redis::cmd("XLEN")
-        .arg(format!("{}{{tool}}:stream", api.prefix))
+        .arg(format!("{}{{tool}}:stream", api.prefix()))
         .query_async(&mut con)
         .await
         .expect("xlen")
@@ -499,7 +401,7 @@ async fn batch_survives_a_flushed_script_cache_without_writing_twice() {
     // Its own server: SCRIPT FLUSH would disturb the other tests of the shared one.
     let redis = switchyard_tests::RedisServer::start();
     let api = api_with(&[("REDIS_URL", redis.url())]);
-    let mut con = connection(&api.url).await;
+    let mut con = connection(api.redis_url()).await;
     let (s, _) = api
         .post("/api/tasks/batch", json!({ "tasks": [echo_task()] }))
         .await;

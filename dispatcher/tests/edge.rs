@@ -3,102 +3,21 @@
 //! non-JSON error answers, client-minted metric labels, unauthenticated 404/405 on `/api/*`,
 //! and client strings that would reach key names unchecked.
 
-use axum::Router;
+mod common;
+
 use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::{StatusCode, header};
+use common::{Api, SECRET, api};
 use serde_json::Value;
-use switchyard_dispatcher::{Settings, app_state, http};
-use switchyard_tests::{connection, shared_redis, unique_prefix};
-use tower::ServiceExt;
-
-const SECRET: &str = "edge-secret";
-
-struct Api {
-    router: Router,
-    prefix: String,
-}
-
-/// What came back: status, content type and the raw body.
-struct Answer {
-    status: StatusCode,
-    content_type: String,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
-    /// Asserts the README's error shape and returns the message.
-    fn error_message(&self) -> String {
-        let v = self.json();
-        assert!(
-            self.content_type.starts_with("application/json"),
-            "content type {:?} of {} {:?}",
-            self.content_type,
-            self.status,
-            String::from_utf8_lossy(&self.body)
-        );
-        assert!(v["error"]["code"].is_string(), "{v}");
-        v["error"]["message"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no message in {v}"))
-            .to_owned()
-    }
-}
-
-fn api() -> Api {
-    let prefix = unique_prefix();
-    let vars: Vec<(String, String)> = vec![
-        ("REDIS_URL".into(), shared_redis().url().to_owned()),
-        ("QUEUE_PREFIX".into(), prefix.clone()),
-        ("ROOT_NODE_SECRET".into(), SECRET.into()),
-    ];
-    let settings = Settings::from_vars(&vars).expect("valid test settings");
-    let state = app_state(&settings).expect("pool");
-    Api {
-        router: http::router(state),
-        prefix,
-    }
-}
+use switchyard_dispatcher::http;
+use switchyard_tests::{connection, shared_redis};
 
 impl Api {
-    async fn send(&self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> Answer {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(t) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let req = req
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body.to_vec()))
-            .expect("request");
-        let resp = self.router.clone().oneshot(req).await.expect("infallible");
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let content_type = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .expect("body")
-            .to_vec();
-        Answer {
-            status,
-            content_type,
-            headers,
-            body,
-        }
-    }
-
+    /// Every key under this dispatcher's prefix.
     async fn keys(&self) -> Vec<String> {
         let mut con = connection(shared_redis().url()).await;
         redis::cmd("KEYS")
-            .arg(format!("{}*", self.prefix))
+            .arg(format!("{}*", self.prefix()))
             .query_async(&mut con)
             .await
             .expect("KEYS")
@@ -212,7 +131,7 @@ async fn metric_labels_come_from_a_fixed_set_whatever_the_client_sends() {
     api.send("GET", "/api/tasks/tool-minted-route", Some(SECRET), b"")
         .await;
     let a = api.send("GET", "/metrics", None, b"").await;
-    let text = String::from_utf8_lossy(&a.body).into_owned();
+    let text = a.text();
     let series: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("switchyard_http_requests_total{"))

@@ -3,79 +3,44 @@
 //! any SSE byte, the events and ids of a task's output, resuming exactly after any event, and
 //! live delivery until the task ends. The fan-out duty's own tests are in `streams_duty.rs`.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::{Request, StatusCode};
+use common::{Api, SECRET, api, code, delta, message};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use switchyard_dispatcher::state::AppState;
-use switchyard_dispatcher::streams::OutputTail;
 use switchyard_dispatcher::waiter::EventTail;
-use switchyard_dispatcher::{Settings, app_state, http};
-use switchyard_shared::output::{self, AttemptEnd, Entry};
+use switchyard_shared::output::{AttemptEnd, Entry};
+use switchyard_tests::connection;
 use switchyard_tests::sse::{SseEvent, parse};
-use switchyard_tests::{connection, shared_redis, unique_prefix};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-const SECRET: &str = "test-secret";
-
-struct Api {
-    router: Router,
-    state: AppState,
-    settings: Settings,
-}
-
-fn api() -> Api {
-    let vars: Vec<(String, String)> = vec![
-        ("REDIS_URL".into(), shared_redis().url().to_owned()),
-        ("QUEUE_PREFIX".into(), unique_prefix()),
-        ("ROOT_NODE_SECRET".into(), SECRET.into()),
-    ];
-    let settings = Settings::from_vars(&vars).expect("valid test settings");
-    let state = app_state(&settings).expect("pool");
-    Api {
-        router: http::router(state.clone()),
-        state,
-        settings,
-    }
-}
-
+/// An authorised request with an optional JSON body and `Last-Event-ID`.
 fn request(method: &str, path: &str, body: Option<Value>, last_id: Option<&str>) -> Request<Body> {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::AUTHORIZATION, format!("Bearer {SECRET}"))
-        .header(header::CONTENT_TYPE, "application/json");
+    let body = body.map_or_else(Vec::new, |b| b.to_string().into_bytes());
+    let mut req = common::request(method, path, Some(SECRET), body);
     if let Some(id) = last_id {
-        req = req.header("last-event-id", id);
+        let value = id.parse().expect("a header value");
+        req.headers_mut().insert("last-event-id", value);
     }
-    let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
-    req.body(body).expect("request")
+    req
 }
 
 impl Api {
-    async fn call(&self, req: Request<Body>) -> (StatusCode, String, String) {
-        let resp = self.router.clone().oneshot(req).await.expect("infallible");
-        let status = resp.status();
-        let ctype = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .expect("body");
-        (status, ctype, String::from_utf8_lossy(&bytes).into_owned())
-    }
-
     async fn json(&self, req: Request<Body>) -> (StatusCode, Value) {
-        let (s, ctype, body) = self.call(req).await;
-        assert!(ctype.starts_with("application/json"), "{s} {ctype}: {body}");
-        (s, serde_json::from_str(&body).unwrap_or(Value::Null))
+        let a = self.oneshot(req).await;
+        assert!(
+            a.content_type().starts_with("application/json"),
+            "{} {}: {}",
+            a.status,
+            a.content_type(),
+            a.text()
+        );
+        (a.status, a.json())
     }
 
     /// Enqueues a chat task through `POST /api/tasks`; answers its id.
@@ -89,16 +54,13 @@ impl Api {
     }
 
     async fn write(&self, id: &str, entries: &[Entry]) {
-        let mut con = connection(&self.settings.redis.redis_url).await;
-        let key = self.state.keys.output("chat", id);
-        output::append(&mut con, &key, entries, 1000, Some(Duration::from_secs(60)))
-            .await
-            .expect("append");
+        self.append(&self.state.keys.output("chat", id), entries)
+            .await;
     }
 
     /// Marks the task succeeded as a worker's completion would leave its record.
     async fn succeed(&self, id: &str, response: &str) {
-        let mut con = connection(&self.settings.redis.redis_url).await;
+        let mut con = connection(self.redis_url()).await;
         let result = json!({"response": response, "model": "m", "provider": "p",
             "usage": {"prompt_tokens": 3, "completion_tokens": 4}});
         let _: () = redis::cmd("HSET")
@@ -118,22 +80,15 @@ impl Api {
 
     async fn stream(&self, id: &str, last: Option<&str>) -> Vec<SseEvent> {
         let path = format!("/api/tasks/{id}/stream");
-        let (s, ctype, body) = self.call(request("GET", &path, None, last)).await;
-        assert_eq!(s, StatusCode::OK, "{body}");
-        assert!(ctype.starts_with("text/event-stream"), "{ctype}");
-        parse(&body)
+        let a = self.oneshot(request("GET", &path, None, last)).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text());
+        assert!(
+            a.content_type().starts_with("text/event-stream"),
+            "{}",
+            a.content_type()
+        );
+        parse(&a.text())
     }
-}
-
-fn delta(attempt: u32, text: &str) -> Entry {
-    Entry::Delta {
-        attempt,
-        text: text.to_owned(),
-    }
-}
-
-fn code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or_default()
 }
 
 #[tokio::test]
@@ -146,26 +101,14 @@ async fn stream_and_detach_must_be_booleans_and_the_400_names_them() {
             .json(request("POST", "/api/chat", Some(body), None))
             .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-        assert!(
-            v["error"]["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains(field),
-            "{v}"
-        );
+        assert!(message(&v).contains(field), "{v}");
     }
     let batch = json!({"tasks": [{"kind": "tool", "payload": {"tool": "echo"}, "cancel_on_disconnect": true}]});
     let (s, v) = api
         .json(request("POST", "/api/tasks/batch", Some(batch), None))
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("tasks[0].cancel_on_disconnect"),
-        "{v}"
-    );
+    assert!(message(&v).contains("tasks[0].cancel_on_disconnect"), "{v}");
 }
 
 #[tokio::test]
@@ -210,13 +153,7 @@ async fn a_last_event_id_that_is_not_an_event_of_the_task_is_a_400() {
     for bad in ["garbage", "1-0-1", "1-0-3", "0-0-1", "0-0-2"] {
         let (s, v) = api.json(request("GET", &path, None, Some(bad))).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
-        assert!(
-            v["error"]["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("Last-Event-ID"),
-            "{v}"
-        );
+        assert!(message(&v).contains("Last-Event-ID"), "{v}");
     }
 }
 
@@ -280,11 +217,7 @@ async fn a_finished_task_streams_its_output_and_resumes_exactly_after_any_event(
 async fn a_live_stream_gets_output_written_after_it_opened_and_ends_with_the_task() {
     let api = api();
     let stop = CancellationToken::new();
-    let tail = OutputTail::new(
-        api.state.streams.clone(),
-        api.state.pool.clone(),
-        api.settings.redis.clone(),
-    );
+    let tail = api.output_tail(&api.state.streams);
     tokio::spawn(tail.run(stop.clone()));
     let events = EventTail::new(
         api.state.waiter.clone(),

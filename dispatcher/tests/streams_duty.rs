@@ -2,74 +2,31 @@
 //! each read, a client whose buffer is full is dropped (and a late one is told what it missed),
 //! and a new subscription interrupts a blocked `XREAD` instead of waiting for its timeout.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use switchyard_dispatcher::streams::{Hub, OutputTail};
-use switchyard_dispatcher::{Settings, app_state};
-use switchyard_shared::output::{self, Entry};
-use switchyard_tests::{connection, shared_redis, unique_prefix};
+use common::{api, delta};
+use switchyard_dispatcher::streams::Hub;
+use switchyard_tests::connection;
 
-struct Api {
-    state: switchyard_dispatcher::state::AppState,
-    settings: Settings,
-}
-
-fn api() -> Api {
-    let vars: Vec<(String, String)> = vec![
-        ("REDIS_URL".into(), shared_redis().url().to_owned()),
-        ("QUEUE_PREFIX".into(), unique_prefix()),
-    ];
-    let settings = Settings::from_vars(&vars).expect("valid test settings");
-    let state = app_state(&settings).expect("pool");
-    Api { state, settings }
-}
-
-fn delta(attempt: u32, text: &str) -> Entry {
-    Entry::Delta {
-        attempt,
-        text: text.to_owned(),
-    }
-}
+const TASK: &str = "chat-01JDX3N4Z7Q8R9S0T1V2W3X4Y5";
 
 #[tokio::test]
 async fn tick_fans_out_to_every_client_and_drops_one_whose_buffer_is_full() {
     let api = api();
     let hub = Hub::new(1);
-    let mut tail = OutputTail::new(
-        hub.clone(),
-        api.state.pool.clone(),
-        api.settings.redis.clone(),
-    );
-    let key = api
-        .state
-        .keys
-        .output("chat", "chat-01JDX3N4Z7Q8R9S0T1V2W3X4Y5");
+    let mut tail = api.output_tail(&hub);
+    let key = api.state.keys.output("chat", TASK);
     let (mut slow, _) = hub.subscribe(&key, "0-0");
     let (mut quick, _) = hub.subscribe(&key, "0-0");
-    let mut con = connection(&api.settings.redis.redis_url).await;
-    output::append(
-        &mut con,
-        &key,
-        &[delta(1, "a")],
-        100,
-        Some(Duration::from_secs(60)),
-    )
-    .await
-    .expect("append");
+    api.append(&key, &[delta(1, "a")]).await;
     assert_eq!(tail.tick().await.expect("tick"), 1);
     assert_eq!(
         quick.rx.recv().await.expect("chunk")[0].entry,
         delta(1, "a")
     );
-    output::append(
-        &mut con,
-        &key,
-        &[delta(1, "b")],
-        100,
-        Some(Duration::from_secs(60)),
-    )
-    .await
-    .expect("append");
+    api.append(&key, &[delta(1, "b")]).await;
     assert_eq!(tail.tick().await.expect("tick"), 1);
     assert_eq!(
         quick.rx.recv().await.expect("chunk")[0].entry,
@@ -91,26 +48,10 @@ async fn tick_fans_out_to_every_client_and_drops_one_whose_buffer_is_full() {
 async fn a_new_subscription_interrupts_a_blocked_read() {
     let api = api();
     let hub = Hub::new(8);
-    let mut tail = OutputTail::new(
-        hub.clone(),
-        api.state.pool.clone(),
-        api.settings.redis.clone(),
-    );
-    let idle = api
-        .state
-        .keys
-        .output("chat", "chat-01JDX3N4Z7Q8R9S0T1V2W3X4Y5");
+    let mut tail = api.output_tail(&hub);
+    let idle = api.state.keys.output("chat", TASK);
     let (_idle, _) = hub.subscribe(&idle, "0-0");
-    let mut con = connection(&api.settings.redis.redis_url).await;
-    output::append(
-        &mut con,
-        &idle,
-        &[delta(1, "a")],
-        100,
-        Some(Duration::from_secs(60)),
-    )
-    .await
-    .expect("append");
+    api.append(&idle, &[delta(1, "a")]).await;
     // Connects and reads that entry, so the timed read below is one blocked XREAD.
     assert_eq!(tail.tick().await.expect("tick"), 1);
     let reading = tokio::spawn(async move {
@@ -118,6 +59,7 @@ async fn a_new_subscription_interrupts_a_blocked_read() {
         let r = tail.tick().await;
         (began.elapsed(), r)
     });
+    let con = connection(api.redis_url()).await;
     switchyard_tests::poll_until("the XREAD to block", Duration::from_secs(5), || {
         let mut con = con.clone();
         async move {

@@ -57,19 +57,7 @@ mod tests {
     use super::*;
 
     fn entry(fields: &[(&str, &str)]) -> StreamId {
-        StreamId {
-            id: "1-0".to_owned(),
-            map: fields
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        (*k).to_owned(),
-                        redis::Value::BulkString(v.as_bytes().to_vec()),
-                    )
-                })
-                .collect(),
-            ..Default::default()
-        }
+        crate::test_support::stream_entry("1-0", fields)
     }
 
     #[test]

@@ -25,6 +25,7 @@
 //! - [`runtime`]: the tokio runtime both binaries run on (`RUNTIME_THREADS`).
 //! - [`clock`]: time as the records store it.
 //! - [`telemetry`]: log set-up.
+//! - `test_support` (unit tests only): stream entries built from fields.
 
 pub mod chat;
 pub mod clock;
@@ -46,6 +47,8 @@ pub mod signals;
 pub mod store;
 pub mod task;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 
 pub use redis;
 pub use store::Pool;

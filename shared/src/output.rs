@@ -200,19 +200,7 @@ mod tests {
     use super::*;
 
     fn entry(fields: &[(&str, &str)]) -> StreamId {
-        StreamId {
-            id: "5-0".to_owned(),
-            map: fields
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        (*k).to_owned(),
-                        redis::Value::BulkString(v.as_bytes().to_vec()),
-                    )
-                })
-                .collect(),
-            ..Default::default()
-        }
+        crate::test_support::stream_entry("5-0", fields)
     }
 
     #[test]

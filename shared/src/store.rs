@@ -146,6 +146,28 @@ pub fn create_pool(cfg: &RedisConfig) -> Result<Pool, StoreError> {
     })
 }
 
+/// `XREAD COUNT count BLOCK block STREAMS …`: a blocking read of each `(stream, cursor)` after
+/// its cursor, for a [`blocking_connection`].
+pub fn xread<'a>(
+    count: usize,
+    block: Duration,
+    streams: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+) -> redis::Cmd {
+    let mut cmd = redis::cmd("XREAD");
+    cmd.arg("COUNT")
+        .arg(count)
+        .arg("BLOCK")
+        .arg(block.as_millis() as u64)
+        .arg("STREAMS");
+    for (stream, _) in streams.clone() {
+        cmd.arg(stream);
+    }
+    for (_, cursor) in streams {
+        cmd.arg(cursor);
+    }
+    cmd
+}
+
 /// A dedicated connection for blocking reads (`XREADGROUP`/`XREAD … BLOCK`), whose response
 /// timeout covers the block. Blocking on a pooled multiplexed connection would stall every other
 /// caller sharing it.

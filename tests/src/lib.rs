@@ -11,12 +11,12 @@
 //!   (streamed) answers that records what it received; [`provider_reply`]: the scripts
 //!   ([`Reply`]: text, tool calls, failures); [`provider_wire`]: the bytes of both formats.
 //! - [`services`]: [`spawn_dispatcher`] / [`Dispatcher`], [`spawn_worker`] / [`Worker`], started
-//!   and waited for until `/health` answers.
+//!   and waited for until `/health` answers, and the task and stream requests tests repeat.
 //! - [`sse`]: an SSE client: parse event streams, read a live one event by event.
 //! - [`raw_http`]: HTTP/1.1 over a bare socket, for bytes no client library sends.
 //! - [`bad_requests`]: a seeded generator of bad requests over every route and field of the API.
 //! - here: [`poll_until`], [`unique_prefix`], [`connection`], [`free_port`],
-//!   [`queued_tool_record`].
+//!   [`queued_tool_record`], [`group_consumers`], [`output_entries`], [`TempDir`].
 
 pub mod bad_requests;
 pub mod binaries;
@@ -31,11 +31,15 @@ pub mod sse;
 
 use std::future::Future;
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamInfoConsumer, StreamInfoConsumersReply, StreamRangeReply};
+use switchyard_shared::keys::GROUP;
+use switchyard_shared::output::{self, Entry};
 use switchyard_shared::record::QueuedTask;
 use switchyard_shared::task::TaskKind;
 
@@ -43,7 +47,7 @@ pub use binaries::bin_path;
 pub use process::Proc;
 pub use provider_server::{Failure, ProviderServer, Reply, ScriptedCall, Served};
 pub use redis_server::{REDIS_URL_ENV, RedisServer, shared_redis};
-pub use services::{Dispatcher, Response, Worker, spawn_dispatcher, spawn_worker};
+pub use services::{Dispatcher, Response, Worker, env_pairs, spawn_dispatcher, spawn_worker};
 
 /// The fields of a fresh `tool` task record as the dispatcher writes them (state `queued`, no
 /// attempt yet), for tests that enqueue through `switchyard_shared::scripts` directly.
@@ -85,6 +89,31 @@ pub(crate) fn unique_name(kind: &str) -> String {
     )
 }
 
+/// A fresh directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates a directory whose name carries `tag`.
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(unique_name(tag));
+        std::fs::create_dir_all(&p)
+            .unwrap_or_else(|e| panic!("cannot create temp dir {}: {e}", p.display()));
+        Self(p)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A free TCP port on 127.0.0.1, found by binding port 0 and releasing it.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -108,6 +137,43 @@ pub async fn connection(url: &str) -> MultiplexedConnection {
         .get_multiplexed_async_connection_with_config(&cfg)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to the test Redis at {url}: {e}"))
+}
+
+/// The consumers of the `workers` group of `stream` (`XINFO CONSUMERS`): names, pending counts,
+/// idle times.
+pub async fn group_consumers(
+    con: &mut MultiplexedConnection,
+    stream: &str,
+) -> Vec<StreamInfoConsumer> {
+    let reply: StreamInfoConsumersReply = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(stream)
+        .arg(GROUP)
+        .query_async(con)
+        .await
+        .unwrap_or_else(|e| panic!("XINFO CONSUMERS {stream}: {e}"));
+    reply.consumers
+}
+
+/// The entries of output stream `key`, decoded (each must be valid), with the millisecond part
+/// of their stream ids.
+pub async fn output_entries(con: &mut MultiplexedConnection, key: &str) -> Vec<(u64, Entry)> {
+    let reply: StreamRangeReply = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .query_async(con)
+        .await
+        .unwrap_or_else(|e| panic!("XRANGE {key}: {e}"));
+    reply
+        .ids
+        .iter()
+        .map(|e| {
+            let s = output::decode(e).expect("a valid output entry");
+            let ms = s.id.split('-').next().and_then(|m| m.parse().ok());
+            (ms.expect("a stream id"), s.entry)
+        })
+        .collect()
 }
 
 /// Polls `f` every ~50 ms until it answers `Some`, and panics naming `what` after `timeout`.

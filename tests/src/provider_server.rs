@@ -104,6 +104,26 @@ impl ProviderServer {
         format!("http://{}", self.addr)
     }
 
+    /// The worker settings that point its provider at this server in format `wire` (model
+    /// `model-e2e`).
+    pub fn worker_env(&self, wire: Wire) -> Vec<(&'static str, String)> {
+        let url = self.url();
+        match wire {
+            Wire::OpenAi => vec![
+                ("LLM_PROVIDER", "openai".into()),
+                ("OPENAI_BASE_URL", format!("{url}/v1")),
+                ("OPENAI_API_KEY", "sk-test".into()),
+                ("LLM_MODEL", "model-e2e".into()),
+            ],
+            Wire::Anthropic => vec![
+                ("LLM_PROVIDER", "anthropic".into()),
+                ("ANTHROPIC_BASE_URL", url),
+                ("ANTHROPIC_API_KEY", "sk-ant-test".into()),
+                ("LLM_MODEL", "model-e2e".into()),
+            ],
+        }
+    }
+
     /// The next request without a reply of its own gets `reply` (first pushed, first used).
     pub fn push(&self, reply: Reply) {
         lock(&self.shared.queued).push_back(reply);

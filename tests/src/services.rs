@@ -8,7 +8,8 @@ use serde_json::Value;
 use switchyard_harness::{Readiness, http_ok, start_ready};
 
 use crate::process::spec;
-use crate::{POLL_INTERVAL, Proc, bin_path, free_port};
+use crate::sse::{self, SseStream};
+use crate::{POLL_INTERVAL, Proc, bin_path, free_port, poll_until};
 
 /// How long a binary may take to answer `/health` after start.
 const BINARY_START_DEADLINE: Duration = Duration::from_secs(30);
@@ -21,6 +22,12 @@ fn merge_env(base: Vec<(&str, String)>, extra: &[(&str, &str)]) -> BTreeMap<Stri
         env.insert((*k).to_owned(), (*v).to_owned());
     }
     env
+}
+
+/// Borrows an owned environment (such as [`ProviderServer::worker_env`](crate::ProviderServer::worker_env))
+/// as the pairs [`spawn_worker`] and [`spawn_dispatcher`] take.
+pub fn env_pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 fn http_client() -> reqwest::Client {
@@ -169,6 +176,57 @@ impl Dispatcher {
             .raw_request(method, path, Some(&self.secret), &headers, bytes)
             .await;
         (r.status, r.json())
+    }
+
+    /// `POST /api/tasks` with `body`, which must be accepted (202); the task id.
+    pub async fn submit(&self, body: Value) -> String {
+        let (status, v) = self.request("POST", "/api/tasks", Some(body)).await;
+        assert_eq!(status, 202, "enqueue answered {status}: {v}");
+        v["id"].as_str().expect("task id").to_owned()
+    }
+
+    /// `POST /api/tasks?wait_ms=30000` with `body`: the finished task (it must finish within
+    /// the 30 s).
+    pub async fn submit_and_wait(&self, body: Value) -> Value {
+        let (status, task) = self
+            .request("POST", "/api/tasks?wait_ms=30000", Some(body))
+            .await;
+        assert_eq!(status, 200, "the task finished within 30 s: {task}");
+        task
+    }
+
+    /// `GET /api/tasks/{id}`, which must answer 200.
+    pub async fn task(&self, id: &str) -> Value {
+        let (status, v) = self.request("GET", &format!("/api/tasks/{id}"), None).await;
+        assert_eq!(status, 200, "GET task answered {status}: {v}");
+        v
+    }
+
+    /// Polls task `id` until it is in `state`; panics after `within`.
+    pub async fn wait_state(&self, id: &str, state: &str, within: Duration) -> Value {
+        poll_until(&format!("task {id} to be {state}"), within, || async {
+            let t = self.task(id).await;
+            (t["state"] == state).then_some(t)
+        })
+        .await
+    }
+
+    /// A streamed `POST /api/chat` of `body`, opened (its status checked).
+    pub async fn chat_stream(&self, body: Value) -> SseStream {
+        let url = format!("{}/api/chat", self.base_url());
+        match sse::open("POST", &url, &self.secret, Some(&body), None).await {
+            Ok(s) => s,
+            Err((status, v)) => panic!("POST /api/chat stream answered {status}: {v}"),
+        }
+    }
+
+    /// `GET /api/tasks/{id}/stream`, resuming after event `last` when given.
+    pub async fn task_stream(&self, id: &str, last: Option<&str>) -> SseStream {
+        let url = format!("{}/api/tasks/{id}/stream", self.base_url());
+        match sse::open("GET", &url, &self.secret, None, last).await {
+            Ok(s) => s,
+            Err((status, v)) => panic!("GET stream answered {status}: {v}"),
+        }
     }
 
     /// Sends `method path` with exactly the given bearer `token` (none: no Authorization

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamInfoConsumersReply, StreamPendingReply};
+use redis::streams::StreamPendingReply;
 use serde_json::json;
 use switchyard_shared::keys::{GROUP, Keys};
 use switchyard_tests::{
-    Dispatcher, RedisServer, connection, poll_until, spawn_dispatcher, spawn_worker, unique_prefix,
+    Dispatcher, RedisServer, connection, group_consumers, poll_until, spawn_dispatcher,
+    spawn_worker, unique_prefix,
 };
 
 const QUEUE: &str = "tool";
@@ -53,14 +54,8 @@ async fn succeeded_count(d: &Dispatcher) -> i64 {
 }
 
 async fn consumers(con: &mut MultiplexedConnection, keys: &Keys) -> Vec<String> {
-    let reply: StreamInfoConsumersReply = redis::cmd("XINFO")
-        .arg("CONSUMERS")
-        .arg(keys.stream(QUEUE))
-        .arg(GROUP)
-        .query_async(con)
-        .await
-        .expect("XINFO CONSUMERS");
-    reply.consumers.into_iter().map(|c| c.name).collect()
+    let all = group_consumers(con, &keys.stream(QUEUE)).await;
+    all.into_iter().map(|c| c.name).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

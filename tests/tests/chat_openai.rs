@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard_tests::{
-    Dispatcher, connection, poll_until, shared_redis, spawn_dispatcher, spawn_worker, unique_prefix,
+    connection, poll_until, shared_redis, spawn_dispatcher, spawn_worker, unique_prefix,
 };
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -25,14 +25,6 @@ fn counting_completion(req: &Request) -> ResponseTemplate {
         "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("seen {messages} messages")}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 10 * messages, "completion_tokens": 3}
     }))
-}
-
-async fn post_and_wait(d: &Dispatcher, body: Value) -> Value {
-    let (status, task) = d
-        .request("POST", "/api/tasks?wait_ms=30000", Some(body))
-        .await;
-    assert_eq!(status, 200, "the task finished within 30 s: {task}");
-    task
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,11 +142,11 @@ async fn rejected_key_fails_the_chat_task_once_naming_the_provider_not_the_key()
     )
     .await;
 
-    let task = post_and_wait(
-        &d,
-        json!({"kind": "chat", "payload": {"session_id": "s401", "message": "hi"}}),
-    )
-    .await;
+    let task = d
+        .submit_and_wait(
+            json!({"kind": "chat", "payload": {"session_id": "s401", "message": "hi"}}),
+        )
+        .await;
     assert_eq!(task["state"], "failed", "{task}");
     assert_eq!(task["attempts"], 1, "a 401 is not retried: {task}");
     let error = task["error"].as_str().unwrap_or("");
@@ -203,18 +195,14 @@ async fn web_fetch_runs_on_the_web_queue_and_fails_clearly_elsewhere() {
     .await;
     let url = format!("{}/page", server.uri());
 
-    let ok = post_and_wait(
-        &d,
-        json!({"kind": "tool", "queue": "web", "payload": {"tool": "web_fetch", "args": {"url": url}}}),
+    let ok = d.submit_and_wait(json!({"kind": "tool", "queue": "web", "payload": {"tool": "web_fetch", "args": {"url": url}}}),
     )
     .await;
     assert_eq!(ok["state"], "succeeded", "{ok}");
     assert_eq!(ok["worker"], web.id());
     assert_eq!(ok["result"]["output"]["body"], "local page");
 
-    let metadata = post_and_wait(
-        &d,
-        json!({"kind": "tool", "queue": "web", "payload": {"tool": "web_fetch", "args": {"url": "http://169.254.169.254/latest/meta-data/"}}}),
+    let metadata = d.submit_and_wait(json!({"kind": "tool", "queue": "web", "payload": {"tool": "web_fetch", "args": {"url": "http://169.254.169.254/latest/meta-data/"}}}),
     )
     .await;
     assert_eq!(metadata["state"], "failed", "{metadata}");
@@ -223,11 +211,11 @@ async fn web_fetch_runs_on_the_web_queue_and_fails_clearly_elsewhere() {
         "{metadata}"
     );
 
-    let misrouted = post_and_wait(
-        &d,
-        json!({"kind": "tool", "payload": {"tool": "web_fetch", "args": {"url": url}}}),
-    )
-    .await;
+    let misrouted = d
+        .submit_and_wait(
+            json!({"kind": "tool", "payload": {"tool": "web_fetch", "args": {"url": url}}}),
+        )
+        .await;
     assert_eq!(misrouted["state"], "failed", "{misrouted}");
     assert_eq!(misrouted["worker"], plain.id());
     let error = misrouted["error"].as_str().unwrap_or("");

@@ -8,14 +8,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamInfoConsumersReply, StreamPendingReply};
+use redis::streams::StreamPendingReply;
 use serde_json::{Value, json};
 use switchyard_shared::clock;
 use switchyard_shared::keys::{GROUP, Keys};
-use switchyard_shared::scripts::{self, CompleteStatus, Completion, Delivered, Retention, Started};
+use switchyard_shared::scripts::{
+    self, BatchCall, CompleteStatus, Completion, Delivered, Retention, Started,
+};
 use switchyard_tests::{
-    Dispatcher, RedisServer, Worker, connection, poll_until, shared_redis, spawn_dispatcher,
-    spawn_worker, unique_prefix,
+    Dispatcher, RedisServer, Worker, connection, group_consumers, poll_until, shared_redis,
+    spawn_dispatcher, spawn_worker, unique_prefix,
 };
 
 const QUEUE: &str = "tool";
@@ -99,14 +101,8 @@ async fn stream_len(con: &mut MultiplexedConnection, keys: &Keys) -> u64 {
 }
 
 async fn consumer_names(con: &mut MultiplexedConnection, keys: &Keys) -> Vec<String> {
-    let reply: StreamInfoConsumersReply = redis::cmd("XINFO")
-        .arg("CONSUMERS")
-        .arg(keys.stream(QUEUE))
-        .arg(GROUP)
-        .query_async(con)
-        .await
-        .expect("XINFO CONSUMERS");
-    reply.consumers.into_iter().map(|c| c.name).collect()
+    let all = group_consumers(con, &keys.stream(QUEUE)).await;
+    all.into_iter().map(|c| c.name).collect()
 }
 
 async fn stat(con: &mut MultiplexedConnection, keys: &Keys, name: &str) -> i64 {
@@ -279,29 +275,29 @@ async fn late_completion_of_a_reclaimed_entry_is_fenced() {
         entry: entry.clone(),
         id: id.clone(),
     };
-    let started = scripts::start(
-        &mut con,
-        &keys,
-        QUEUE,
-        "B",
-        &clock::now_rfc3339(),
-        &retention,
-        &[delivered],
-    )
-    .await
-    .expect("start as B");
+    let now = clock::now_rfc3339();
+    let as_b = BatchCall {
+        keys: &keys,
+        queue: QUEUE,
+        consumer: "B",
+        now: &now,
+        retention: &retention,
+    };
+    let started = scripts::start(&mut con, &as_b, &[delivered])
+        .await
+        .expect("start as B");
     assert_eq!(started.len(), 1);
     let Started::Run(run) = &started[0] else {
         panic!("B runs the claimed entry: {started:?}");
     };
     assert_eq!(run.attempts, 2);
+    let later = clock::now_rfc3339();
     let completed = scripts::complete(
         &mut con,
-        &keys,
-        QUEUE,
-        "B",
-        &clock::now_rfc3339(),
-        &retention,
+        &BatchCall {
+            now: &later,
+            ..as_b
+        },
         &[Completion {
             entry,
             id: id.clone(),

@@ -7,31 +7,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard_tests::{
-    Dispatcher, Proc, bin_path, connection, poll_until, shared_redis, spawn_dispatcher,
-    spawn_worker, unique_prefix,
+    Proc, bin_path, connection, poll_until, shared_redis, spawn_dispatcher, spawn_worker,
+    unique_prefix,
 };
 
 const LONG: Duration = Duration::from_secs(60);
-
-async fn post_task(d: &Dispatcher, body: Value) -> String {
-    let (status, v) = d.request("POST", "/api/tasks", Some(body)).await;
-    assert_eq!(status, 202, "enqueue answered {status}: {v}");
-    v["id"].as_str().expect("task id").to_owned()
-}
-
-async fn task(d: &Dispatcher, id: &str) -> Value {
-    let (status, v) = d.request("GET", &format!("/api/tasks/{id}"), None).await;
-    assert_eq!(status, 200, "GET task answered {status}: {v}");
-    v
-}
-
-async fn wait_state(d: &Dispatcher, id: &str, state: &str) -> Value {
-    poll_until(&format!("task {id} to be {state}"), LONG, || async {
-        let t = task(d, id).await;
-        (t["state"] == state).then_some(t)
-    })
-    .await
-}
 
 fn millis(rfc3339: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(rfc3339)
@@ -128,10 +108,7 @@ async fn thousand_echo_tasks_all_succeed_spread_over_both_workers() {
     let mut ids = Vec::with_capacity(N);
     for chunk in (0..N).collect::<Vec<_>>().chunks(25) {
         let posts = chunk.iter().map(|i| {
-            post_task(
-                &d,
-                json!({"kind": "tool", "payload": {"tool": "echo", "args": {"i": i}}}),
-            )
+            d.submit(json!({"kind": "tool", "payload": {"tool": "echo", "args": {"i": i}}}))
         });
         ids.extend(futures::future::join_all(posts).await);
     }
@@ -209,19 +186,17 @@ async fn always_failing_task_dies_after_max_attempts_with_growing_delays_and_rep
         &[("RETRY_BASE_MS", "400"), ("RETRY_MAX_MS", "10000")],
     )
     .await;
-    let id = post_task(
-        &d,
-        json!({"kind": "tool", "max_attempts": 4,
-               "payload": {"tool": "fail", "args": {"message": "upstream said no"}}}),
-    )
-    .await;
+    let id = d
+        .submit(json!({"kind": "tool", "max_attempts": 4,
+               "payload": {"tool": "fail", "args": {"message": "upstream said no"}}}))
+        .await;
 
     // Record each attempt's start as the worker wrote it.
     let starts: std::sync::Mutex<BTreeMap<u64, i64>> = Default::default();
     let dead = poll_until("the task to be dead", LONG, || {
         let (d, id, starts) = (&d, &id, &starts);
         async move {
-            let t = task(d, id).await;
+            let t = d.task(id).await;
             if let (Some(a), Some(s)) = (t["attempts"].as_u64(), t["started_at"].as_str()) {
                 let mut starts = starts.lock().expect("not poisoned");
                 starts.entry(a).or_insert_with(|| millis(s));
@@ -269,7 +244,7 @@ async fn always_failing_task_dies_after_max_attempts_with_growing_delays_and_rep
     poll_until("the replayed task to run again", LONG, || {
         let (d, id) = (&d, &id);
         async move {
-            let t = task(d, id).await;
+            let t = d.task(id).await;
             let started = t["started_at"].as_str().map(millis)?;
             (started > dead_at).then_some(())
         }
@@ -291,13 +266,11 @@ async fn attempt_over_its_timeout_is_cut_off_and_retried() {
     let prefix = unique_prefix();
     let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
     let _w = spawn_worker(redis.url(), &prefix, "w1", &[]).await;
-    let id = post_task(
-        &d,
-        json!({"kind": "tool", "max_attempts": 1, "timeout_ms": 300,
-               "payload": {"tool": "sleep", "args": {"ms": 30000}}}),
-    )
-    .await;
-    let t = wait_state(&d, &id, "dead").await;
+    let id = d
+        .submit(json!({"kind": "tool", "max_attempts": 1, "timeout_ms": 300,
+               "payload": {"tool": "sleep", "args": {"ms": 30000}}}))
+        .await;
+    let t = d.wait_state(&id, "dead", LONG).await;
     assert!(
         t["error"]
             .as_str()
@@ -313,16 +286,14 @@ async fn cancelling_a_running_task_aborts_it() {
     let prefix = unique_prefix();
     let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
     let w = spawn_worker(redis.url(), &prefix, "w1", &[]).await;
-    let id = post_task(
-        &d,
-        json!({"kind": "tool", "payload": {"tool": "sleep", "args": {"ms": 60000}}}),
-    )
-    .await;
-    wait_state(&d, &id, "running").await;
+    let id = d
+        .submit(json!({"kind": "tool", "payload": {"tool": "sleep", "args": {"ms": 60000}}}))
+        .await;
+    d.wait_state(&id, "running", LONG).await;
     let (s, v) = d.request("DELETE", &format!("/api/tasks/{id}"), None).await;
     assert_eq!(s, 202, "{v}");
     assert_eq!(v["cancel_requested"], true);
-    let t = wait_state(&d, &id, "cancelled").await;
+    let t = d.wait_state(&id, "cancelled", LONG).await;
     assert_eq!(t["attempts"], 1);
     let (_, health) = w.get("/health").await.expect("worker health");
     assert_eq!(health["current_tasks"], 0, "{health}");

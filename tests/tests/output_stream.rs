@@ -7,61 +7,24 @@
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::streams::StreamRangeReply;
 use serde_json::{Value, json};
-use switchyard_shared::output::{AttemptEnd, Entry, decode};
+use switchyard_shared::output::{AttemptEnd, Entry};
+use switchyard_tests::provider_server::Wire;
 use switchyard_tests::{
-    Dispatcher, ProviderServer, Reply, connection, poll_until, shared_redis, spawn_dispatcher,
-    spawn_worker, unique_prefix,
+    ProviderServer, Reply, connection, env_pairs, output_entries, poll_until, shared_redis,
+    spawn_dispatcher, spawn_worker, unique_prefix,
 };
 
 const LONG: Duration = Duration::from_secs(60);
 
-fn openai_env(server: &ProviderServer) -> Vec<(&'static str, String)> {
-    vec![
-        ("LLM_PROVIDER", "openai".to_owned()),
-        ("OPENAI_BASE_URL", format!("{}/v1", server.url())),
-        ("LLM_MODEL", "gpt-local".to_owned()),
-    ]
-}
-
-fn pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
-async fn enqueue_chat(d: &Dispatcher, session: &str) -> String {
-    let body = json!({"kind": "chat", "payload": {"session_id": session, "message": "count"}});
-    let (status, v) = d.request("POST", "/api/tasks", Some(body)).await;
-    assert_eq!(status, 202, "enqueue answered {status}: {v}");
-    v["id"].as_str().expect("task id").to_owned()
-}
-
-async fn wait_state(d: &Dispatcher, id: &str, state: &str) -> Value {
-    poll_until(&format!("task {id} {state}"), LONG, || async {
-        let (_, v) = d.request("GET", &format!("/api/tasks/{id}"), None).await;
-        (v["state"] == state).then_some(v)
-    })
-    .await
+/// A chat task of `session` for `POST /api/tasks`.
+fn chat(session: &str) -> Value {
+    json!({"kind": "chat", "payload": {"session_id": session, "message": "count"}})
 }
 
 /// The output stream of chat task `id`: entries with their ids' millisecond parts.
 async fn output(con: &mut MultiplexedConnection, prefix: &str, id: &str) -> Vec<(u64, Entry)> {
-    let reply: StreamRangeReply = redis::cmd("XRANGE")
-        .arg(format!("{prefix}{{chat}}:out:{id}"))
-        .arg("-")
-        .arg("+")
-        .query_async(con)
-        .await
-        .expect("xrange");
-    reply
-        .ids
-        .iter()
-        .map(|e| {
-            let s = decode(e).expect("a valid output entry");
-            let ms = s.id.split('-').next().and_then(|m| m.parse().ok());
-            (ms.expect("stream id"), s.entry)
-        })
-        .collect()
+    output_entries(con, &format!("{prefix}{{chat}}:out:{id}")).await
 }
 
 fn text(entries: &[(u64, Entry)], attempt: u32) -> String {
@@ -74,35 +37,26 @@ fn text(entries: &[(u64, Entry)], attempt: u32) -> String {
         .collect()
 }
 
-fn anthropic_env(server: &ProviderServer) -> Vec<(&'static str, String)> {
-    vec![
-        ("LLM_PROVIDER", "anthropic".to_owned()),
-        ("ANTHROPIC_BASE_URL", server.url()),
-        ("ANTHROPIC_API_KEY", "sk-ant-local".to_owned()),
-        ("LLM_MODEL", "claude-local".to_owned()),
-    ]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_openai_answer_streams_into_its_output_stream_in_a_few_entries_and_an_end() {
-    streams_into_the_output_stream(openai_env).await;
+    streams_into_the_output_stream(Wire::OpenAi).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_anthropic_answer_streams_into_its_output_stream_in_a_few_entries_and_an_end() {
-    streams_into_the_output_stream(anthropic_env).await;
+    streams_into_the_output_stream(Wire::Anthropic).await;
 }
 
-async fn streams_into_the_output_stream(env: fn(&ProviderServer) -> Vec<(&'static str, String)>) {
+async fn streams_into_the_output_stream(wire: Wire) {
     let server = ProviderServer::start(Reply::tokens(60).delay(Duration::from_millis(10))).await;
     let redis = shared_redis();
     let prefix = unique_prefix();
     let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
-    let env = env(&server);
-    let _w = spawn_worker(redis.url(), &prefix, "w-stream", &pairs(&env)).await;
+    let env = server.worker_env(wire);
+    let _w = spawn_worker(redis.url(), &prefix, "w-stream", &env_pairs(&env)).await;
 
-    let id = enqueue_chat(&d, "s1").await;
-    let task = wait_state(&d, &id, "succeeded").await;
+    let id = d.submit(chat("s1")).await;
+    let task = d.wait_state(&id, "succeeded", LONG).await;
     let response = task["result"]["response"].as_str().expect("response");
     assert_eq!(response, Reply::tokens(60).answer());
     assert_eq!(task["result"]["usage"]["completion_tokens"], 60, "{task}");
@@ -146,10 +100,10 @@ async fn a_worker_killed_mid_answer_is_followed_by_attempt_2_and_one_session_tur
     let redis = shared_redis();
     let prefix = unique_prefix();
     let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
-    let env = openai_env(&server);
-    let w1 = spawn_worker(redis.url(), &prefix, "w-victim", &pairs(&env)).await;
+    let env = server.worker_env(Wire::OpenAi);
+    let w1 = spawn_worker(redis.url(), &prefix, "w-victim", &env_pairs(&env)).await;
 
-    let id = enqueue_chat(&d, "s-kill").await;
+    let id = d.submit(chat("s-kill")).await;
     let mut con = connection(redis.url()).await;
     poll_until("attempt 1 text in the output stream", LONG, || {
         let mut con = con.clone();
@@ -161,9 +115,9 @@ async fn a_worker_killed_mid_answer_is_followed_by_attempt_2_and_one_session_tur
     })
     .await;
     w1.proc.sigkill();
-    let _w2 = spawn_worker(redis.url(), &prefix, "w-heir", &pairs(&env)).await;
+    let _w2 = spawn_worker(redis.url(), &prefix, "w-heir", &env_pairs(&env)).await;
 
-    let task = wait_state(&d, &id, "succeeded").await;
+    let task = d.wait_state(&id, "succeeded", LONG).await;
     assert_eq!(task["attempts"], 2, "{task}");
     let response = task["result"]["response"].as_str().expect("response");
     assert_eq!(response, Reply::tokens(20).answer());
@@ -213,10 +167,10 @@ async fn cancelling_a_running_chat_closes_the_provider_connection_within_a_secon
     let redis = shared_redis();
     let prefix = unique_prefix();
     let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
-    let env = openai_env(&server);
-    let _w = spawn_worker(redis.url(), &prefix, "w-cancel", &pairs(&env)).await;
+    let env = server.worker_env(Wire::OpenAi);
+    let _w = spawn_worker(redis.url(), &prefix, "w-cancel", &env_pairs(&env)).await;
 
-    let id = enqueue_chat(&d, "s-cancel").await;
+    let id = d.submit(chat("s-cancel")).await;
     poll_until("the first token served", LONG, || async {
         server.requests().first().and_then(|r| r.first_token)
     })
@@ -235,7 +189,7 @@ async fn cancelling_a_running_chat_closes_the_provider_connection_within_a_secon
         "closed {after:?} after the cancel"
     );
     assert!(server.tokens_served() < 500);
-    let task = wait_state(&d, &id, "cancelled").await;
+    let task = d.wait_state(&id, "cancelled", LONG).await;
     assert_eq!(task["attempts"], 1, "{task}");
 
     let mut con = connection(redis.url()).await;

@@ -6,52 +6,15 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use switchyard_shared::keys::Keys;
 use switchyard_tests::provider_server::{ProviderServer, Reply, Wire};
-use switchyard_tests::sse::{self, SseEvent, SseStream};
+use switchyard_tests::sse::SseEvent;
 use switchyard_tests::{
-    Dispatcher, connection, poll_until, shared_redis, spawn_dispatcher, spawn_worker, unique_prefix,
+    connection, env_pairs, shared_redis, spawn_dispatcher, spawn_worker, unique_prefix,
 };
 
 const LONG: Duration = Duration::from_secs(30);
-
-fn provider_env(wire: Wire, url: &str) -> Vec<(&'static str, String)> {
-    match wire {
-        Wire::OpenAi => vec![
-            ("LLM_PROVIDER", "openai".into()),
-            ("OPENAI_BASE_URL", format!("{url}/v1")),
-            ("OPENAI_API_KEY", "sk-test".into()),
-            ("LLM_MODEL", "model-e2e".into()),
-        ],
-        Wire::Anthropic => vec![
-            ("LLM_PROVIDER", "anthropic".into()),
-            ("ANTHROPIC_BASE_URL", url.to_owned()),
-            ("ANTHROPIC_API_KEY", "sk-ant-test".into()),
-            ("LLM_MODEL", "model-e2e".into()),
-        ],
-    }
-}
-
-fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
-async fn chat_stream(d: &Dispatcher, body: Value) -> SseStream {
-    let url = format!("{}/api/chat", d.base_url());
-    match sse::open("POST", &url, d.secret(), Some(&body), None).await {
-        Ok(s) => s,
-        Err((status, v)) => panic!("POST /api/chat stream answered {status}: {v}"),
-    }
-}
-
-async fn task_stream(d: &Dispatcher, id: &str, last: Option<&str>) -> SseStream {
-    let url = format!("{}/api/tasks/{id}/stream", d.base_url());
-    match sse::open("GET", &url, d.secret(), None, last).await {
-        Ok(s) => s,
-        Err((status, v)) => panic!("GET stream answered {status}: {v}"),
-    }
-}
 
 /// The text of the deltas after the last `restart`.
 fn answer_text(events: &[SseEvent]) -> String {
@@ -71,10 +34,12 @@ async fn first_delta_before_the_provider_finished(wire: Wire) {
     let redis = shared_redis();
     let prefix = unique_prefix();
     let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
-    let env = provider_env(wire, &provider.url());
-    let _w = spawn_worker(redis.url(), &prefix, "w1", &env_refs(&env)).await;
+    let env = provider.worker_env(wire);
+    let _w = spawn_worker(redis.url(), &prefix, "w1", &env_pairs(&env)).await;
 
-    let mut s = chat_stream(&d, json!({"message": "hi", "stream": true})).await;
+    let mut s = d
+        .chat_stream(json!({"message": "hi", "stream": true}))
+        .await;
     let start = s.expect("start", LONG).await;
     assert_eq!(start.event, "start");
     assert_eq!(start.id.as_deref(), Some("0-0-0"));
@@ -102,10 +67,7 @@ async fn first_delta_before_the_provider_finished(wire: Wire) {
     assert_eq!(done["response"], Reply::tokens(30).answer());
     assert_eq!(done["task_id"], task_id.as_str());
     assert_eq!(done["usage"]["completion_tokens"], 30, "{done}");
-    let (status, task) = d
-        .request("GET", &format!("/api/tasks/{task_id}"), None)
-        .await;
-    assert_eq!(status, 200);
+    let task = d.task(&task_id).await;
     assert_eq!(task["result"]["usage"]["completion_tokens"], 30, "{task}");
     let ids: Vec<&str> = events.iter().filter_map(|e| e.id.as_deref()).collect();
     assert_eq!(ids.len(), events.len(), "every event has an id");
@@ -128,10 +90,12 @@ async fn a_client_resuming_on_a_second_dispatcher_gets_exactly_the_rest() {
     let prefix = unique_prefix();
     let d1 = spawn_dispatcher(redis.url(), &prefix, &[]).await;
     let d2 = spawn_dispatcher(redis.url(), &prefix, &[]).await;
-    let env = provider_env(Wire::OpenAi, &provider.url());
-    let _w = spawn_worker(redis.url(), &prefix, "w1", &env_refs(&env)).await;
+    let env = provider.worker_env(Wire::OpenAi);
+    let _w = spawn_worker(redis.url(), &prefix, "w1", &env_pairs(&env)).await;
 
-    let mut s = chat_stream(&d1, json!({"message": "hi", "stream": true})).await;
+    let mut s = d1
+        .chat_stream(json!({"message": "hi", "stream": true}))
+        .await;
     let mut seen = vec![];
     for k in 0..6 {
         seen.push(s.expect(&format!("event {k}"), LONG).await);
@@ -143,11 +107,11 @@ async fn a_client_resuming_on_a_second_dispatcher_gets_exactly_the_rest() {
         .to_owned();
     let last = seen[5].id.clone().expect("id");
     // Within the default grace: the task runs on.
-    let mut resumed = task_stream(&d2, &task_id, Some(&last)).await;
+    let mut resumed = d2.task_stream(&task_id, Some(&last)).await;
     let rest = resumed.rest(LONG).await;
     assert_eq!(rest.last().map(|e| e.event.as_str()), Some("done"));
 
-    let mut whole = task_stream(&d1, &task_id, None).await;
+    let mut whole = d1.task_stream(&task_id, None).await;
     let all = whole.rest(LONG).await;
     assert_eq!(
         all[..6],
@@ -156,9 +120,7 @@ async fn a_client_resuming_on_a_second_dispatcher_gets_exactly_the_rest() {
     );
     assert_eq!(all[6..], rest[..], "the resumed stream is exactly the rest");
     assert_eq!(answer_text(&all), Reply::tokens(40).answer());
-    let (_, task) = d2
-        .request("GET", &format!("/api/tasks/{task_id}"), None)
-        .await;
+    let task = d2.task(&task_id).await;
     assert_eq!(task["state"], "succeeded", "{task}");
 }
 
@@ -170,12 +132,12 @@ async fn a_worker_killed_mid_stream_shows_a_restart_and_the_session_holds_the_tu
     let redis = shared_redis();
     let prefix = unique_prefix();
     let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
-    let env = provider_env(Wire::OpenAi, &provider.url());
-    let w1 = spawn_worker(redis.url(), &prefix, "w1", &env_refs(&env)).await;
-    let w2 = spawn_worker(redis.url(), &prefix, "w2", &env_refs(&env)).await;
+    let env = provider.worker_env(Wire::OpenAi);
+    let w1 = spawn_worker(redis.url(), &prefix, "w1", &env_pairs(&env)).await;
+    let w2 = spawn_worker(redis.url(), &prefix, "w2", &env_pairs(&env)).await;
 
     let body = json!({"session_id": "kill", "message": "hi", "stream": true});
-    let mut s = chat_stream(&d, body).await;
+    let mut s = d.chat_stream(body).await;
     let start = s.expect("start", LONG).await;
     let task_id = start.json()["task_id"]
         .as_str()
@@ -185,9 +147,7 @@ async fn a_worker_killed_mid_stream_shows_a_restart_and_the_session_holds_the_tu
     for k in 0..5 {
         events.push(s.expect(&format!("delta {k}"), LONG).await);
     }
-    let (_, task) = d
-        .request("GET", &format!("/api/tasks/{task_id}"), None)
-        .await;
+    let task = d.task(&task_id).await;
     let victim = if task["worker"] == "w1" { &w1 } else { &w2 };
     victim.proc.sigkill();
     let killed_at = Instant::now();
@@ -223,11 +183,5 @@ async fn a_worker_killed_mid_stream_shows_a_restart_and_the_session_holds_the_tu
         session[1].contains(&Reply::tokens(tokens).answer()),
         "{session:?}"
     );
-    let _ = poll_until("the task to be succeeded", LONG, || async {
-        let (_, t) = d
-            .request("GET", &format!("/api/tasks/{task_id}"), None)
-            .await;
-        (t["state"] == "succeeded").then_some(())
-    })
-    .await;
+    d.wait_state(&task_id, "succeeded", LONG).await;
 }

@@ -7,10 +7,10 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchyard_tests::provider_server::{ProviderServer, Reply};
-use switchyard_tests::sse::{self, SseStream};
+use switchyard_tests::provider_server::{ProviderServer, Reply, Wire};
+use switchyard_tests::sse::SseStream;
 use switchyard_tests::{
-    Dispatcher, poll_until, shared_redis, spawn_dispatcher, spawn_worker, unique_prefix,
+    Dispatcher, env_pairs, poll_until, shared_redis, spawn_dispatcher, spawn_worker, unique_prefix,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -28,33 +28,14 @@ async fn stack(dispatcher_env: &[(&str, &str)]) -> Stack {
     let redis = shared_redis();
     let prefix = unique_prefix();
     let d = spawn_dispatcher(redis.url(), &prefix, dispatcher_env).await;
-    let base = format!("{}/v1", provider.url());
-    let w = spawn_worker(
-        redis.url(),
-        &prefix,
-        "w1",
-        &[
-            ("LLM_PROVIDER", "openai"),
-            ("OPENAI_BASE_URL", &base),
-            ("OPENAI_API_KEY", "sk-test"),
-            ("LLM_MODEL", "model-e2e"),
-        ],
-    )
-    .await;
+    let env = provider.worker_env(Wire::OpenAi);
+    let w = spawn_worker(redis.url(), &prefix, "w1", &env_pairs(&env)).await;
     Stack { provider, d, _w: w }
-}
-
-async fn chat_stream(d: &Dispatcher, body: Value) -> SseStream {
-    let url = format!("{}/api/chat", d.base_url());
-    match sse::open("POST", &url, d.secret(), Some(&body), None).await {
-        Ok(s) => s,
-        Err((status, v)) => panic!("POST /api/chat stream answered {status}: {v}"),
-    }
 }
 
 /// Opens a streamed chat and reads `start` and two deltas; answers the task id and the stream.
 async fn streaming(d: &Dispatcher, body: Value) -> (String, SseStream) {
-    let mut s = chat_stream(d, body).await;
+    let mut s = d.chat_stream(body).await;
     let start = s.expect("start", LONG).await;
     for k in 0..2 {
         let e = s.expect(&format!("delta {k}"), LONG).await;
@@ -87,14 +68,21 @@ async fn provider_closed(p: &ProviderServer, within: Duration) -> Instant {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_grace_a_departed_stream_client_cancels_and_the_provider_sees_it_within_1s() {
-    let st = stack(&[("RESUME_GRACE_MS", "0")]).await;
+/// With `RESUME_GRACE_MS=grace`, opens a streamed chat, leaves after two deltas, and waits for
+/// the provider to see its connection closed; the stack, the task id, and how long after the
+/// client left the provider saw the close.
+async fn stream_and_leave(grace: &str) -> (Stack, String, Duration) {
+    let st = stack(&[("RESUME_GRACE_MS", grace)]).await;
     let (id, s) = streaming(&st.d, json!({"message": "hi", "stream": true})).await;
     drop(s);
     let left = Instant::now();
     let closed = provider_closed(&st.provider, Duration::from_secs(10)).await;
-    let after = closed.saturating_duration_since(left);
+    (st, id, closed.saturating_duration_since(left))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_grace_a_departed_stream_client_cancels_and_the_provider_sees_it_within_1s() {
+    let (st, id, after) = stream_and_leave("0").await;
     assert!(
         after < Duration::from_secs(1),
         "the provider saw the close {after:?} after the client left"
@@ -104,12 +92,7 @@ async fn without_grace_a_departed_stream_client_cancels_and_the_provider_sees_it
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grace_without_resume_ends_in_cancel_and_not_before() {
-    let st = stack(&[("RESUME_GRACE_MS", "1500")]).await;
-    let (id, s) = streaming(&st.d, json!({"message": "hi", "stream": true})).await;
-    drop(s);
-    let left = Instant::now();
-    let closed = provider_closed(&st.provider, Duration::from_secs(10)).await;
-    let after = closed.saturating_duration_since(left);
+    let (st, id, after) = stream_and_leave("1500").await;
     assert!(
         after >= Duration::from_millis(1400),
         "cancelled {after:?} after the client left, inside the grace"

@@ -90,16 +90,7 @@ impl Completer {
         while_unavailable("complete", &self.give_up, || async {
             let mut con = ctx.pool.get().await?;
             let now = clock::now_rfc3339();
-            scripts::complete(
-                &mut *con,
-                &ctx.keys,
-                queue,
-                &ctx.id,
-                &now,
-                &ctx.retention,
-                completions,
-            )
-            .await
+            scripts::complete(&mut *con, &ctx.batch_call(queue, &now), completions).await
         })
         .await
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use switchyard_shared::Pool;
 use switchyard_shared::config::{RedisConfig, WorkerConfig};
 use switchyard_shared::keys::Keys;
-use switchyard_shared::scripts::Retention;
+use switchyard_shared::scripts::{BatchCall, Retention};
 use tokio_util::sync::CancellationToken;
 
 /// Why a running task was told to stop before it finished.
@@ -120,6 +120,17 @@ impl WorkerContext {
     /// How many tasks run now.
     pub fn in_flight_count(&self) -> usize {
         lock(&self.in_flight).len()
+    }
+
+    /// This worker's call of a batch script (`start`, `complete`) on `queue` at `now`.
+    pub fn batch_call<'a>(&'a self, queue: &'a str, now: &'a str) -> BatchCall<'a> {
+        BatchCall {
+            keys: &self.keys,
+            queue,
+            consumer: &self.id,
+            now,
+            retention: &self.retention,
+        }
     }
 
     /// Counts a finished task.

@@ -15,7 +15,9 @@
 use std::time::Duration;
 
 use metrics::counter;
-use redis::streams::{StreamClaimReply, StreamInfoConsumersReply, StreamPendingCountReply};
+use redis::streams::{
+    StreamClaimReply, StreamInfoConsumer, StreamInfoConsumersReply, StreamPendingCountReply,
+};
 use switchyard_shared::duty::{self, Duty, Next, Pace};
 use switchyard_shared::keys::GROUP;
 use switchyard_shared::metrics as m;
@@ -82,6 +84,8 @@ impl Reclaimer {
         self.ctx.cfg.registry_ttl()
     }
 
+    /// Claims the pending entries of `queue`'s dead consumers as far as there are free permits,
+    /// runs them, and removes dead consumers that hold nothing from the group.
     async fn reclaim_dead(
         &self,
         queue: &str,
@@ -89,38 +93,9 @@ impl Reclaimer {
     ) -> Result<(), StoreError> {
         let ctx = &self.ctx;
         let stream = ctx.keys.stream(queue);
-        let mut con = ctx.pool.get().await?;
-        let consumers: StreamInfoConsumersReply = redis::cmd("XINFO")
-            .arg("CONSUMERS")
-            .arg(&stream)
-            .arg(GROUP)
-            .query_async(&mut *con)
-            .await?;
-        let candidates: Vec<_> = consumers
-            .consumers
-            .into_iter()
-            .filter(|c| c.name != ctx.id && c.idle as u128 >= self.dead_after().as_millis())
-            .collect();
-        if candidates.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        for c in &candidates {
-            pipe.cmd("EXISTS").arg(ctx.keys.worker(&c.name));
-        }
-        let alive: Vec<bool> = pipe.query_async(&mut *con).await?;
-        for (c, alive) in candidates.into_iter().zip(alive) {
-            if alive {
-                continue;
-            }
+        for c in self.dead_consumers(&stream).await? {
             if c.pending == 0 {
-                let _: i64 = redis::cmd("XGROUP")
-                    .arg("DELCONSUMER")
-                    .arg(&stream)
-                    .arg(GROUP)
-                    .arg(&c.name)
-                    .query_async(&mut *con)
-                    .await?;
+                self.remove_consumer(&stream, &c.name).await?;
                 info!(component = "reclaimer", queue, consumer = %c.name, "removed dead consumer from the group");
                 report.consumers_removed += 1;
                 continue;
@@ -130,31 +105,9 @@ impl Reclaimer {
                 debug!(component = "reclaimer", queue, dead_worker = %c.name, pending = c.pending, "no free capacity; leaving the entries to other workers or the next pass");
                 return Ok(());
             }
-            let min_idle = self.min_claim_idle();
-            let pending: StreamPendingCountReply = redis::cmd("XPENDING")
-                .arg(&stream)
-                .arg(GROUP)
-                .arg("IDLE")
-                .arg(min_idle.as_millis() as u64)
-                .arg("-")
-                .arg("+")
-                .arg(permits.len())
-                .arg(&c.name)
-                .query_async(&mut *con)
-                .await?;
-            if pending.ids.is_empty() {
+            let Some(claimed) = self.claim_from(&stream, &c.name, permits.len()).await? else {
                 continue;
-            }
-            let ids: Vec<&str> = pending.ids.iter().map(|p| p.id.as_str()).collect();
-            let claimed: StreamClaimReply = redis::cmd("XCLAIM")
-                .arg(&stream)
-                .arg(GROUP)
-                .arg(&ctx.id)
-                .arg(min_idle.as_millis() as u64)
-                .arg(&ids)
-                .query_async(&mut *con)
-                .await?;
-            drop(con);
+            };
             let n = self.run_claimed(queue, claimed, &mut permits).await?;
             if n > 0 {
                 info!(component = "reclaimer", queue, dead_worker = %c.name, worker = %ctx.id, entries = n, "claimed a dead worker's entries");
@@ -162,9 +115,88 @@ impl Reclaimer {
             report.from_dead += n;
             counter!(m::WORKER_RECLAIMED, "queue" => queue.to_owned(), "source" => "dead")
                 .increment(n as u64);
-            con = ctx.pool.get().await?;
         }
         Ok(())
+    }
+
+    /// The consumers of `stream`'s group, other than this worker, that have been idle for
+    /// [`Self::dead_after`] and whose registry record is gone.
+    async fn dead_consumers(&self, stream: &str) -> Result<Vec<StreamInfoConsumer>, StoreError> {
+        let ctx = &self.ctx;
+        let mut con = ctx.pool.get().await?;
+        let consumers: StreamInfoConsumersReply = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(stream)
+            .arg(GROUP)
+            .query_async(&mut *con)
+            .await?;
+        let candidates: Vec<_> = consumers
+            .consumers
+            .into_iter()
+            .filter(|c| c.name != ctx.id && c.idle as u128 >= self.dead_after().as_millis())
+            .collect();
+        if candidates.is_empty() {
+            return Ok(candidates);
+        }
+        let mut pipe = redis::pipe();
+        for c in &candidates {
+            pipe.cmd("EXISTS").arg(ctx.keys.worker(&c.name));
+        }
+        let alive: Vec<bool> = pipe.query_async(&mut *con).await?;
+        Ok(candidates
+            .into_iter()
+            .zip(alive)
+            .filter_map(|(c, alive)| (!alive).then_some(c))
+            .collect())
+    }
+
+    /// Removes `consumer` from `stream`'s group.
+    async fn remove_consumer(&self, stream: &str, consumer: &str) -> Result<(), StoreError> {
+        let mut con = self.ctx.pool.get().await?;
+        let _: i64 = redis::cmd("XGROUP")
+            .arg("DELCONSUMER")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(consumer)
+            .query_async(&mut *con)
+            .await?;
+        Ok(())
+    }
+
+    /// Claims up to `count` of `consumer`'s entries idle long enough to be claimed; `None`
+    /// when it holds none such.
+    async fn claim_from(
+        &self,
+        stream: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Option<StreamClaimReply>, StoreError> {
+        let min_idle = self.min_claim_idle().as_millis() as u64;
+        let mut con = self.ctx.pool.get().await?;
+        let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(GROUP)
+            .arg("IDLE")
+            .arg(min_idle)
+            .arg("-")
+            .arg("+")
+            .arg(count)
+            .arg(consumer)
+            .query_async(&mut *con)
+            .await?;
+        if pending.ids.is_empty() {
+            return Ok(None);
+        }
+        let ids: Vec<&str> = pending.ids.iter().map(|p| p.id.as_str()).collect();
+        let claimed: StreamClaimReply = redis::cmd("XCLAIM")
+            .arg(stream)
+            .arg(GROUP)
+            .arg(&self.ctx.id)
+            .arg(min_idle)
+            .arg(&ids)
+            .query_async(&mut *con)
+            .await?;
+        Ok(Some(claimed))
     }
 
     /// Claims need the entry to have sat idle this long, so two reclaimers racing for one entry

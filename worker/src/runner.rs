@@ -87,16 +87,7 @@ impl Runner {
         let replies = while_unavailable("start", &self.shutdown, || async {
             let mut con = ctx.pool.get().await?;
             let now = clock::now_rfc3339();
-            scripts::start(
-                &mut *con,
-                &ctx.keys,
-                queue,
-                &ctx.id,
-                &now,
-                &ctx.retention,
-                batch,
-            )
-            .await
+            scripts::start(&mut *con, &ctx.batch_call(queue, &now), batch).await
         })
         .await?;
         let mut started = 0;

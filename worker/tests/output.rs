@@ -6,13 +6,12 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::aio::MultiplexedConnection;
-use redis::streams::StreamRangeReply;
 use switchyard_shared::Pool;
 use switchyard_shared::completion::ToolCallDelta;
 use switchyard_shared::config::{DEFAULT_OUTPUT_FLUSH_BYTES, DEFAULT_OUTPUT_FLUSH_MS, RedisConfig};
-use switchyard_shared::output::{AttemptEnd, Entry, decode};
+use switchyard_shared::output::{AttemptEnd, Entry};
 use switchyard_shared::store::create_pool;
-use switchyard_tests::{RedisServer, connection, shared_redis, unique_prefix};
+use switchyard_tests::{RedisServer, connection, output_entries, shared_redis, unique_prefix};
 use switchyard_worker::output::{OutputSettings, OutputWriter};
 
 const TTL: Duration = Duration::from_secs(600);
@@ -35,25 +34,23 @@ fn settings(flush_ms: u64, flush_bytes: usize) -> OutputSettings {
     }
 }
 
-async fn entries(con: &mut MultiplexedConnection, key: &str) -> Vec<(String, Entry)> {
-    let reply: StreamRangeReply = redis::cmd("XRANGE")
+async fn xlen(con: &mut MultiplexedConnection, key: &str) -> u64 {
+    redis::cmd("XLEN")
         .arg(key)
-        .arg("-")
-        .arg("+")
         .query_async(con)
         .await
-        .expect("xrange");
-    reply
-        .ids
-        .iter()
-        .map(|e| {
-            let s = decode(e).expect("a valid output entry");
-            (s.id, s.entry)
-        })
-        .collect()
+        .expect("xlen")
 }
 
-fn text_of(entries: &[(String, Entry)]) -> String {
+/// Asserts that the last of `got` ends `attempt` with `end`.
+fn assert_ends(got: &[(u64, Entry)], attempt: u32, end: AttemptEnd) {
+    assert_eq!(
+        got.last().map(|(_, e)| e.clone()),
+        Some(Entry::End { attempt, end })
+    );
+}
+
+fn text_of(entries: &[(u64, Entry)]) -> String {
     entries
         .iter()
         .filter_map(|(_, e)| match e {
@@ -73,11 +70,7 @@ async fn the_first_delta_goes_out_at_once_and_later_ones_coalesce() {
     let sent = Instant::now();
     sink.send("w0");
     loop {
-        let len: u64 = redis::cmd("XLEN")
-            .arg(&key)
-            .query_async(&mut con)
-            .await
-            .expect("xlen");
+        let len = xlen(&mut con, &key).await;
         if len == 1 {
             break;
         }
@@ -96,7 +89,7 @@ async fn the_first_delta_goes_out_at_once_and_later_ones_coalesce() {
     }
     drop(sink);
     let stats = writer.finish(Some(AttemptEnd::Finished)).await;
-    let got = entries(&mut con, &key).await;
+    let got = output_entries(&mut con, &key).await;
     assert_eq!(text_of(&got), expected);
     assert!(
         (3..=15).contains(&got.len()),
@@ -104,13 +97,7 @@ async fn the_first_delta_goes_out_at_once_and_later_ones_coalesce() {
         got.len()
     );
     assert!(got.iter().all(|(_, e)| e.attempt() == 3));
-    assert_eq!(
-        got.last().map(|(_, e)| e.clone()),
-        Some(Entry::End {
-            attempt: 3,
-            end: AttemptEnd::Finished
-        })
-    );
+    assert_ends(&got, 3, AttemptEnd::Finished);
     let pttl: i64 = redis::cmd("PTTL")
         .arg(&key)
         .query_async(&mut con)
@@ -133,11 +120,7 @@ async fn a_full_buffer_is_written_without_waiting_for_the_interval() {
     sink.send("67890");
     let began = Instant::now();
     loop {
-        let len: u64 = redis::cmd("XLEN")
-            .arg(&key)
-            .query_async(&mut con)
-            .await
-            .expect("xlen");
+        let len = xlen(&mut con, &key).await;
         if len == 2 {
             break;
         }
@@ -148,15 +131,9 @@ async fn a_full_buffer_is_written_without_waiting_for_the_interval() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     writer.finish(Some(AttemptEnd::Failed)).await;
-    let got = entries(&mut con, &key).await;
+    let got = output_entries(&mut con, &key).await;
     assert_eq!(text_of(&got), "first1234567890");
-    assert_eq!(
-        got.last().map(|(_, e)| e.clone()),
-        Some(Entry::End {
-            attempt: 1,
-            end: AttemptEnd::Failed
-        })
-    );
+    assert_ends(&got, 1, AttemptEnd::Failed);
 }
 
 fn piece(index: u32, id: Option<&str>, arguments: &str) -> ToolCallDelta {
@@ -196,7 +173,7 @@ async fn tool_call_pieces_follow_the_text_in_order_and_coalesce() {
     sink.send(" Done.");
     drop(sink);
     let stats = writer.finish(Some(AttemptEnd::Finished)).await;
-    let got: Vec<Entry> = entries(&mut con, &key)
+    let got: Vec<Entry> = output_entries(&mut con, &key)
         .await
         .into_iter()
         .map(|(_, e)| e)
@@ -255,7 +232,7 @@ async fn tool_call_arguments_count_towards_the_flush_size() {
     })
     .await;
     writer.finish(Some(AttemptEnd::Finished)).await;
-    let got = entries(&mut con, &key).await;
+    let got = output_entries(&mut con, &key).await;
     assert!(
         matches!(&got[1].1, Entry::ToolCalls { calls, .. } if calls == &[piece(0, None, "{\"q\":\"0123456789abcdef\"}")]),
         "{got:?}"
@@ -271,11 +248,7 @@ async fn text_written_while_redis_is_away_follows_when_it_is_back() {
     let mut con = connection(redis.url()).await;
     switchyard_tests::poll_until("the first write", Duration::from_secs(5), || async {
         let mut con = con.clone();
-        let len: u64 = redis::cmd("XLEN")
-            .arg(&key)
-            .query_async(&mut con)
-            .await
-            .ok()?;
+        let len = xlen(&mut con, &key).await;
         (len == 1).then_some(())
     })
     .await;
@@ -291,15 +264,9 @@ async fn text_written_while_redis_is_away_follows_when_it_is_back() {
         "a write failed while Redis was away: {stats:?}"
     );
     con = connection(redis.url()).await;
-    let got = entries(&mut con, &key).await;
+    let got = output_entries(&mut con, &key).await;
     assert_eq!(text_of(&got), "before during after");
-    assert_eq!(
-        got.last().map(|(_, e)| e.clone()),
-        Some(Entry::End {
-            attempt: 2,
-            end: AttemptEnd::Finished
-        })
-    );
+    assert_ends(&got, 2, AttemptEnd::Finished);
 }
 
 #[tokio::test]
@@ -370,14 +337,8 @@ async fn two_hundred_streamed_answers_cost_at_most_0_08_commands_per_token() {
     for (i, a) in answers.into_iter().enumerate() {
         let (stats, first_sent_ms) = a.await.expect("joined");
         commands += stats.commands;
-        let got = entries(&mut con, &format!("{prefix}{{chat}}:out:a{i}")).await;
-        let first_ms: u64 = got[0]
-            .0
-            .split('-')
-            .next()
-            .and_then(|m| m.parse().ok())
-            .expect("id");
-        first_lag.push(first_ms.saturating_sub(first_sent_ms));
+        let got = output_entries(&mut con, &format!("{prefix}{{chat}}:out:a{i}")).await;
+        first_lag.push(got[0].0.saturating_sub(first_sent_ms));
     }
     let info: String = redis::cmd("INFO")
         .arg("commandstats")

@@ -1,243 +1,16 @@
-//! The capability tools through [`Toolbox`]: `web_fetch` refusing loopback, metadata, names that
-//! resolve to private addresses and redirects to them (against local servers only); the file
-//! tools refusing `..`, absolute paths and symbolic links out of the sandbox; `exec` refused when
-//! off, and killed at its time limit when on.
+//! The sandbox tools through [`Toolbox`]: the file tools refusing `..`, absolute paths and
+//! symbolic links out of the sandbox, and failing at once on paths that can never work (link
+//! loops, files used as directories); `exec` refused when off, and killed at its time limit when
+//! on. `web_fetch` has its own file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchyard_shared::config::WorkerConfig;
+use switchyard_tests::TempDir;
 use switchyard_worker::tools::files::FileLimits;
-use switchyard_worker::tools::web_fetch::{AddressPolicy, FetchLimits};
-use switchyard_worker::tools::{Exec, Sandbox, ToolError, Toolbox, WebFetch};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "switchyard-tools-{tag}-{}-{:08x}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        Self(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn rand_suffix() -> u32 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos())
-}
-
-fn fetcher(policy: AddressPolicy) -> Toolbox {
-    let limits = FetchLimits {
-        max_bytes: 64,
-        timeout: Duration::from_secs(5),
-        max_redirects: 3,
-    };
-    Toolbox::always_on().with_web_fetch(WebFetch::new(policy, limits).expect("client"))
-}
-
-fn loopback_exception() -> AddressPolicy {
-    AddressPolicy {
-        allow_private: false,
-        allowed: vec!["127.0.0.1".parse().expect("address")],
-    }
-}
-
-async fn fetch(tb: &Toolbox, url: &str) -> Result<Value, ToolError> {
-    tb.run(&json!({"tool": "web_fetch", "args": {"url": url}}))
-        .await
-}
-
-fn refused(r: &Result<Value, ToolError>, needle: &str) {
-    assert!(
-        matches!(r, Err(ToolError::Permanent(m)) if m.contains("refused") && m.contains(needle)),
-        "expected a permanent refusal mentioning {needle:?}, got {r:?}"
-    );
-}
-
-async fn hits(server: &MockServer) -> usize {
-    server.received_requests().await.map_or(0, |r| r.len())
-}
-
-#[tokio::test]
-async fn web_fetch_refuses_loopback_metadata_and_private_names() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("secret"))
-        .mount(&server)
-        .await;
-    let port = server.address().port();
-    let tb = fetcher(AddressPolicy::default());
-
-    refused(
-        &fetch(&tb, &format!("http://127.0.0.1:{port}/")).await,
-        "loopback",
-    );
-    refused(
-        &fetch(&tb, &format!("http://[::ffff:127.0.0.1]:{port}/")).await,
-        "loopback",
-    );
-    refused(
-        &fetch(&tb, "http://169.254.169.254/latest/meta-data/").await,
-        "link-local",
-    );
-    refused(&fetch(&tb, "http://10.0.0.1/").await, "private");
-    // A name is checked after DNS resolution: localhost resolves to a loopback address.
-    refused(
-        &fetch(&tb, &format!("http://localhost:{port}/")).await,
-        "resolves to",
-    );
-    let r = fetch(&tb, "file:///etc/passwd").await;
-    refused(&r, "only http");
-    assert_eq!(
-        hits(&server).await,
-        0,
-        "no refused request reached the server"
-    );
-}
-
-#[tokio::test]
-async fn web_fetch_checks_every_redirect_hop() {
-    let server = MockServer::start().await;
-    for (from, to) in [
-        (
-            "/to-metadata",
-            "http://169.254.169.254/latest/meta-data/".to_owned(),
-        ),
-        ("/to-private", "http://192.168.0.1/admin".to_owned()),
-        (
-            "/to-loopback",
-            format!("http://127.0.0.2:{}/ok", server.address().port()),
-        ),
-        ("/to-ok", "/ok".to_owned()),
-        ("/loop", "/loop".to_owned()),
-    ] {
-        Mock::given(method("GET"))
-            .and(path(from))
-            .respond_with(ResponseTemplate::new(302).insert_header("location", to.as_str()))
-            .mount(&server)
-            .await;
-    }
-    Mock::given(method("GET"))
-        .and(path("/ok"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("fine"))
-        .mount(&server)
-        .await;
-    // The first hop (this loopback server) is allowed by exception; where it redirects is not.
-    let tb = fetcher(loopback_exception());
-    let base = server.uri();
-
-    refused(
-        &fetch(&tb, &format!("{base}/to-metadata")).await,
-        "169.254.169.254",
-    );
-    refused(
-        &fetch(&tb, &format!("{base}/to-private")).await,
-        "192.168.0.1",
-    );
-    refused(
-        &fetch(&tb, &format!("{base}/to-loopback")).await,
-        "127.0.0.2",
-    );
-    let ok = fetch(&tb, &format!("{base}/to-ok"))
-        .await
-        .expect("allowed redirect");
-    assert_eq!(ok["output"]["body"], "fine");
-    assert_eq!(ok["output"]["url"], format!("{base}/ok"));
-    let r = fetch(&tb, &format!("{base}/loop")).await;
-    assert!(
-        matches!(&r, Err(ToolError::Permanent(m)) if m.contains("more than 3 redirects")),
-        "{r:?}"
-    );
-}
-
-#[tokio::test]
-async fn web_fetch_with_private_allowed_returns_text_within_limits() {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/page"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_raw("hello from a local server", "text/plain; charset=utf-8"),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/big"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("x".repeat(10_000)))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/missing"))
-        .respond_with(ResponseTemplate::new(404).set_body_string("nope"))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/slow"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(10)))
-        .mount(&server)
-        .await;
-    let tb = fetcher(AddressPolicy {
-        allow_private: true,
-        allowed: vec![],
-    });
-    let base = server.uri();
-
-    let page = fetch(&tb, &format!("{base}/page")).await.expect("fetched");
-    assert_eq!(
-        page["output"],
-        json!({
-            "url": format!("{base}/page"),
-            "status": 200,
-            "content_type": "text/plain; charset=utf-8",
-            "bytes": 25,
-            "truncated": false,
-            "body": "hello from a local server",
-        })
-    );
-    let big = fetch(&tb, &format!("{base}/big")).await.expect("fetched");
-    assert_eq!(big["output"]["bytes"], 64);
-    assert_eq!(big["output"]["truncated"], true);
-    let missing = fetch(&tb, &format!("{base}/missing"))
-        .await
-        .expect("fetched");
-    assert_eq!(missing["output"]["status"], 404);
-
-    let quick = Toolbox::always_on().with_web_fetch(
-        WebFetch::new(
-            AddressPolicy {
-                allow_private: true,
-                allowed: vec![],
-            },
-            FetchLimits {
-                max_bytes: 64,
-                timeout: Duration::from_millis(200),
-                max_redirects: 0,
-            },
-        )
-        .expect("client"),
-    );
-    let r = fetch(&quick, &format!("{base}/slow")).await;
-    assert!(
-        matches!(&r, Err(ToolError::Retryable(m)) if m.contains("timed out")),
-        "{r:?}"
-    );
-}
+use switchyard_worker::tools::{Exec, Sandbox, ToolError, Toolbox};
 
 fn sandbox(dir: &Path) -> Toolbox {
     let limits = FileLimits {
@@ -254,7 +27,7 @@ async fn file_tool(tb: &Toolbox, tool: &str, args: Value) -> Result<Value, ToolE
 #[tokio::test]
 async fn file_tools_write_read_and_list_inside_the_sandbox() {
     let tmp = TempDir::new("files");
-    let root = tmp.0.join("sandbox");
+    let root = tmp.path().join("sandbox");
     let tb = sandbox(&root);
 
     let w = file_tool(
@@ -302,8 +75,8 @@ async fn file_tools_write_read_and_list_inside_the_sandbox() {
 async fn file_tools_refuse_parent_absolute_and_symlink_escapes() {
     use std::os::unix::fs::symlink;
     let tmp = TempDir::new("escape");
-    let root = tmp.0.join("sandbox");
-    let outside = tmp.0.join("outside");
+    let root = tmp.path().join("sandbox");
+    let outside = tmp.path().join("outside");
     std::fs::create_dir_all(&root).expect("sandbox dir");
     std::fs::create_dir_all(&outside).expect("outside dir");
     std::fs::write(outside.join("secret.txt"), "top secret").expect("outside file");
@@ -393,6 +166,42 @@ async fn file_tools_refuse_parent_absolute_and_symlink_escapes() {
     );
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn file_tools_fail_permanently_on_link_loops_and_files_used_as_directories() {
+    use std::os::unix::fs::symlink;
+    let tmp = TempDir::new("loop");
+    let root = tmp.path().join("sandbox");
+    std::fs::create_dir_all(&root).expect("sandbox dir");
+    symlink(root.join("loop-b"), root.join("loop-a")).expect("link a");
+    symlink(root.join("loop-a"), root.join("loop-b")).expect("link b");
+    symlink(root.join("self"), root.join("self")).expect("self link");
+    std::fs::write(root.join("plain.txt"), "x").expect("file");
+    let tb = sandbox(&root);
+
+    for (tool, args, why) in [
+        ("read_file", json!({"path": "loop-a"}), "symbolic link loop"),
+        ("read_file", json!({"path": "self"}), "symbolic link loop"),
+        ("list_dir", json!({"path": "loop-b"}), "symbolic link loop"),
+        (
+            "write_file",
+            json!({"path": "loop-a", "content": "x"}),
+            "symbolic link loop",
+        ),
+        (
+            "read_file",
+            json!({"path": "plain.txt/inner"}),
+            "Not a directory",
+        ),
+    ] {
+        let r = file_tool(&tb, tool, args.clone()).await;
+        assert!(
+            matches!(&r, Err(ToolError::Permanent(m)) if m.contains(why)),
+            "{tool} {args}: {r:?}"
+        );
+    }
+}
+
 fn worker_config(pairs: &[(&str, &str)]) -> WorkerConfig {
     let vars: Vec<(String, String)> = pairs
         .iter()
@@ -404,7 +213,7 @@ fn worker_config(pairs: &[(&str, &str)]) -> WorkerConfig {
 #[tokio::test]
 async fn exec_is_refused_when_disabled() {
     let tmp = TempDir::new("exec-off");
-    let dir = tmp.0.to_string_lossy().into_owned();
+    let dir = tmp.path().to_string_lossy().into_owned();
     // File tools on, exec off: the sandbox exists but exec is still not served.
     let tb = Toolbox::from_config(&worker_config(&[
         ("ENABLE_FILE_TOOLS", "true"),
@@ -418,14 +227,14 @@ async fn exec_is_refused_when_disabled() {
         matches!(&r, Err(ToolError::Permanent(m)) if m.contains("ENABLE_CODE_EXEC") && m.contains("not enabled")),
         "{r:?}"
     );
-    assert!(!tmp.0.join("pwned").exists());
+    assert!(!tmp.path().join("pwned").exists());
 }
 
 #[cfg(unix)]
 #[tokio::test]
 async fn exec_runs_argv_without_shell_or_secrets_and_is_killed_at_its_time_limit() {
     let tmp = TempDir::new("exec-on");
-    let dir = tmp.0.to_string_lossy().into_owned();
+    let dir = tmp.path().to_string_lossy().into_owned();
     let tb = Toolbox::from_config(&worker_config(&[
         ("ENABLE_CODE_EXEC", "true"),
         ("TOOL_SANDBOX_DIR", &dir),
@@ -450,7 +259,7 @@ async fn exec_runs_argv_without_shell_or_secrets_and_is_killed_at_its_time_limit
         .unwrap_or("")
         .trim()
         .to_owned();
-    let real = std::fs::canonicalize(&tmp.0).expect("canonical");
+    let real = std::fs::canonicalize(tmp.path()).expect("canonical");
     assert_eq!(Path::new(&pwd), real, "runs in the sandbox");
     let r = exec(json!({"argv": ["env"]})).await.expect("ran");
     let env = r["output"]["stdout"].as_str().unwrap_or("");
@@ -507,7 +316,7 @@ async fn exec_runs_argv_without_shell_or_secrets_and_is_killed_at_its_time_limit
 async fn exec_alone_is_served_by_its_own_type() {
     let tmp = TempDir::new("exec-direct");
     let tb = Toolbox::always_on().with_exec(Exec::new(
-        &tmp.0,
+        tmp.path(),
         Duration::from_secs(5),
         1_000,
         "/usr/bin:/bin",

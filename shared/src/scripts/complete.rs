@@ -7,8 +7,7 @@ use redis::Script;
 use redis::aio::ConnectionLike;
 use serde::Deserialize;
 
-use super::{Retention, entry_range};
-use crate::keys::Keys;
+use super::BatchCall;
 use crate::store::StoreError;
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("complete.lua")));
@@ -43,29 +42,17 @@ pub struct Completed {
     pub status: CompleteStatus,
 }
 
-/// Commits a batch of successes of `queue` under fencing: `complete.lua`.
+/// Commits a batch of successes of `call.queue` under fencing: `complete.lua`.
 pub async fn complete<C: ConnectionLike>(
     con: &mut C,
-    keys: &Keys,
-    queue: &str,
-    consumer: &str,
-    now: &str,
-    retention: &Retention,
+    call: &BatchCall<'_>,
     batch: &[Completion],
 ) -> Result<Vec<Completed>, StoreError> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
-    let mut inv = SCRIPT.prepare_invoke();
-    inv.key(keys.stream(queue))
-        .key(keys.stats(queue))
-        .key(keys.events(queue))
-        .arg(consumer)
-        .arg(now)
-        .arg(retention.result_ttl.as_secs())
-        .arg(retention.events_maxlen);
-    let (lo, hi) = entry_range(batch.iter().map(|c| c.entry.as_str()));
-    inv.arg(lo).arg(hi);
+    let (keys, queue) = (call.keys, call.queue);
+    let mut inv = call.invocation(&SCRIPT, &[], batch.iter().map(|c| c.entry.as_str()));
     for c in batch {
         inv.key(keys.task(queue, &c.id))
             .arg(&c.entry)

@@ -1,7 +1,7 @@
 //! The Lua scripts that make every state change atomic: one module per task state transition,
 //! each loading its `.lua` file once and calling it through exactly one typed wrapper. This
 //! module holds what they share: the settings of terminal transitions, a delivered entry, the
-//! id range of a batch, and reply decoding.
+//! opening of a batch call and its id range, and reply decoding.
 //!
 //! Most scripts answer JSON (`cjson.encode`) that decodes into their reply types. The two on
 //! every task's path (`start`, `complete`) answer flat lists instead, decoded by one function
@@ -44,9 +44,11 @@ pub use start::{Runnable, StartStatus, Started, Work, start};
 
 use std::time::Duration;
 
+use redis::{Script, ScriptInvocation};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::keys::Keys;
 use crate::store::StoreError;
 
 /// Settings every terminal transition needs.
@@ -65,6 +67,51 @@ pub struct Delivered {
     pub entry: String,
     /// Task id.
     pub id: String,
+}
+
+/// Who calls a batch script over delivered entries of a queue (`start`, `complete`), and when:
+/// the arguments both open with.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchCall<'a> {
+    /// Key builder.
+    pub keys: &'a Keys,
+    /// The queue the entries belong to.
+    pub queue: &'a str,
+    /// The consumer that holds them.
+    pub consumer: &'a str,
+    /// The time recorded on the tasks (RFC 3339).
+    pub now: &'a str,
+    /// Result TTL and events cap.
+    pub retention: &'a Retention,
+}
+
+impl BatchCall<'_> {
+    /// A call of `script`: KEYS stream, stats, events, then `extra_keys`; ARGV consumer, now,
+    /// result TTL, events cap, and the lowest and highest of `entries` (see [`entry_range`]).
+    /// Each item's key and arguments follow.
+    fn invocation<'s, 'e>(
+        &self,
+        script: &'s Script,
+        extra_keys: &[String],
+        entries: impl Iterator<Item = &'e str>,
+    ) -> ScriptInvocation<'s> {
+        let (keys, queue) = (self.keys, self.queue);
+        let mut inv = script.prepare_invoke();
+        inv.key(keys.stream(queue))
+            .key(keys.stats(queue))
+            .key(keys.events(queue));
+        for k in extra_keys {
+            inv.key(k);
+        }
+        let (lo, hi) = entry_range(entries);
+        inv.arg(self.consumer)
+            .arg(self.now)
+            .arg(self.retention.result_ttl.as_secs())
+            .arg(self.retention.events_maxlen)
+            .arg(lo)
+            .arg(hi);
+        inv
+    }
 }
 
 /// Decodes a script's JSON answer into `T`, naming the script when it does not fit.

@@ -9,8 +9,7 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redis::{Script, Value};
 
-use super::{Delivered, Retention, entry_range};
-use crate::keys::Keys;
+use super::{BatchCall, Delivered};
 use crate::store::StoreError;
 use crate::task::TaskKind;
 
@@ -103,30 +102,18 @@ impl Work {
     }
 }
 
-/// Marks a batch of delivered entries of `queue` running under `consumer`: `start.lua`.
+/// Marks a batch of delivered entries of `call.queue` running under `call.consumer`: `start.lua`.
 pub async fn start<C: ConnectionLike>(
     con: &mut C,
-    keys: &Keys,
-    queue: &str,
-    consumer: &str,
-    now: &str,
-    retention: &Retention,
+    call: &BatchCall<'_>,
     batch: &[Delivered],
 ) -> Result<Vec<Started>, StoreError> {
     if batch.is_empty() {
         return Ok(Vec::new());
     }
-    let mut inv = SCRIPT.prepare_invoke();
-    inv.key(keys.stream(queue))
-        .key(keys.stats(queue))
-        .key(keys.events(queue))
-        .key(keys.dead(queue))
-        .arg(consumer)
-        .arg(now)
-        .arg(retention.result_ttl.as_secs())
-        .arg(retention.events_maxlen);
-    let (lo, hi) = entry_range(batch.iter().map(|d| d.entry.as_str()));
-    inv.arg(lo).arg(hi);
+    let (keys, queue) = (call.keys, call.queue);
+    let entries = batch.iter().map(|d| d.entry.as_str());
+    let mut inv = call.invocation(&SCRIPT, &[keys.dead(queue)], entries);
     for d in batch {
         inv.key(keys.task(queue, &d.id)).arg(&d.entry).arg(&d.id);
     }

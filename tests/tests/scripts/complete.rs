@@ -2,7 +2,7 @@
 
 use switchyard_shared::scripts::{self, CompleteStatus, Completion, FailMode, FailStatus};
 
-use crate::env::{Env, LATER, QUEUE, retention, runnable};
+use crate::env::{Env, LATER, runnable};
 
 #[tokio::test]
 async fn completion_acks_and_deletes_the_entry_and_records_the_result() {
@@ -64,17 +64,10 @@ async fn batches_are_decided_entry_by_entry() {
             result: format!(r#"{{"n":{i}}}"#),
         })
         .collect();
-    let done = scripts::complete(
-        &mut env.con,
-        &env.keys,
-        QUEUE,
-        "w1",
-        LATER,
-        &retention(),
-        &completions,
-    )
-    .await
-    .expect("complete");
+    let (con, call) = env.batch_call("w1", LATER);
+    let done = scripts::complete(con, &call, &completions)
+        .await
+        .expect("complete");
     let statuses: Vec<(String, CompleteStatus)> =
         done.into_iter().map(|c| (c.id, c.status)).collect();
     assert_eq!(

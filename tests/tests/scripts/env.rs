@@ -10,9 +10,9 @@ use redis::streams::{StreamRangeReply, StreamReadReply};
 use redis::{FromRedisValue, ToRedisArgs};
 use switchyard_shared::keys::{GROUP, Keys};
 use switchyard_shared::scripts::{
-    self, CancelReply, CompleteStatus, Completion, Delivered, EnqueueReply, EnqueueStatus,
-    FailMode, FailStatus, Failure, NewRecord, RequeueStatus, Retention, Runnable, StartStatus,
-    Started,
+    self, BatchCall, CancelReply, CompleteStatus, Completion, Delivered, EnqueueReply,
+    EnqueueStatus, FailMode, FailStatus, Failure, NewRecord, RequeueStatus, Retention, Runnable,
+    StartStatus, Started,
 };
 use switchyard_shared::store;
 use switchyard_shared::task;
@@ -25,11 +25,13 @@ pub const NOW: &str = "2026-01-01T00:00:00.000Z";
 pub const LATER: &str = "2026-01-01T00:00:05.000Z";
 const RESULT_TTL_S: u64 = 3_600;
 
+const RETENTION: Retention = Retention {
+    result_ttl: Duration::from_secs(RESULT_TTL_S),
+    events_maxlen: 1_000,
+};
+
 pub fn retention() -> Retention {
-    Retention {
-        result_ttl: Duration::from_secs(RESULT_TTL_S),
-        events_maxlen: 1_000,
-    }
+    RETENTION
 }
 
 /// A task record as the dispatcher writes it, for `scripts::enqueue_many`.
@@ -196,18 +198,25 @@ impl Env {
         got.remove(0)
     }
 
-    pub async fn start(&mut self, consumer: &str, batch: &[Delivered]) -> Vec<Started> {
-        scripts::start(
-            &mut self.con,
-            &self.keys,
-            QUEUE,
+    /// The connection, and `consumer`'s call of a batch script at `now`.
+    pub fn batch_call<'a>(
+        &'a mut self,
+        consumer: &'a str,
+        now: &'a str,
+    ) -> (&'a mut MultiplexedConnection, BatchCall<'a>) {
+        let call = BatchCall {
+            keys: &self.keys,
+            queue: QUEUE,
             consumer,
-            NOW,
-            &retention(),
-            batch,
-        )
-        .await
-        .expect("start")
+            now,
+            retention: &RETENTION,
+        };
+        (&mut self.con, call)
+    }
+
+    pub async fn start(&mut self, consumer: &str, batch: &[Delivered]) -> Vec<Started> {
+        let (con, call) = self.batch_call(consumer, NOW);
+        scripts::start(con, &call, batch).await.expect("start")
     }
 
     /// Starts `d` alone under `consumer`; its one answer.
@@ -233,13 +242,10 @@ impl Env {
         d: &Delivered,
         result: &str,
     ) -> CompleteStatus {
+        let (con, call) = self.batch_call(consumer, LATER);
         let done = scripts::complete(
-            &mut self.con,
-            &self.keys,
-            QUEUE,
-            consumer,
-            LATER,
-            &retention(),
+            con,
+            &call,
             &[Completion {
                 entry: d.entry.clone(),
                 id: d.id.clone(),

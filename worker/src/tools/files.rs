@@ -123,14 +123,36 @@ fn refuse(tool: &str, path: &str, why: impl std::fmt::Display) -> ToolError {
     ToolError::Permanent(format!("{tool}: path {path:?}: {why}"))
 }
 
+/// An I/O failure as a tool error: permanent when the same call would fail the same way again
+/// (the path is wrong, not the moment), retryable otherwise.
 fn io_error(tool: &str, path: &str, e: &io::Error) -> ToolError {
     use io::ErrorKind::*;
+    if is_link_loop(e) {
+        return refuse(
+            tool,
+            path,
+            "symbolic link loop (or too many levels of symbolic links)",
+        );
+    }
     match e.kind() {
         NotFound => refuse(tool, path, "no such file or directory"),
         PermissionDenied | InvalidInput | InvalidData | NotADirectory | IsADirectory
-        | AlreadyExists | FileTooLarge | InvalidFilename => refuse(tool, path, e),
+        | AlreadyExists | FileTooLarge | InvalidFilename | ReadOnlyFilesystem | TooManyLinks => {
+            refuse(tool, path, e)
+        }
         _ => ToolError::Retryable(format!("{tool}: path {path:?}: {e}")),
     }
+}
+
+/// `ELOOP`: its `ErrorKind::FilesystemLoop` is not stable yet, so the OS code decides.
+#[cfg(unix)]
+fn is_link_loop(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP)
+}
+
+#[cfg(not(unix))]
+fn is_link_loop(_: &io::Error) -> bool {
+    false
 }
 
 /// `raw` as a relative path of plain names; `..`, absolute paths and NUL are refused as written.
