@@ -42,6 +42,7 @@ const OWNED_PREFIXES: &[&str] = &[
     "EXEC_",
     "ECHO_",
     "OUTPUT_",
+    "MODEL_",
 ];
 
 /// Variables with an owned prefix that are read elsewhere (scripts, compose) and not by a binary.
