@@ -1,7 +1,7 @@
 //! The HTTP API (SPEC §6): routes, bearer auth on `/api/*`, body limit, JSON errors.
 //!
 //! One file per resource: [`tasks`], [`chat`], [`stream`] (SSE), [`workers`], [`queues`],
-//! [`dead`], [`health`], [`metrics`];
+//! [`dead`], [`health`], [`metrics`]; [`v1`] is the OpenAI-compatible front door;
 //! [`error`] maps failures to statuses, [`extract`] turns bad input into 400/413, [`auth`] checks
 //! the token.
 
@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod queues;
 pub mod stream;
 pub mod tasks;
+pub mod v1;
 pub mod workers;
 
 use axum::extract::DefaultBodyLimit;
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::live))
         .route("/metrics", get(metrics::prometheus))
         .merge(api)
+        .merge(v1::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))

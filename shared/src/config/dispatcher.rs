@@ -206,7 +206,10 @@ mod tests {
             let e = DispatcherConfig::from_vars(&vars(&[("MODEL_ROUTES", routes)]))
                 .expect_err(routes)
                 .to_string();
-            assert!(e.contains("MODEL_ROUTES") && e.contains(part), "{routes}: {e}");
+            assert!(
+                e.contains("MODEL_ROUTES") && e.contains(part),
+                "{routes}: {e}"
+            );
         }
     }
 

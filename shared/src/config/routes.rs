@@ -142,8 +142,8 @@ mod tests {
 
     #[test]
     fn first_match_wins_and_no_routes_means_chat() {
-        let r = ModelRoutes::parse("gpt-*=chat-openai, claude-*=chat-anthropic,*=chat")
-            .expect("valid");
+        let r =
+            ModelRoutes::parse("gpt-*=chat-openai, claude-*=chat-anthropic,*=chat").expect("valid");
         assert_eq!(r.queue_for("gpt-4o"), Some("chat-openai"));
         assert_eq!(r.queue_for("claude-sonnet-4-5"), Some("chat-anthropic"));
         assert_eq!(r.queue_for("llama3"), Some("chat"));
