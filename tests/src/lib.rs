@@ -8,7 +8,8 @@
 //! - [`process`]: [`Proc`], a child with a clean environment and a log file, killed on drop.
 //! - [`binaries`]: [`bin_path`], the workspace binaries, rebuilt when stale.
 //! - [`provider_server`]: [`ProviderServer`], a local OpenAI / Anthropic API with scripted
-//!   (streamed) answers; [`provider_wire`]: the bytes of both formats.
+//!   (streamed) answers that records what it received; [`provider_reply`]: the scripts
+//!   ([`Reply`]: text, tool calls, failures); [`provider_wire`]: the bytes of both formats.
 //! - [`services`]: [`spawn_dispatcher`] / [`Dispatcher`], [`spawn_worker`] / [`Worker`], started
 //!   and waited for until `/health` answers.
 //! - [`sse`]: an SSE client: parse event streams, read a live one event by event.
@@ -17,6 +18,7 @@
 
 pub mod binaries;
 pub mod process;
+pub mod provider_reply;
 pub mod provider_server;
 pub mod provider_wire;
 pub mod redis_server;
@@ -35,7 +37,7 @@ use switchyard_shared::task::TaskKind;
 
 pub use binaries::bin_path;
 pub use process::Proc;
-pub use provider_server::{Failure, ProviderServer, Reply, Served};
+pub use provider_server::{Failure, ProviderServer, Reply, ScriptedCall, Served};
 pub use redis_server::{REDIS_URL_ENV, RedisServer, shared_redis};
 pub use services::{Dispatcher, Response, Worker, spawn_dispatcher, spawn_worker};
 

@@ -1,9 +1,10 @@
 //! A local LLM provider for tests and the bench: a real HTTP server on a loopback port that speaks
 //! the OpenAI chat completions and the Anthropic messages APIs ([`crate::provider_wire`]), with
-//! real SSE framing when asked to stream. Each request gets a scripted [`Reply`] (N tokens, a delay
-//! before each, a failure after k tokens, an HTTP error, or one whole JSON answer); the server
-//! records every request body, the tokens it served, and when a client closed its connection
-//! before the answer was complete.
+//! real SSE framing when asked to stream. Each request gets a scripted [`Reply`]
+//! ([`crate::provider_reply`]: N tokens, tool calls streamed in pieces, a delay before each, a
+//! failure after k pieces, an HTTP error, or one whole JSON answer); the server records every
+//! request (its body as received, so tests assert what reached the provider), the tokens it
+//! served, and when a client closed its connection before the answer was complete.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -17,110 +18,11 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+pub use crate::provider_reply::{Failure, Piece, Reply, ScriptedCall};
 pub use crate::provider_wire::Wire;
 
 /// Pause before a scripted connection drop.
 const DROP_FLUSH_PAUSE: Duration = Duration::from_millis(20);
-
-/// How a streamed answer breaks off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
-    /// After `after` tokens the connection is cut without ending the body.
-    Drop {
-        /// Tokens sent first.
-        after: usize,
-    },
-    /// After `after` tokens the format's error event is sent and the stream ends.
-    ErrorEvent {
-        /// Tokens sent first.
-        after: usize,
-    },
-}
-
-/// What the server answers to one request.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    /// The answer's tokens; their concatenation is the answer.
-    pub tokens: Vec<String>,
-    /// Wait before each token (and before the whole answer when not streaming).
-    pub delay: Duration,
-    /// Break the stream off.
-    pub failure: Option<Failure>,
-    /// Answer this HTTP status and JSON body instead.
-    pub status: Option<(u16, Value)>,
-    /// Answer one JSON document even when the request asked to stream.
-    pub whole: bool,
-    /// Prompt and completion tokens reported.
-    pub usage: (u64, u64),
-}
-
-impl Reply {
-    /// An answer of `n` tokens: `w0`, ` w1`, ` w2`, …
-    pub fn tokens(n: usize) -> Self {
-        Self::from_tokens((0..n).map(|i| {
-            if i == 0 {
-                "w0".to_owned()
-            } else {
-                format!(" w{i}")
-            }
-        }))
-    }
-
-    /// An answer of `text`, one token per word (with its trailing space).
-    pub fn text(text: &str) -> Self {
-        Self::from_tokens(text.split_inclusive(' ').map(str::to_owned))
-    }
-
-    fn from_tokens(tokens: impl Iterator<Item = String>) -> Self {
-        let tokens: Vec<String> = tokens.collect();
-        let n = tokens.len() as u64;
-        Self {
-            tokens,
-            delay: Duration::ZERO,
-            failure: None,
-            status: None,
-            whole: false,
-            usage: (11, n),
-        }
-    }
-
-    /// An HTTP error answer.
-    pub fn status(code: u16, body: Value) -> Self {
-        Self {
-            status: Some((code, body)),
-            ..Self::tokens(0)
-        }
-    }
-
-    /// Waits `delay` before each token.
-    pub fn delay(mut self, delay: Duration) -> Self {
-        self.delay = delay;
-        self
-    }
-
-    /// Cuts the connection after `after` tokens.
-    pub fn drop_after(mut self, after: usize) -> Self {
-        self.failure = Some(Failure::Drop { after });
-        self
-    }
-
-    /// Sends the format's error event after `after` tokens.
-    pub fn error_after(mut self, after: usize) -> Self {
-        self.failure = Some(Failure::ErrorEvent { after });
-        self
-    }
-
-    /// Answers one JSON document even to a streaming request.
-    pub fn whole(mut self) -> Self {
-        self.whole = true;
-        self
-    }
-
-    /// The whole answer.
-    pub fn answer(&self) -> String {
-        self.tokens.concat()
-    }
-}
 
 /// One request the server received and how its answer went.
 #[derive(Debug, Clone)]
@@ -137,7 +39,7 @@ pub struct Served {
     pub received: Instant,
     /// When its first token was sent.
     pub first_token: Option<Instant>,
-    /// Tokens sent to it.
+    /// Tokens sent to it (text tokens and tool-call pieces).
     pub tokens: usize,
     /// When its answer was sent completely (or the scripted failure happened).
     pub finished: Option<Instant>,
@@ -212,6 +114,14 @@ impl ProviderServer {
         lock(&self.shared.served).clone()
     }
 
+    /// The request bodies so far, in arrival order (what reached the provider).
+    pub fn bodies(&self) -> Vec<Value> {
+        lock(&self.shared.served)
+            .iter()
+            .map(|s| s.body.clone())
+            .collect()
+    }
+
     /// Tokens sent over all requests.
     pub fn tokens_served(&self) -> usize {
         lock(&self.shared.served).iter().map(|s| s.tokens).sum()
@@ -263,19 +173,23 @@ async fn handle(
     }
     if !stream {
         tokio::time::sleep(reply.delay).await;
-        let text = reply.answer();
         record.update(|s| {
-            s.tokens = reply.tokens.len();
+            s.tokens = reply.pieces().len();
             s.finished = Some(Instant::now());
         });
-        return axum::Json(wire.whole(&model, &text, reply.usage)).into_response();
+        return axum::Json(wire.whole_reply(&model, &reply)).into_response();
     }
     let frames = Frames {
         wire,
-        model,
+        opening: Some(wire.opening_for(&model, &reply)),
+        pieces: reply
+            .pieces()
+            .into_iter()
+            .map(|p| wire.piece(&model, &reply, p))
+            .collect(),
+        closing: wire.closing_for(&model, &reply),
         reply,
         next: 0,
-        opened: false,
         done: false,
         record,
     };
@@ -308,10 +222,13 @@ impl Record {
 /// before the answer ended is recorded as an early close.
 struct Frames {
     wire: Wire,
-    model: String,
+    /// Sent first, at once.
+    opening: Option<String>,
+    /// One frame (or a few) per piece, each after the reply's delay.
+    pieces: Vec<String>,
+    closing: String,
     reply: Reply,
     next: usize,
-    opened: bool,
     done: bool,
     record: Record,
 }
@@ -321,9 +238,8 @@ impl Frames {
         if self.done {
             return None;
         }
-        if !self.opened {
-            self.opened = true;
-            return Some(Ok(self.wire.opening(&self.model, self.reply.usage).into()));
+        if let Some(opening) = self.opening.take() {
+            return Some(Ok(opening.into()));
         }
         match self.reply.failure {
             Some(Failure::Drop { after }) if self.next == after => {
@@ -339,9 +255,9 @@ impl Frames {
             }
             _ => {}
         }
-        let Some(token) = self.reply.tokens.get(self.next).cloned() else {
+        let Some(piece) = self.pieces.get(self.next).cloned() else {
             self.finish();
-            return Some(Ok(self.wire.closing(&self.model, self.reply.usage).into()));
+            return Some(Ok(std::mem::take(&mut self.closing).into()));
         };
         tokio::time::sleep(self.reply.delay).await;
         self.next += 1;
@@ -350,7 +266,7 @@ impl Frames {
             s.tokens += 1;
             s.first_token.get_or_insert(now);
         });
-        Some(Ok(self.wire.token(&self.model, &token).into()))
+        Some(Ok(piece.into()))
     }
 
     fn finish(&mut self) {
