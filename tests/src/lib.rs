@@ -13,6 +13,7 @@
 //! - [`services`]: [`spawn_dispatcher`] / [`Dispatcher`], [`spawn_worker`] / [`Worker`], started
 //!   and waited for until `/health` answers.
 //! - [`sse`]: an SSE client: parse event streams, read a live one event by event.
+//! - [`python`]: the official OpenAI Python SDK as a client ([`python::run_scenario`]).
 //! - here: [`poll_until`], [`unique_prefix`], [`connection`], [`free_port`],
 //!   [`queued_tool_record`].
 
@@ -21,6 +22,7 @@ pub mod process;
 pub mod provider_reply;
 pub mod provider_server;
 pub mod provider_wire;
+pub mod python;
 pub mod redis_server;
 pub mod services;
 pub mod sse;
