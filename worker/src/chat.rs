@@ -1,15 +1,17 @@
-//! Runs a chat task: builds the conversation from the session history in Redis and the payload,
-//! asks the providers (in fallback order), and appends the turn to the session once the answer
+//! Runs a chat task: builds the conversation from the session history in Redis and the payload
+//! (or takes a `/v1` client's whole chat-completions body, which carries its own history), asks
+//! the providers (in fallback order), and appends the turn to the session once the answer
 //! exists, so a failed or retried call never leaves half a turn behind.
 
 use serde_json::Value;
 use switchyard_shared::chat::{ChatResult, ChatUsage};
+use switchyard_shared::completion;
 use switchyard_shared::scripts;
 use switchyard_shared::task::{ChatMessage, ChatPayload, decode_payload};
 use tracing::debug;
 
 use crate::context::Ctx;
-use crate::providers::{ChatRequest, Provider, Sink};
+use crate::providers::{ChatRequest, Conversation, Provider, Sink};
 use crate::tools::ToolError;
 
 /// A session message as stored: the message plus the task that wrote it, which makes appending
@@ -22,8 +24,8 @@ struct StoredMessage {
     task_id: String,
 }
 
-/// Runs the chat task `task_id` with `payload`, streaming the answer's text to `sink`, and
-/// returns its result JSON.
+/// Runs the chat task `task_id` with `payload`, streaming the answer (text and tool-call
+/// pieces) to `sink`, and returns its result JSON.
 pub async fn run(
     ctx: &Ctx,
     provider: &Provider,
@@ -31,8 +33,59 @@ pub async fn run(
     payload: &Value,
     sink: &Sink,
 ) -> Result<Value, ToolError> {
-    let p: ChatPayload =
+    let mut p: ChatPayload =
         decode_payload(payload).map_err(|e| ToolError::Permanent(e.to_string()))?;
+    let (req, new_message) = match p.completion.take() {
+        Some(body) => {
+            completion::validate(&body).map_err(|e| ToolError::Permanent(e.to_string()))?;
+            (ChatRequest::Completion(body), None)
+        }
+        None => {
+            let (conversation, new_message) = conversation(ctx, &p).await?;
+            (ChatRequest::Conversation(conversation), Some(new_message))
+        }
+    };
+    let answer = provider.complete(&req, sink).await.map_err(|e| {
+        if e.is_retryable() {
+            ToolError::Retryable(e.to_string())
+        } else {
+            ToolError::Permanent(e.to_string())
+        }
+    })?;
+    debug!(
+        task_id,
+        provider = answer.provider,
+        model = %answer.model,
+        prompt_tokens = answer.usage.prompt_tokens,
+        completion_tokens = answer.usage.completion_tokens,
+        finish_reason = answer.finish_reason.as_deref(),
+        tool_calls = answer.tool_calls.len(),
+        "chat answered"
+    );
+    if let (Some(session), Some(new_message)) = (&p.session_id, &new_message) {
+        append_turn(ctx, session, task_id, new_message, &answer.text).await?;
+    }
+    Ok(ChatResult {
+        response: answer.text,
+        model: answer.model,
+        provider: answer.provider.to_owned(),
+        session_id: p.session_id,
+        usage: ChatUsage {
+            prompt_tokens: answer.usage.prompt_tokens,
+            completion_tokens: answer.usage.completion_tokens,
+        },
+        finish_reason: answer.finish_reason,
+        tool_calls: answer.tool_calls,
+    }
+    .to_value())
+}
+
+/// An `/api/chat` payload's conversation (the session's history, then the payload's messages)
+/// and the new user message that a session keeps with the answer.
+async fn conversation(
+    ctx: &Ctx,
+    p: &ChatPayload,
+) -> Result<(Conversation, ChatMessage), ToolError> {
     let mut messages = Vec::new();
     if let Some(session) = &p.session_id {
         messages = load_history(ctx, session).await?;
@@ -57,42 +110,12 @@ pub async fn run(
         }
     };
     messages.push(new_message.clone());
-    let req = ChatRequest {
+    let conversation = Conversation {
         model: p.model.clone(),
         system: p.system.clone(),
         messages,
     };
-    let answer = provider.complete(&req, sink).await.map_err(|e| {
-        if e.is_retryable() {
-            ToolError::Retryable(e.to_string())
-        } else {
-            ToolError::Permanent(e.to_string())
-        }
-    })?;
-    debug!(
-        task_id,
-        provider = answer.provider,
-        model = %answer.model,
-        prompt_tokens = answer.usage.prompt_tokens,
-        completion_tokens = answer.usage.completion_tokens,
-        "chat answered"
-    );
-    if let Some(session) = &p.session_id {
-        append_turn(ctx, session, task_id, &new_message, &answer.text).await?;
-    }
-    Ok(ChatResult {
-        response: answer.text,
-        model: answer.model,
-        provider: answer.provider.to_owned(),
-        session_id: p.session_id,
-        usage: ChatUsage {
-            prompt_tokens: answer.usage.prompt_tokens,
-            completion_tokens: answer.usage.completion_tokens,
-        },
-        finish_reason: None,
-        tool_calls: Vec::new(),
-    }
-    .to_value())
+    Ok((conversation, new_message))
 }
 
 async fn load_history(ctx: &Ctx, session: &str) -> Result<Vec<ChatMessage>, ToolError> {

@@ -100,7 +100,7 @@ impl Heartbeat {
                 .map(str::to_owned)
                 .collect(),
             providers: ctx.cfg.llm.llm_provider.clone(),
-            models: Vec::new(),
+            models: ctx.cfg.llm.served_models(),
             status: WorkerStatus::of_live(ctx.draining.is_cancelled(), in_flight.len()),
             in_flight,
             processed: ctx.processed.load(Ordering::Relaxed),

@@ -14,7 +14,8 @@
 //! - [`shutdown`]: hands pending entries back to their queues; leaves the groups.
 //! - [`health`]: `GET /health`.
 //! - [`tools`], [`providers`], [`chat`]: what tasks run.
-//! - [`output`]: writes a chat attempt's streamed text to its output stream, coalesced.
+//! - [`output`]: writes a chat attempt's streamed text and tool calls to its output stream,
+//!   coalesced ([`output::buffer`]).
 //! - [`capabilities`]: which tools this worker serves and which queues carry them.
 //! - [`backoff`]: retry delays.
 //! - [`context`]: state shared by all of the above.

@@ -3,6 +3,7 @@
 //! hand-backs through their own scripts. Every commit is fenced by the scripts and retried while
 //! Redis is unreachable, so a result is never lost to a hiccup.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::{counter, histogram};
@@ -30,6 +31,8 @@ pub struct Reporter {
     ctx: Ctx,
     completions: mpsc::Sender<Pending>,
     give_up: CancellationToken,
+    /// The models this worker serves: the only `model` labels of the LLM metrics.
+    served: Arc<[String]>,
 }
 
 /// A reporter and the completer that serves it. `give_up` ends retries against an unreachable
@@ -38,6 +41,7 @@ pub fn reporter(ctx: Ctx, give_up: CancellationToken) -> (Reporter, Completer) {
     let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
     (
         Reporter {
+            served: ctx.cfg.llm.served_models().into(),
             ctx: ctx.clone(),
             completions: tx,
             give_up: give_up.clone(),
@@ -77,7 +81,7 @@ impl Reporter {
     pub async fn report(&self, queue: &str, task: &Runnable, outcome: Outcome, ran: Duration) {
         let what = task_label(task);
         let llm = match &outcome {
-            Outcome::Done(v) if what == "chat" => llm_usage(v),
+            Outcome::Done(v) if what == "chat" => llm_usage(v, task, &self.served),
             _ => None,
         };
         let label = self.commit(queue, task, outcome, ran).await;
@@ -268,12 +272,53 @@ struct LlmUsage {
     completion_tokens: u64,
 }
 
-fn llm_usage(result: &Value) -> Option<LlmUsage> {
+/// A chat result's metrics: the provider that answered, the model as a bounded label.
+fn llm_usage(result: &Value, task: &Runnable, served: &[String]) -> Option<LlmUsage> {
     let r = switchyard_shared::chat::ChatResult::decode(result).ok()?;
+    let asked = task.work.as_ref().ok().and_then(|w| {
+        w.payload
+            .get("model")
+            .or_else(|| w.payload.pointer("/completion/model"))
+            .and_then(Value::as_str)
+    });
     Some(LlmUsage {
         provider: r.provider,
-        model: r.model,
+        model: model_label(served, &r.model, asked).to_owned(),
         prompt_tokens: r.usage.prompt_tokens,
         completion_tokens: r.usage.completion_tokens,
     })
+}
+
+/// The `model` label of a chat: the model that answered if this worker serves it, else the one
+/// the task asked for if served (a provider often answers with a dated variant of the name),
+/// else `other`. Model names come from clients: labelling them as they are would let any client
+/// mint metric series without bound.
+fn model_label<'a>(served: &'a [String], answered: &str, asked: Option<&str>) -> &'a str {
+    [Some(answered), asked]
+        .into_iter()
+        .flatten()
+        .find_map(|m| served.iter().find(|s| *s == m))
+        .map_or("other", String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_labels_come_from_the_served_models_only() {
+        let served = vec!["gpt-4o".to_owned(), "echo-1".to_owned()];
+        assert_eq!(model_label(&served, "echo-1", None), "echo-1");
+        assert_eq!(
+            model_label(&served, "gpt-4o-2024-08-06", Some("gpt-4o")),
+            "gpt-4o",
+            "a dated answer to a served name"
+        );
+        assert_eq!(
+            model_label(&served, "made-up-123", Some("made-up-123")),
+            "other"
+        );
+        assert_eq!(model_label(&served, "x", None), "other");
+        assert_eq!(model_label(&[], "echo-1", Some("echo-1")), "other");
+    }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use switchyard_shared::config::WorkerConfig;
 use switchyard_shared::task::ChatMessage;
-use switchyard_worker::providers::{ChatRequest, Provider, ProviderError, Sink};
+use switchyard_worker::providers::{ChatRequest, Conversation, Provider, ProviderError, Sink};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -33,7 +33,7 @@ fn msg(role: &str, content: &str) -> ChatMessage {
 
 /// A second turn: one earlier exchange and the new question.
 fn second_turn(model: Option<&str>) -> ChatRequest {
-    ChatRequest {
+    ChatRequest::Conversation(Conversation {
         model: model.map(str::to_owned),
         system: Some("be brief".into()),
         messages: vec![
@@ -41,7 +41,7 @@ fn second_turn(model: Option<&str>) -> ChatRequest {
             msg("assistant", "hello Ada"),
             msg("user", "what is my name?"),
         ],
-    }
+    })
 }
 
 fn openai_answer(text: &str) -> Value {
@@ -106,6 +106,7 @@ async fn openai_sends_model_history_system_and_bearer_key_and_reads_usage() {
         (answer.usage.prompt_tokens, answer.usage.completion_tokens),
         (21, 4)
     );
+    assert_eq!(answer.finish_reason.as_deref(), Some("stop"));
 
     let got = requests(&server).await;
     assert_eq!(got.len(), 1);
@@ -194,6 +195,7 @@ async fn anthropic_sends_system_apart_with_version_and_key_and_reads_usage() {
         (answer.usage.prompt_tokens, answer.usage.completion_tokens),
         (17, 5)
     );
+    assert_eq!(answer.finish_reason.as_deref(), Some("stop"), "end_turn");
 
     let got = requests(&server).await;
     assert_eq!(got.len(), 1);

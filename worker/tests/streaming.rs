@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use switchyard_shared::config::WorkerConfig;
 use switchyard_shared::task::ChatMessage;
 use switchyard_tests::{ProviderServer, Reply, poll_until};
-use switchyard_worker::providers::{ChatRequest, Provider, ProviderError, Sink};
+use switchyard_worker::providers::{
+    ChatRequest, Conversation, Piece, Provider, ProviderError, Sink,
+};
 
 const TOKEN_DELAY: Duration = Duration::from_millis(20);
 
@@ -65,13 +67,21 @@ fn provider(chain: &[(Format, &ProviderServer)], extra: &[(&str, &str)]) -> Prov
 }
 
 fn question() -> ChatRequest {
-    ChatRequest {
+    ChatRequest::Conversation(Conversation {
         model: None,
         system: Some("be brief".into()),
         messages: vec![ChatMessage {
             role: "user".into(),
             content: "count".into(),
         }],
+    })
+}
+
+/// A text piece's text (these answers have no tool calls).
+fn text(piece: Piece) -> String {
+    match piece {
+        Piece::Text(t) => t,
+        Piece::ToolCall(d) => panic!("a text answer sent a tool call: {d:?}"),
     }
 }
 
@@ -85,7 +95,7 @@ async fn deltas_arrive_while_the_provider_still_sends_and_add_up_to_the_answer()
         let (sink, mut deltas) = Sink::channel();
         let call = tokio::spawn(async move { p.complete(&question(), &sink).await });
 
-        let first = deltas.recv().await.expect("a first delta");
+        let first = text(deltas.recv().await.expect("a first delta"));
         let served = server.requests();
         assert_eq!(first, "w0", "{format:?}");
         assert!(
@@ -93,11 +103,11 @@ async fn deltas_arrive_while_the_provider_still_sends_and_add_up_to_the_answer()
             "{format:?}: the first delta came before the provider finished"
         );
         let answer = call.await.expect("joined").expect("answer");
-        let mut text = first;
+        let mut got = first;
         while let Some(d) = deltas.recv().await {
-            text.push_str(&d);
+            got.push_str(&text(d));
         }
-        assert_eq!(text, expected, "{format:?}");
+        assert_eq!(got, expected, "{format:?}");
         assert_eq!(answer.text, expected, "{format:?}");
         assert_eq!(answer.provider, format.name());
         assert_eq!(
@@ -137,12 +147,12 @@ async fn a_failure_after_the_first_token_is_retryable_and_neither_retried_nor_pa
             assert_eq!(failing.requests().len(), 1, "{format:?}: not retried");
             assert!(fallback.requests().is_empty(), "{format:?}: no fallback");
             drop(sink);
-            let mut text = String::new();
+            let mut got = String::new();
             while let Some(d) = deltas.recv().await {
-                text.push_str(&d);
+                got.push_str(&text(d));
             }
             assert_eq!(
-                text, "w0 w1 w2",
+                got, "w0 w1 w2",
                 "{format:?}: the text before the failure went out"
             );
         }
@@ -176,12 +186,12 @@ async fn a_failure_before_the_first_token_is_retried_then_falls_back() {
             "{format:?}: a call and two retries"
         );
         drop(sink);
-        let mut text = String::new();
+        let mut got = String::new();
         while let Some(d) = deltas.recv().await {
-            text.push_str(&d);
+            got.push_str(&text(d));
         }
         assert_eq!(
-            text, "from the fallback",
+            got, "from the fallback",
             "{format:?}: only the answer's text"
         );
     }

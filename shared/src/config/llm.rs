@@ -23,6 +23,10 @@ pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
 /// `max_tokens` sent to Anthropic when `LLM_MAX_TOKENS` is unset (the messages API requires one).
 pub const DEFAULT_ANTHROPIC_MAX_TOKENS: u32 = 1_024;
+/// `max_tokens` sent to Anthropic for a `/v1` request that names neither `max_completion_tokens`
+/// nor `max_tokens`, when `LLM_MAX_TOKENS` is unset: OpenAI's clients expect no cap of their
+/// own, so the cap is higher than `/api/chat`'s.
+pub const DEFAULT_COMPLETION_MAX_TOKENS: u32 = 4_096;
 /// Default `LLM_TIMEOUT_MS`: longest silence of a provider (before or within its answer).
 pub const DEFAULT_LLM_TIMEOUT_MS: u64 = 60_000;
 /// Default `LLM_CONNECT_TIMEOUT_MS`: bound of connecting to a provider.
@@ -44,6 +48,10 @@ pub struct LlmConfig {
     pub llm_provider: Vec<String>,
     /// `LLM_MODEL`: model used when a chat task names none.
     pub llm_model: String,
+    /// `LLM_MODELS`: more model names this worker serves (a comma list), besides its providers'
+    /// configured models: listed in its registry record (`GET /v1/models`) and kept as their own
+    /// label in the LLM metrics. Default: none.
+    pub llm_models: Vec<String>,
     /// `SESSION_MAX_MESSAGES`: messages kept per chat session.
     pub session_max_messages: usize,
     /// `SESSION_TTL_S`: a session expires this long after its last turn, in seconds.
@@ -93,6 +101,7 @@ impl Default for LlmConfig {
         Self {
             llm_provider: split_list(DEFAULT_LLM_PROVIDER),
             llm_model: DEFAULT_LLM_MODEL.to_owned(),
+            llm_models: Vec::new(),
             session_max_messages: DEFAULT_SESSION_MAX_MESSAGES,
             session_ttl: Duration::from_secs(DEFAULT_SESSION_TTL_S),
             openai_api_key: None,
@@ -121,7 +130,31 @@ impl LlmConfig {
         for name in &mut c.llm_provider {
             *name = name.trim().to_owned();
         }
+        c.llm_models = c
+            .llm_models
+            .iter()
+            .map(|m| m.trim().to_owned())
+            .filter(|m| !m.is_empty())
+            .collect();
         Ok(c)
+    }
+
+    /// The models this worker serves, each once, in order: each configured provider's model
+    /// (`{PROVIDER}_MODEL`, else `LLM_MODEL`), then `LLM_MODELS`. The registry lists them; the
+    /// LLM metrics label only these (a client's other model names count as `other`).
+    pub fn served_models(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let own = self.llm_provider.iter().map(|p| match p.as_str() {
+            "openai" => self.openai_model.as_ref().unwrap_or(&self.llm_model),
+            "anthropic" => self.anthropic_model.as_ref().unwrap_or(&self.llm_model),
+            _ => &self.llm_model,
+        });
+        for m in own.chain(&self.llm_models) {
+            if !out.contains(m) {
+                out.push(m.clone());
+            }
+        }
+        out
     }
 
     /// The chat variables: known providers, keys and models for the ones named, sane timeouts.
@@ -315,6 +348,27 @@ mod tests {
             let e = WorkerConfig::from_vars(&vars(&pairs)).expect_err("invalid");
             assert!(e.to_string().contains(var), "{pairs:?}: {e}");
         }
+    }
+
+    #[test]
+    fn served_models_are_the_providers_models_and_llm_models_once_each() {
+        let l = WorkerConfig::from_vars(&[]).expect("defaults").llm;
+        assert_eq!(l.served_models(), vec!["echo-1"]);
+        let l = WorkerConfig::from_vars(&vars(&[
+            ("LLM_PROVIDER", "openai,anthropic,echo"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1"),
+            ("ANTHROPIC_API_KEY", "k"),
+            ("LLM_MODEL", "base"),
+            ("OPENAI_MODEL", "gpt-x"),
+            ("LLM_MODELS", " gpt-y, base ,,claude-z"),
+        ]))
+        .expect("valid")
+        .llm;
+        assert_eq!(l.llm_models, vec!["gpt-y", "base", "claude-z"]);
+        assert_eq!(
+            l.served_models(),
+            vec!["gpt-x", "base", "gpt-y", "claude-z"]
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use serde_json::Value;
 use switchyard_shared::config::{Secret, WorkerConfig};
 use tracing::debug;
 
+use super::answer::Answer;
 use super::{ProviderError, SetupError, Sink};
 
 /// Longest provider message kept in an error.
@@ -29,10 +30,43 @@ pub struct HttpClient {
     retry_max: Duration,
 }
 
+/// Where one provider is called: its name, URL, headers (the key among them, marked sensitive)
+/// and the key itself, only used to scrub error messages.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Provider name, in errors.
+    pub provider: &'static str,
+    /// The URL POSTed to.
+    pub url: String,
+    /// Headers of every request.
+    pub headers: HeaderMap,
+    /// The API key, scrubbed from error messages.
+    pub key: Option<Secret>,
+}
+
 /// One failed attempt, with what the server asked us to wait.
 struct Attempt {
     error: ProviderError,
     retry_after: Option<Duration>,
+}
+
+impl Attempt {
+    fn transient(provider: &'static str, message: String) -> Self {
+        ProviderError::Retryable { provider, message }.into()
+    }
+
+    fn permanent(provider: &'static str, message: String) -> Self {
+        ProviderError::Permanent { provider, message }.into()
+    }
+}
+
+impl From<ProviderError> for Attempt {
+    fn from(error: ProviderError) -> Self {
+        Self {
+            error,
+            retry_after: None,
+        }
+    }
 }
 
 impl HttpClient {
@@ -53,27 +87,24 @@ impl HttpClient {
         })
     }
 
-    /// POSTs `body` to `url` and reads the answer with a fresh `D`: SSE events one by one as
+    /// POSTs `body` to `to` and reads the answer with a fresh `D`: SSE events one by one as
     /// they arrive, or one whole JSON document from a server that ignores `stream`. Transient
-    /// failures are retried while no text went to `sink`; once one did, the failure ends the
-    /// call. `key` is only used to scrub error messages; it travels in `headers`, marked
-    /// sensitive.
+    /// failures are retried while nothing went to `sink`; once something did, the failure ends
+    /// the call.
     pub async fn post_stream<D: Decoder>(
         &self,
-        provider: &'static str,
-        url: &str,
-        headers: &HeaderMap,
+        to: &Endpoint,
         body: &Value,
-        key: Option<&Secret>,
         sink: &Sink,
-    ) -> Result<D, ProviderError> {
+    ) -> Result<Answer, ProviderError> {
+        let provider = to.provider;
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.retry_base)
             .with_max_delay(self.retry_max)
             .with_max_times(self.max_retries)
             .with_jitter();
         let cap = self.retry_max;
-        let attempt = || self.stream_once::<D>(provider, url, headers, body, key, sink);
+        let attempt = || self.stream_once::<D>(to, body, sink);
         attempt
             .retry(backoff)
             .when(|a: &Attempt| {
@@ -87,37 +118,29 @@ impl HttpClient {
                 debug!(provider, error = %a.error, delay_ms = delay.as_millis() as u64, "provider call failed; retrying");
             })
             .await
+            .map(Decoder::into_answer)
             .map_err(|a| a.error)
     }
 
     async fn stream_once<D: Decoder>(
         &self,
-        provider: &'static str,
-        url: &str,
-        headers: &HeaderMap,
+        to: &Endpoint,
         body: &Value,
-        key: Option<&Secret>,
         sink: &Sink,
     ) -> Result<D, Attempt> {
-        let transient = |message: String| Attempt {
-            error: ProviderError::Retryable { provider, message },
-            retry_after: None,
-        };
-        let permanent = |message: String| Attempt {
-            error: ProviderError::Permanent { provider, message },
-            retry_after: None,
-        };
+        let provider = to.provider;
+        let transient = |message| Attempt::transient(provider, message);
         let resp = self
             .client
-            .post(url)
-            .headers(headers.clone())
+            .post(&to.url)
+            .headers(to.headers.clone())
             .json(body)
             .send()
             .await
             .map_err(|e| {
                 let message = describe(&e);
                 if e.is_builder() {
-                    permanent(message)
+                    Attempt::permanent(provider, message)
                 } else {
                     transient(message)
                 }
@@ -129,7 +152,7 @@ impl HttpClient {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if !status.is_success() || !is_sse {
-            return whole_or_error(resp, provider, key, sink).await;
+            return whole_or_error(resp, to, sink).await;
         }
         let mut decoder = D::default();
         let mut events = resp.bytes_stream().eventsource();
@@ -140,11 +163,7 @@ impl HttpClient {
                 }
                 other => transient(format!("the answer stream is malformed: {other}")),
             })?;
-            if decoder
-                .event(&event.event, &event.data, sink)
-                .map_err(plain)?
-                == Flow::Done
-            {
+            if decoder.event(&event.event, &event.data, sink)? == Flow::Done {
                 return Ok(decoder);
             }
         }
@@ -162,18 +181,11 @@ impl HttpClient {
 /// error otherwise (429, 408 and 5xx transient, with their `Retry-After`; other codes permanent).
 async fn whole_or_error<D: Decoder>(
     resp: reqwest::Response,
-    provider: &'static str,
-    key: Option<&Secret>,
+    to: &Endpoint,
     sink: &Sink,
 ) -> Result<D, Attempt> {
-    let transient = |message: String| Attempt {
-        error: ProviderError::Retryable { provider, message },
-        retry_after: None,
-    };
-    let permanent = |message: String| Attempt {
-        error: ProviderError::Permanent { provider, message },
-        retry_after: None,
-    };
+    let provider = to.provider;
+    let transient = |message| Attempt::transient(provider, message);
     let status = resp.status();
     let retry_after = retry_after(resp.headers());
     let text = resp
@@ -182,12 +194,15 @@ async fn whole_or_error<D: Decoder>(
         .map_err(|e| transient(format!("reading the answer: {}", describe(&e))))?;
     if status.is_success() {
         let answer: Value = serde_json::from_str(&text)
-            .map_err(|e| permanent(format!("answer is not JSON: {e}")))?;
+            .map_err(|e| Attempt::permanent(provider, format!("answer is not JSON: {e}")))?;
         let mut decoder = D::default();
-        decoder.whole(answer, sink).map_err(plain)?;
+        decoder.whole(answer, sink)?;
         return Ok(decoder);
     }
-    let message = format!("HTTP {status}: {}", provider_message(&text, key));
+    let message = format!(
+        "HTTP {status}: {}",
+        provider_message(&text, to.key.as_ref())
+    );
     Err(
         if status == StatusCode::TOO_MANY_REQUESTS
             || status == StatusCode::REQUEST_TIMEOUT
@@ -198,18 +213,22 @@ async fn whole_or_error<D: Decoder>(
                 ..transient(message)
             }
         } else {
-            permanent(message)
+            Attempt::permanent(provider, message)
         },
     )
 }
 
-/// Reads one provider's answer, event by event, handing text to the sink as it comes.
+/// Reads one provider's answer into an [`Answer`], event by event, handing text and tool-call
+/// pieces to the sink as they come.
 pub trait Decoder: Default + Send {
     /// One SSE event: `event` is its name (`message` when unnamed), `data` its data.
     fn event(&mut self, event: &str, data: &str, sink: &Sink) -> Result<Flow, ProviderError>;
     /// A whole JSON answer, from a server that does not stream.
     fn whole(&mut self, answer: Value, sink: &Sink) -> Result<(), ProviderError>;
-    /// Whether the answer is complete although the stream ended without its end mark.
+    /// The answer as read.
+    fn into_answer(self) -> Answer;
+    /// Whether the answer is complete although the stream ended without its end mark: the
+    /// provider said why it finished.
     fn is_complete(&self) -> bool;
 }
 
@@ -220,13 +239,6 @@ pub enum Flow {
     More,
     /// The end mark: the answer is complete.
     Done,
-}
-
-fn plain(error: ProviderError) -> Attempt {
-    Attempt {
-        error,
-        retry_after: None,
-    }
 }
 
 /// A header value marked sensitive, so `reqwest` and `http` never print it.

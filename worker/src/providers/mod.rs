@@ -1,17 +1,21 @@
-//! Chat (LLM) providers behind one small trait, [`Backend`]: a conversation in, the answer's text
-//! streamed to a [`Sink`] delta by delta, the whole answer with token usage out. `echo` is built
-//! in, deterministic and offline (the default); `openai` speaks any OpenAI-compatible chat
-//! completions API; `anthropic` the messages API. [`Provider`] is the configured `LLM_PROVIDER`
-//! list: each backend retries its own 429/5xx/timeouts, and when it is still unavailable the next
-//! one in the list is asked, as long as no text of the attempt went out. A failure after the
-//! first token ends the attempt as a retryable failure.
+//! Chat (LLM) providers behind one small trait, [`Backend`]: a [`ChatRequest`] in (an `/api/chat`
+//! conversation, or a `/v1` client's chat-completions body), the answer's text and tool-call
+//! pieces streamed to a [`Sink`] as they arrive, the whole answer with its tool calls, finish
+//! reason and token usage out. `echo` is built in, deterministic and offline (the default);
+//! `openai` speaks any OpenAI-compatible chat completions API; `anthropic` the messages API.
+//! [`Provider`] is the configured `LLM_PROVIDER` list: each backend retries its own
+//! 429/5xx/timeouts, and when it is still unavailable the next one in the list is asked, as long
+//! as none of the attempt's answer went out. A failure after that ends the attempt as a retryable
+//! failure.
 //!
 //! # Layout
 //! - [`echo`], [`openai`], [`anthropic`]: one backend each.
 //! - [`http`]: the client, the SSE reading, retries with `Retry-After`, error messages without
 //!   the key.
-//! - [`sink`]: where text deltas go as they arrive.
+//! - [`answer`]: a remote answer as it is read (text, tool calls by index, usage, finish reason).
+//! - [`sink`]: where answer pieces go as they arrive.
 
+pub mod answer;
 pub mod anthropic;
 pub mod echo;
 pub mod http;
@@ -22,6 +26,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use serde::Serialize;
+use switchyard_shared::completion::{self, CompletionBody, ToolCall};
 use switchyard_shared::config::WorkerConfig;
 use switchyard_shared::task::ChatMessage;
 use tracing::warn;
@@ -29,17 +34,44 @@ use tracing::warn;
 pub use anthropic::Anthropic;
 pub use echo::Echo;
 pub use openai::OpenAi;
-pub use sink::{Deltas, Sink};
+pub use sink::{Deltas, Piece, Sink};
 
-/// A conversation to answer.
+/// What a chat task asks a provider.
 #[derive(Debug, Clone)]
-pub struct ChatRequest {
+pub enum ChatRequest {
+    /// `/api/chat`: a conversation built from the payload and the session history.
+    Conversation(Conversation),
+    /// `/v1/chat/completions`: the client's body (validated by
+    /// [`completion::validate`]), sent on as it is to OpenAI-compatible providers and
+    /// translated for Anthropic.
+    Completion(CompletionBody),
+}
+
+/// A conversation to answer (`/api/chat`).
+#[derive(Debug, Clone)]
+pub struct Conversation {
     /// Model the task asked for; the first provider's configured model when absent.
     pub model: Option<String>,
     /// Optional system prompt.
     pub system: Option<String>,
     /// History and the new user message, oldest first.
     pub messages: Vec<ChatMessage>,
+}
+
+impl ChatRequest {
+    /// The model the task asked for, if it named one.
+    pub fn model(&self) -> Option<&str> {
+        match self {
+            Self::Conversation(c) => c.model.as_deref(),
+            Self::Completion(body) => completion::model(body),
+        }
+    }
+}
+
+impl From<Conversation> for ChatRequest {
+    fn from(c: Conversation) -> Self {
+        Self::Conversation(c)
+    }
 }
 
 /// Token counts of one call (zero when a compatible server reports none).
@@ -62,6 +94,11 @@ pub struct ChatResponse {
     pub provider: &'static str,
     /// Tokens used.
     pub usage: Usage,
+    /// Why the answer ended, in OpenAI's words (`stop`, `length`, `tool_calls`, …), when the
+    /// provider said.
+    pub finish_reason: Option<String>,
+    /// The tool calls the model asked for, whole.
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// A failed provider call. Messages carry the provider's own words, never the API key.
@@ -126,8 +163,8 @@ pub trait Backend {
     fn name(&self) -> &'static str;
     /// Model used when the task names none (`{PROVIDER}_MODEL`, else `LLM_MODEL`).
     fn default_model(&self) -> &str;
-    /// Answers `req` with `model`, handing each piece of text to `sink` as it arrives, after
-    /// this provider's own retries (only while no text went out).
+    /// Answers `req` with `model`, handing each piece of the answer to `sink` as it arrives,
+    /// after this provider's own retries (only while nothing went out).
     fn complete(
         &self,
         model: &str,
@@ -235,11 +272,11 @@ impl Provider {
         self.chain.iter().map(AnyBackend::name).collect()
     }
 
-    /// Answers a conversation with the first provider that can, streaming its text to `sink`.
+    /// Answers a request with the first provider that can, streaming its answer to `sink`.
     /// The task's model goes to the first provider; fallbacks use their own configured model,
     /// since model names rarely carry over between vendors. A permanent refusal by the first
-    /// provider ends the list at once; so does any failure once text went out, since the next
-    /// provider would start a different answer under text already shown.
+    /// provider ends the list at once; so does any failure once part of the answer went out,
+    /// since the next provider would start a different answer under what was already shown.
     pub async fn complete(
         &self,
         req: &ChatRequest,
@@ -247,8 +284,8 @@ impl Provider {
     ) -> Result<ChatResponse, ProviderError> {
         let mut failures = Vec::new();
         for (i, backend) in self.chain.iter().enumerate() {
-            let model = match (&req.model, i) {
-                (Some(m), 0) => m.as_str(),
+            let model = match (req.model(), i) {
+                (Some(m), 0) => m,
                 _ => backend.default_model(),
             };
             match backend.complete(model, req, sink).await {

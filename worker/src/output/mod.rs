@@ -1,8 +1,9 @@
-//! Writes one attempt's text deltas to the task's output stream (`{p}{q}:out:<id>`, format in
-//! `switchyard_shared::output`) while the provider answers: the first delta of the attempt at
-//! once, later ones coalesced until `OUTPUT_FLUSH_MS` passed since the oldest unwritten one or
-//! `OUTPUT_FLUSH_BYTES` piled up, so Redis sees a few writes per answer rather than one per token.
-//! The attempt's end entry follows the last text before the executor hands the outcome on.
+//! Writes one attempt's answer to the task's output stream (`{p}{q}:out:<id>`, format in
+//! `switchyard_shared::output`) while the provider answers: text deltas and tool-call pieces, the
+//! first piece of the attempt at once, later ones coalesced ([`buffer`]) until `OUTPUT_FLUSH_MS`
+//! passed since the oldest unwritten one or `OUTPUT_FLUSH_BYTES` piled up, so Redis sees a few
+//! writes per answer rather than one per token. Text and tool calls keep their order. The
+//! attempt's end entry follows the last piece before the executor hands the outcome on.
 //!
 //! The stream's TTL is renewed on the attempt's first write, on its last, and when half of it
 //! passed since the last renewal: a long answer cannot outlive its stream.
@@ -11,6 +12,8 @@
 //! with the next write; the end write is retried for [`END_WRITE_PATIENCE`]. If Redis is still
 //! away then, the stream keeps what was written before (no end entry) and the task's record,
 //! committed by the reporter as usual, holds the whole answer.
+
+pub mod buffer;
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +24,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::providers::{Deltas, Sink};
+use buffer::Buffer;
 
 /// How long the end write is retried while Redis is away before the stream is left without it.
 pub const END_WRITE_PATIENCE: Duration = Duration::from_secs(5);
@@ -30,7 +34,7 @@ pub const END_WRITE_PATIENCE: Duration = Duration::from_secs(5);
 pub struct OutputSettings {
     /// `OUTPUT_FLUSH_MS`: longest an unwritten delta waits (after the first).
     pub flush_interval: Duration,
-    /// `OUTPUT_FLUSH_BYTES`: unwritten text that is written without waiting.
+    /// `OUTPUT_FLUSH_BYTES`: unwritten text (and tool-call arguments) written without waiting.
     pub flush_bytes: usize,
     /// `RESULT_TTL`: the stream expires this long after its last renewal.
     pub ttl: Duration,
@@ -66,7 +70,7 @@ impl OutputWriter {
             key,
             attempt,
             settings,
-            unwritten: String::new(),
+            unwritten: Buffer::default(),
             tried: false,
             renewed: None,
             warned: false,
@@ -97,8 +101,8 @@ struct Flusher {
     key: String,
     attempt: u32,
     settings: OutputSettings,
-    /// Text received and not yet written (also after a failed write).
-    unwritten: String,
+    /// Pieces received and not yet written (also after a failed write).
+    unwritten: Buffer,
     /// Whether a write was tried: the first delta of an attempt does not wait.
     tried: bool,
     /// When the TTL was last renewed.
@@ -115,9 +119,9 @@ impl Flusher {
             tokio::select! {
                 biased;
                 delta = deltas.recv(), if open => match delta {
-                    Some(text) => {
-                        self.unwritten.push_str(&text);
-                        if !self.tried || self.unwritten.len() >= self.settings.flush_bytes {
+                    Some(piece) => {
+                        self.unwritten.push(piece);
+                        if !self.tried || self.unwritten.bytes() >= self.settings.flush_bytes {
                             self.write(None).await;
                             due = None;
                         }
@@ -126,8 +130,8 @@ impl Flusher {
                     None => open = false,
                 },
                 outcome = &mut end => {
-                    while let Ok(text) = deltas.try_recv() {
-                        self.unwritten.push_str(&text);
+                    while let Ok(piece) = deltas.try_recv() {
+                        self.unwritten.push(piece);
                     }
                     if let Ok(outcome) = outcome {
                         self.write_end(outcome).await;
@@ -151,7 +155,7 @@ impl Flusher {
         let mut pause = Duration::from_millis(50);
         while !self.write(Some(outcome)).await {
             if Instant::now() + pause > give_up {
-                warn!(component = "output", key = %self.key, attempt = self.attempt, unwritten_bytes = self.unwritten.len(), "output stream left without its end entry: Redis unavailable; the task result holds the whole answer");
+                warn!(component = "output", key = %self.key, attempt = self.attempt, unwritten_bytes = self.unwritten.bytes(), "output stream left without its end entry: Redis unavailable; the task result holds the whole answer");
                 return;
             }
             tokio::time::sleep(pause).await;
@@ -159,17 +163,11 @@ impl Flusher {
         }
     }
 
-    /// One round trip: the unwritten text as one delta entry, then `end` if given. Returns
+    /// One round trip: the unwritten pieces as their entries, then `end` if given. Returns
     /// whether it was written.
     async fn write(&mut self, end: Option<AttemptEnd>) -> bool {
         self.tried = true;
-        let mut entries = Vec::with_capacity(2);
-        if !self.unwritten.is_empty() {
-            entries.push(Entry::Delta {
-                attempt: self.attempt,
-                text: self.unwritten.clone(),
-            });
-        }
+        let mut entries = self.unwritten.entries(self.attempt);
         if let Some(end) = end {
             entries.push(Entry::End {
                 attempt: self.attempt,
