@@ -50,11 +50,7 @@ impl Stack {
         let env = provider_env(wire, &provider.url(), MODEL);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let w = spawn_worker(redis.url(), &prefix, "w1", &env).await;
-        Self {
-            provider,
-            d,
-            _w: w,
-        }
+        Self { provider, d, _w: w }
     }
 
     async fn run(&self, scenario: &str, args: Value) -> Value {
@@ -129,11 +125,17 @@ async fn tool_round_trip(wire: Wire, call_id: &str) {
             let msgs = last["messages"].as_array().expect("messages");
             let tool = msgs.iter().find(|m| m["role"] == "tool").expect("tool msg");
             assert_eq!(tool["tool_call_id"], call_id, "{text}");
-            assert_eq!(last["tools"][0]["function"]["name"], "get_weather", "{text}");
+            assert_eq!(
+                last["tools"][0]["function"]["name"], "get_weather",
+                "{text}"
+            );
         }
         Wire::Anthropic => {
             // Translated: the tool result is a user turn's tool_result block.
-            assert!(text.contains("tool_result") && text.contains(call_id), "{text}");
+            assert!(
+                text.contains("tool_result") && text.contains(call_id),
+                "{text}"
+            );
             assert_eq!(last["tools"][0]["name"], "get_weather", "{text}");
         }
     }
@@ -156,7 +158,10 @@ async fn sdk_raises_authentication_and_bad_request_errors() {
     let facts = sdk(&d, "auth", MODEL, json!({})).await;
     assert_eq!(facts["status"], 401);
     let facts = sdk(&d, "bad_request", MODEL, json!({})).await;
-    assert!(facts["n"].as_str().is_some_and(|m| m.contains("only 1")), "{facts}");
+    assert!(
+        facts["n"].as_str().is_some_and(|m| m.contains("only 1")),
+        "{facts}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,16 +175,19 @@ async fn sdk_models_route_to_queues_served_by_different_workers() {
         &prefix,
         &[
             ("QUEUES", "chat,tool,chat-openai,chat-anthropic"),
-            (
-                "MODEL_ROUTES",
-                "gpt-*=chat-openai,claude-*=chat-anthropic",
-            ),
+            ("MODEL_ROUTES", "gpt-*=chat-openai,claude-*=chat-anthropic"),
         ],
     )
     .await;
     let mut workers = vec![];
     for (id, queue, wire, url, model) in [
-        ("w-openai", "chat-openai", Wire::OpenAi, openai.url(), "gpt-test"),
+        (
+            "w-openai",
+            "chat-openai",
+            Wire::OpenAi,
+            openai.url(),
+            "gpt-test",
+        ),
         (
             "w-anthropic",
             "chat-anthropic",
