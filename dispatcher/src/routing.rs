@@ -1,7 +1,7 @@
 //! The queue of a chat task, by its model (`MODEL_ROUTES`): the one rule `POST /api/chat` and
 //! `POST /v1/chat/completions` share.
 
-use switchyard_shared::config::DEFAULT_CHAT_QUEUE;
+use switchyard_shared::config::{DEFAULT_CHAT_QUEUE, ModelRoutes};
 
 use crate::state::AppState;
 
@@ -17,7 +17,10 @@ pub struct Unrouted {
 /// without routes. A task that names no model goes where the pattern `*` sends it, else to
 /// `chat` (its worker picks its own `LLM_MODEL`).
 pub fn chat_queue(state: &AppState, model: Option<&str>) -> Result<String, Unrouted> {
-    let routes = &state.cfg.model_routes;
+    queue_for(&state.cfg.model_routes, model)
+}
+
+fn queue_for(routes: &ModelRoutes, model: Option<&str>) -> Result<String, Unrouted> {
     match model {
         Some(m) => routes.queue_for(m).map(str::to_owned).ok_or(Unrouted {
             model: m.to_owned(),
@@ -26,5 +29,32 @@ pub fn chat_queue(state: &AppState, model: Option<&str>) -> Result<String, Unrou
             .queue_for("")
             .unwrap_or(DEFAULT_CHAT_QUEUE)
             .to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_goes_to_its_route_and_no_model_to_the_catch_all_or_chat() {
+        let routes = ModelRoutes::parse("gpt-*=chat-openai,*=chat-local").expect("valid");
+        assert_eq!(
+            queue_for(&routes, Some("gpt-4o")).as_deref(),
+            Ok("chat-openai")
+        );
+        assert_eq!(queue_for(&routes, None).as_deref(), Ok("chat-local"));
+        let routes = ModelRoutes::parse("gpt-*=chat-openai").expect("valid");
+        assert_eq!(queue_for(&routes, None).as_deref(), Ok("chat"));
+        assert_eq!(
+            queue_for(&routes, Some("llama3")),
+            Err(Unrouted {
+                model: "llama3".into()
+            })
+        );
+        assert_eq!(
+            queue_for(&ModelRoutes::default(), Some("x")).as_deref(),
+            Ok("chat")
+        );
     }
 }

@@ -214,9 +214,26 @@ async fn sdk_models_route_to_queues_served_by_different_workers() {
         let (_, task) = d.request("GET", &format!("/api/tasks/{id}"), None).await;
         assert_eq!(task["worker"], worker, "{model}: {task}");
     }
+    // /api/chat routes by its `model` the same way.
+    let (status, v) = d
+        .request(
+            "POST",
+            "/api/chat",
+            Some(json!({"message": "hi", "model": "claude-test"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["worker_id"], "w-anthropic", "{v}");
+    assert!(
+        v["task_id"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("chat-anthropic-")),
+        "{v}"
+    );
     assert_eq!(openai.bodies()[0]["model"], "gpt-test");
     assert_eq!(anthropic.bodies()[0]["model"], "claude-test");
-    assert_eq!(openai.requests().len() + anthropic.requests().len(), 2);
+    assert_eq!(openai.requests().len(), 1);
+    assert_eq!(anthropic.requests().len(), 2);
     // Each worker registers its model; each is listed, since its route reaches its worker.
     sdk(
         &d,
