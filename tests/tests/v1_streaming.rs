@@ -2,7 +2,8 @@
 //! cancels its task and the provider call at once (streamed or waited), unless the body says
 //! `"detach": true`; a worker SIGKILLed mid-answer is survived in the same SSE response when no
 //! content was sent yet, and ends the stream with OpenAI's streaming error (and cancels the
-//! task) when content was.
+//! task) when content was; a provider's refusal answers 400 with its message, and attempts
+//! exhausted on provider errors end in a 502-class error.
 
 use std::time::{Duration, Instant};
 
@@ -226,4 +227,70 @@ async fn a_worker_killed_after_content_ends_the_stream_with_an_error_and_cancels
     );
     assert!(rest.iter().all(|e| e.data != "[DONE]"), "{rest:?}");
     assert_eq!(ends(&st.d, &id).await["state"], "cancelled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_refusal_is_400_and_exhausted_attempts_are_502() {
+    let provider = ProviderServer::start(Reply::status(
+        503,
+        json!({"error": {"message": "overloaded"}}),
+    ))
+    .await;
+    provider.push(Reply::status(
+        400,
+        json!({"error": {"message": "no such model here"}}),
+    ));
+    let redis = shared_redis();
+    let prefix = unique_prefix();
+    let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
+    let base = format!("{}/v1", provider.url());
+    let _w = spawn_worker(
+        redis.url(),
+        &prefix,
+        "w0",
+        &[
+            ("LLM_PROVIDER", "openai"),
+            ("OPENAI_BASE_URL", &base),
+            ("OPENAI_API_KEY", "sk-test"),
+            ("LLM_MODEL", "model-e2e"),
+            ("LLM_MAX_RETRIES", "0"),
+            ("RETRY_BASE_MS", "10"),
+            ("RETRY_MAX_MS", "20"),
+        ],
+    )
+    .await;
+    let r = d
+        .raw_request(
+            "POST",
+            "/v1/chat/completions",
+            Some(d.secret()),
+            &[],
+            Some(body(false, false).to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let e = r.json();
+    assert_eq!(e["error"]["code"], "provider_refused", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no such model here")),
+        "{e}"
+    );
+    assert_eq!(r.header("x-should-retry").as_deref(), Some("false"));
+
+    // Streamed: every attempt meets a 503, the task goes dead, the stream ends with a 502-class
+    // error chunk.
+    let (mut s, id) = open(&d, &body(true, false)).await;
+    let rest = s.rest(LONG).await;
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    let e = rest[0].json();
+    assert_eq!(e["error"]["code"], "provider_error", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("3 attempt")),
+        "{e}"
+    );
+    assert_eq!(task(&d, &id).await["state"], "dead");
 }
