@@ -1,7 +1,7 @@
 //! One heartbeat tick against a real Redis: an entry still pending here has its lease kept, an
 //! entry another worker claimed stops its attempt, and an entry this worker's own commit just
 //! acked does not (it used to be reported as a lost lease, with a warning, after every beat that
-//! raced a completion).
+//! raced a completion). The beat's registry record lists the models the worker serves.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -31,10 +31,15 @@ fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 fn context(url: &str, prefix: &str) -> Arc<WorkerContext> {
+    context_with(url, prefix, &[])
+}
+
+fn context_with(url: &str, prefix: &str, settings: &[(&str, &str)]) -> Arc<WorkerContext> {
     let redis = RedisConfig::from_vars(&vars(&[("REDIS_URL", url), ("QUEUE_PREFIX", prefix)]))
         .expect("redis config");
-    let cfg = WorkerConfig::from_vars(&vars(&[("WORKER_QUEUES", QUEUE), ("WORKER_ID", ME)]))
-        .expect("worker config");
+    let mut pairs = vec![("WORKER_QUEUES", QUEUE), ("WORKER_ID", ME)];
+    pairs.extend_from_slice(settings);
+    let cfg = WorkerConfig::from_vars(&vars(&pairs)).expect("worker config");
     Arc::new(WorkerContext {
         id: ME.to_owned(),
         pool: store::create_pool(&redis).expect("pool"),
@@ -202,4 +207,29 @@ async fn a_beat_stops_only_attempts_whose_entry_another_worker_took() {
         Some(OTHER),
         "the beat does not take the entry back"
     );
+}
+
+#[tokio::test]
+async fn the_record_lists_the_providers_models_and_llm_models() {
+    let url = shared_redis().url().to_owned();
+    let prefix = unique_prefix();
+    let ctx = context_with(
+        &url,
+        &prefix,
+        &[
+            ("LLM_PROVIDER", "openai,echo"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+            ("OPENAI_MODEL", "gpt-local"),
+            ("LLM_MODEL", "echo-2"),
+            ("LLM_MODELS", "gpt-local-mini,echo-2"),
+        ],
+    );
+    Heartbeat::new(ctx.clone()).tick().await.expect("beat");
+    let mut con = connection(&url).await;
+    let listed = switchyard_shared::registry::list(&mut con, &ctx.keys, clock::now_ms())
+        .await
+        .expect("listing");
+    assert_eq!(listed.len(), 1);
+    let record = listed[0].record.as_ref().expect("a readable record");
+    assert_eq!(record.models, vec!["gpt-local", "echo-2", "gpt-local-mini"]);
 }

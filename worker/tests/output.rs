@@ -1,13 +1,14 @@
 //! The output stream writer against a real Redis: the first delta of an attempt is written at
 //! once, later ones coalesce by time and by size, the end entry closes the attempt with a TTL,
-//! text survives a Redis outage, and 200 concurrent answers of 200 tokens (one every 5 ms) cost
-//! few Redis commands per token.
+//! text survives a Redis outage, tool-call pieces follow the text in order and coalesce like it,
+//! and 200 concurrent answers of 200 tokens (one every 5 ms) cost few Redis commands per token.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamRangeReply;
 use switchyard_shared::Pool;
+use switchyard_shared::completion::ToolCallDelta;
 use switchyard_shared::config::{DEFAULT_OUTPUT_FLUSH_BYTES, DEFAULT_OUTPUT_FLUSH_MS, RedisConfig};
 use switchyard_shared::output::{AttemptEnd, Entry, decode};
 use switchyard_shared::store::create_pool;
@@ -155,6 +156,109 @@ async fn a_full_buffer_is_written_without_waiting_for_the_interval() {
             attempt: 1,
             end: AttemptEnd::Failed
         })
+    );
+}
+
+fn piece(index: u32, id: Option<&str>, arguments: &str) -> ToolCallDelta {
+    ToolCallDelta {
+        index,
+        id: id.map(str::to_owned),
+        name: id.map(|_| "weather".to_owned()),
+        arguments: arguments.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn tool_call_pieces_follow_the_text_in_order_and_coalesce() {
+    let redis = shared_redis();
+    let key = format!("{}{{chat}}:out:t5", unique_prefix());
+    let mut con = connection(redis.url()).await;
+    // A long interval: only the first write and the end go out, so everything between coalesces.
+    let (writer, sink) =
+        OutputWriter::start(pool(redis.url()), key.clone(), 1, settings(10_000, 4096));
+    sink.send("Let me ");
+    switchyard_tests::poll_until("the first write", Duration::from_secs(5), || async {
+        let mut con = con.clone();
+        let len: u64 = redis::cmd("XLEN")
+            .arg(&key)
+            .query_async(&mut con)
+            .await
+            .ok()?;
+        (len == 1).then_some(())
+    })
+    .await;
+    sink.send("check.");
+    sink.send_tool_call(piece(0, Some("call_1"), ""));
+    for args in ["{\"ci", "ty\":", "\"Paris\"}"] {
+        sink.send_tool_call(piece(0, None, args));
+    }
+    sink.send_tool_call(piece(1, Some("call_2"), "{}"));
+    sink.send(" Done.");
+    drop(sink);
+    let stats = writer.finish(Some(AttemptEnd::Finished)).await;
+    let got: Vec<Entry> = entries(&mut con, &key)
+        .await
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            Entry::Delta {
+                attempt: 1,
+                text: "Let me ".into()
+            },
+            Entry::Delta {
+                attempt: 1,
+                text: "check.".into()
+            },
+            Entry::ToolCalls {
+                attempt: 1,
+                calls: vec![
+                    piece(0, Some("call_1"), "{\"city\":\"Paris\"}"),
+                    piece(1, Some("call_2"), "{}")
+                ]
+            },
+            Entry::Delta {
+                attempt: 1,
+                text: " Done.".into()
+            },
+            Entry::End {
+                attempt: 1,
+                end: AttemptEnd::Finished
+            },
+        ]
+    );
+    assert_eq!(
+        stats.writes, 2,
+        "the first piece, then the rest with the end"
+    );
+}
+
+#[tokio::test]
+async fn tool_call_arguments_count_towards_the_flush_size() {
+    let redis = shared_redis();
+    let key = format!("{}{{chat}}:out:t6", unique_prefix());
+    let mut con = connection(redis.url()).await;
+    let (writer, sink) =
+        OutputWriter::start(pool(redis.url()), key.clone(), 1, settings(10_000, 16));
+    sink.send_tool_call(piece(0, Some("c"), ""));
+    sink.send_tool_call(piece(0, None, "{\"q\":\"0123456789abcdef\"}"));
+    switchyard_tests::poll_until("the size flush", Duration::from_secs(5), || async {
+        let mut con = con.clone();
+        let len: u64 = redis::cmd("XLEN")
+            .arg(&key)
+            .query_async(&mut con)
+            .await
+            .ok()?;
+        (len == 2).then_some(())
+    })
+    .await;
+    writer.finish(Some(AttemptEnd::Finished)).await;
+    let got = entries(&mut con, &key).await;
+    assert!(
+        matches!(&got[1].1, Entry::ToolCalls { calls, .. } if calls == &[piece(0, None, "{\"q\":\"0123456789abcdef\"}")]),
+        "{got:?}"
     );
 }
 

@@ -32,7 +32,7 @@ struct WholeChoice {
 struct WholeMessage {
     #[serde(default)]
     content: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     tool_calls: Vec<WholeToolCall>,
 }
 
@@ -73,7 +73,7 @@ impl From<WireUsage> for Usage {
 struct Chunk {
     #[serde(default)]
     model: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     choices: Vec<ChunkChoice>,
     #[serde(default)]
     usage: Option<WireUsage>,
@@ -93,8 +93,17 @@ struct ChunkChoice {
 struct ChunkDelta {
     #[serde(default)]
     content: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     tool_calls: Vec<ChunkToolCall>,
+}
+
+/// A list some compatible servers write as `null` when empty.
+fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Deserialize)]
@@ -260,6 +269,18 @@ mod tests {
             ]
         );
         assert_eq!(r.text, "");
+    }
+
+    #[test]
+    fn null_lists_read_as_empty() {
+        let a = read(&[
+            r#"{"choices":[{"delta":{"content":"hi","tool_calls":null},"finish_reason":null}]}"#,
+            r#"{"choices":null,"usage":{"prompt_tokens":1,"completion_tokens":1}}"#,
+            r#"{"choices":[{"delta":{"content":null,"tool_calls":null},"finish_reason":"stop"}]}"#,
+            "[DONE]",
+        ]);
+        assert_eq!(a.text, "hi");
+        assert_eq!(a.finish_reason.as_deref(), Some("stop"));
     }
 
     #[test]
