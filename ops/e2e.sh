@@ -4,7 +4,7 @@
 #   ROOT_URL=http://127.0.0.1:3000 ROOT_NODE_SECRET=… ops/e2e.sh
 #
 # Steps: health, auth, workers, chat (two turns of one session), streamed chat (SSE, then a
-# resume with Last-Event-ID), tool task, queues, metrics.
+# resume with Last-Event-ID), tool task, /v1 (models, one chat completion), queues, metrics.
 # Stops at the first failing step, names it and exits 1; prints "e2e: N passed, 0 failed" at the
 # end otherwise. Needs curl and python3. It enqueues a few small tasks and leaves them (they
 # expire with RESULT_TTL_S).
@@ -171,6 +171,19 @@ state=$(json 'j.get("state")')
 [[ $state == succeeded ]] || fail "task ended $state: $(head -c 400 "$TMP/body")"
 json 'j["result"]["output"] == {"e2e": 42}' >/dev/null
 ok "echo round trip"
+
+step v1
+http GET /v1/models
+expect_status 200
+model=$(json '(j["data"] or [{"id": ""}])[0]["id"] or "none"')
+if [[ $model == none ]]; then
+  skipped "no live worker lists a model"
+else
+  http POST /v1/chat/completions "{\"model\":\"$model\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}]}"
+  expect_status 200
+  json 'j["object"] == "chat.completion" and j["choices"][0]["message"]["role"] == "assistant"' >/dev/null
+  ok "OpenAI-compatible chat completion with $model"
+fi
 
 step queues
 http GET /api/queues

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Checks and tests the whole workspace, as CI does: formatting, clippy (warnings are errors), a
-# debug build of the binaries (the end-to-end tests spawn target/debug/dispatcher and
-# target/debug/worker against a real redis-server), then the tests.
+# Checks and tests the whole workspace, as CI does: formatting, clippy (warnings are errors), the
+# Python venv of the OpenAI SDK tests (ops/test-pyenv.sh), a debug build of the binaries (the
+# end-to-end tests spawn target/debug/dispatcher and target/debug/worker against a real
+# redis-server), then the tests.
 #
 # usage: ops/test.sh [ARGS…]   ARGS are passed to the test runner (cargo nextest run / cargo test)
 set -euo pipefail
@@ -90,6 +91,8 @@ say "$(cargo --version)"
 # build skips the tests.
 step "fmt" cargo fmt --all -- --check || true
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings || true
+# The /v1 tests drive the dispatcher with the official OpenAI Python client from this venv.
+step "python venv" ops/test-pyenv.sh || true
 if step "build" cargo build --workspace --bins; then
   if cargo nextest --version >/dev/null 2>&1; then
     step "test (nextest)" cargo nextest run --workspace --no-fail-fast "$@" || true

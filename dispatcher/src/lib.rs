@@ -3,8 +3,9 @@
 //! queues when they are due.
 //!
 //! # Layout
-//! - [`http`]: the API, one file per resource, errors, auth.
+//! - [`http`]: the API, one file per resource, errors, auth; `/v1`, the OpenAI-compatible door.
 //! - [`submit`]: validation and enqueueing of a new task.
+//! - [`routing`]: the queue of a chat task by its model (`MODEL_ROUTES`).
 //! - [`waiter`]: tails the events streams and wakes waiting requests.
 //! - [`streams`]: reads the output streams of streamed tasks and fans them out to clients.
 //! - [`subscription`]: one streaming client: its task's events, in order, until the end.
@@ -23,6 +24,7 @@ pub mod http;
 pub mod promoter;
 pub mod recent;
 pub mod replay;
+pub mod routing;
 pub mod sampler;
 pub mod state;
 pub mod stats;

@@ -4,13 +4,15 @@
 //!
 //! An event id is `<ms>-<seq>-<step>`: the Redis id of the output entry the event comes from,
 //! and the step within that entry: `0` opens (the `start` event at the virtual entry `0-0`, a
-//! `restart` at the first entry of a new attempt), `1` carries text (`delta`), `2` closes (the
-//! terminal `done` / `error`, after the last entry read, `0-0-2` when there was none). Ids
-//! compare as triples of integers, in the order the events happen.
+//! `restart` at the first entry of a new attempt), `1` carries text (`delta`, or `tool_calls`
+//! pieces of a `/v1` answer), `2` closes (the terminal `done` / `error`, after the last entry
+//! read, `0-0-2` when there was none). Ids compare as triples of integers, in the order the
+//! events happen.
 
 use std::fmt;
 use std::str::FromStr;
 
+use switchyard_shared::completion::ToolCallDelta;
 use switchyard_shared::output::{Entry, Stored};
 
 /// Where an event sits within its output entry.
@@ -18,7 +20,7 @@ use switchyard_shared::output::{Entry, Stored};
 pub enum Step {
     /// `start` or `restart`.
     Open = 0,
-    /// `delta`.
+    /// `delta` or `tool_calls`.
     Text = 1,
     /// `done` or `error`.
     Close = 2,
@@ -115,6 +117,13 @@ pub enum OutputEvent {
         /// The text.
         text: String,
     },
+    /// Pieces of the answer's tool calls (a `/v1` request with `tools`): content, as text is.
+    ToolCalls {
+        /// The attempt.
+        attempt: u32,
+        /// The pieces.
+        calls: Vec<ToolCallDelta>,
+    },
 }
 
 /// The state of a replay: which attempt is current, whether the client shows text of it, and
@@ -169,19 +178,25 @@ impl Replay {
                 ));
             }
         }
-        if let Entry::Delta { attempt, text } = &stored.entry {
-            self.showing_text = true;
-            out.push((
-                EventId {
-                    entry: id,
-                    step: Step::Text,
-                },
-                OutputEvent::Delta {
-                    attempt: *attempt,
-                    text: text.clone(),
-                },
-            ));
-        }
+        let event = match &stored.entry {
+            Entry::Delta { attempt, text } => OutputEvent::Delta {
+                attempt: *attempt,
+                text: text.clone(),
+            },
+            Entry::ToolCalls { attempt, calls } => OutputEvent::ToolCalls {
+                attempt: *attempt,
+                calls: calls.clone(),
+            },
+            Entry::End { .. } => return,
+        };
+        self.showing_text = true;
+        out.push((
+            EventId {
+                entry: id,
+                step: Step::Text,
+            },
+            event,
+        ));
     }
 }
 
@@ -241,6 +256,32 @@ mod tests {
         assert_eq!(ids(&out), ["5-0-1", "5-1-1", "9-0-0", "9-0-1"]);
         assert_eq!(out[2].1, OutputEvent::Restart { attempt: 2 });
         assert_eq!(r.terminal_id().to_string(), "9-1-2");
+    }
+
+    #[test]
+    fn tool_call_pieces_are_content_a_new_attempt_must_restart() {
+        let mut r = Replay::default();
+        let mut out = vec![];
+        let calls = vec![ToolCallDelta {
+            index: 0,
+            id: Some("call_1".into()),
+            name: Some("f".into()),
+            arguments: String::new(),
+        }];
+        r.apply(
+            &Stored {
+                id: "5-0".into(),
+                entry: Entry::ToolCalls {
+                    attempt: 1,
+                    calls: calls.clone(),
+                },
+            },
+            &mut out,
+        );
+        r.apply(&delta("6-0", 2, "x"), &mut out);
+        assert_eq!(ids(&out), ["5-0-1", "6-0-0", "6-0-1"]);
+        assert_eq!(out[0].1, OutputEvent::ToolCalls { attempt: 1, calls });
+        assert_eq!(out[1].1, OutputEvent::Restart { attempt: 2 });
     }
 
     #[test]

@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 use crate::disconnect::DisconnectGuard;
 use crate::http::chat;
 use crate::http::error::ApiError;
+use crate::http::v1::chunks::{Chunks, Flow, Piece};
 use crate::replay::{EventId, OutputEvent, Replay};
 use crate::state::AppState;
 use crate::streams::Subscriber;
@@ -36,6 +37,9 @@ pub enum Answer {
     },
     /// The task record, as `GET /api/tasks/{id}` answers.
     Record,
+    /// OpenAI's `chat.completion.chunk`s (`POST /v1/chat/completions` with `stream: true`):
+    /// the whole stream renders in its own shape, see [`Chunks`].
+    Completion(Box<Chunks>),
 }
 
 impl Answer {
@@ -133,6 +137,9 @@ pub struct Subscription {
     pub registration: Registration,
     /// Cancels the task if the client leaves before the end.
     pub guard: Option<DisconnectGuard>,
+    /// When set, the stream gives up at this instant unless the answer began by then (`/v1`:
+    /// no worker answered in time).
+    pub deadline: Option<tokio::time::Instant>,
     /// No more events.
     pub finished: bool,
 }
@@ -141,6 +148,7 @@ enum Wake {
     Chunk(Option<crate::streams::Chunk>),
     Ended(bool),
     Closing,
+    Deadline,
 }
 
 impl Subscription {
@@ -184,6 +192,21 @@ impl Subscription {
         for e in entries {
             self.replay.apply(e, &mut out);
         }
+        if let Answer::Completion(chunks) = &mut self.answer {
+            let mut pieces = Vec::new();
+            for (_, ev) in out {
+                if chunks.output(ev, &mut pieces) == Flow::Stop {
+                    // The guard stays armed: dropped with the stream, it cancels the task.
+                    self.finished = true;
+                    break;
+                }
+            }
+            self.pending.extend(pieces.into_iter().map(Piece::event));
+            if chunks.content_sent() {
+                self.deadline = None;
+            }
+            return false;
+        }
         let mut found = false;
         for (id, ev) in out {
             if let Some(a) = self.after
@@ -196,6 +219,13 @@ impl Subscription {
                 OutputEvent::Restart { attempt } => ("restart", json!({ "attempt": attempt })),
                 OutputEvent::Delta { attempt, text } => {
                     ("delta", json!({ "text": text, "attempt": attempt }))
+                }
+                OutputEvent::ToolCalls { attempt, calls } => {
+                    let calls: Vec<Value> = calls.iter().map(|c| c.to_openai()).collect();
+                    (
+                        "tool_calls",
+                        json!({ "tool_calls": calls, "attempt": attempt }),
+                    )
                 }
             };
             self.pending.push_back(event(id, name, &data));
@@ -241,10 +271,12 @@ impl Subscription {
                 () = self.state.streams.closing().cancelled() => Wake::Closing,
                 c = sub.rx.recv() => Wake::Chunk(c),
                 fired = self.registration.wait(Duration::MAX) => Wake::Ended(fired),
+                () = until(self.deadline) => Wake::Deadline,
             },
             Feed::NoOutput => tokio::select! {
                 () = self.state.streams.closing().cancelled() => Wake::Closing,
                 fired = self.registration.wait(Duration::MAX) => Wake::Ended(fired),
+                () = until(self.deadline) => Wake::Deadline,
             },
         };
         match wake {
@@ -259,6 +291,14 @@ impl Subscription {
             Wake::Ended(true) => self.feed = Feed::Ending,
             // The waiter closes only on shutdown.
             Wake::Ended(false) | Wake::Closing => self.close_quietly(),
+            Wake::Deadline => {
+                self.deadline = None;
+                if let Answer::Completion(chunks) = &self.answer {
+                    self.pending.push_back(chunks.timed_out().event());
+                }
+                // The guard stays armed: dropped with the stream, it cancels the task.
+                self.finished = true;
+            }
         }
         Ok(())
     }
@@ -281,7 +321,11 @@ impl Subscription {
             store::load_task(&mut *con, &self.state.keys, &self.queue, &self.task_id).await?;
         drop(con);
         let id = self.replay.terminal_id();
-        if self.after.is_none_or(|a| id > a) {
+        if let Answer::Completion(chunks) = &mut self.answer {
+            let mut pieces = Vec::new();
+            chunks.end(task.as_ref(), &self.task_id, &mut pieces);
+            self.pending.extend(pieces.into_iter().map(Piece::event));
+        } else if self.after.is_none_or(|a| id > a) {
             let (name, data) = terminal(task.as_ref(), &self.task_id, &self.answer);
             self.pending.push_back(event(id, name, &data));
         }
@@ -314,11 +358,19 @@ pub fn terminal(task: Option<&Task>, id: &str, answer: &Answer) -> (&'static str
         Answer::Record if task.state == TaskState::Succeeded => {
             Ok(serde_json::to_value(task).unwrap_or(Value::Null))
         }
-        Answer::Record => Err(chat::ended_without_result(task)),
+        Answer::Record | Answer::Completion(_) => Err(chat::ended_without_result(task)),
     };
     match done {
         Ok(v) => ("done", v),
         Err(e) => ("error", e.body()),
+    }
+}
+
+/// Waits until `deadline`, forever without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 

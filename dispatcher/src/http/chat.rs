@@ -1,7 +1,8 @@
-//! `POST /api/chat`: one conversation turn. Enqueues a chat task on the `chat` queue and either
-//! waits up to `WORKER_TIMEOUT_MS` for the answer, or (`"stream": true`) answers at once with an
-//! SSE stream of the answer as it is written (see [`super::stream`]). A client that goes away
-//! before the answer cancels the task, unless the body says `"detach": true`.
+//! `POST /api/chat`: one conversation turn. Enqueues a chat task on the queue its model routes to
+//! (`MODEL_ROUTES`; `chat` by default) and either waits up to `WORKER_TIMEOUT_MS` for the answer,
+//! or (`"stream": true`) answers at once with an SSE stream of the answer as it is written (see
+//! [`super::stream`]). A client that goes away before the answer cancels the task, unless the
+//! body says `"detach": true`.
 
 use std::time::Instant;
 
@@ -18,6 +19,7 @@ use super::extract::ApiJson;
 use super::stream;
 use super::tasks::wait_for;
 use crate::disconnect::{DisconnectGuard, OnDisconnect};
+use crate::routing;
 use crate::state::AppState;
 use crate::submit::{NewTask, submit};
 
@@ -56,6 +58,8 @@ pub async fn chat(
             "session_id: must be {KEY_RULE}"
         )));
     }
+    let queue = routing::chat_queue(&state, body.model.as_deref())
+        .map_err(|e| ApiError::NotFound(e.to_string()))?;
     let session_id = body
         .session_id
         .unwrap_or_else(|| new_task_id("session").replacen("session-", "s-", 1));
@@ -70,7 +74,7 @@ pub async fn chat(
         &state,
         NewTask {
             kind: TaskKind::Chat.as_str().to_owned(),
-            queue: None,
+            queue: Some(queue),
             payload,
             max_attempts: None,
             timeout_ms: None,
@@ -125,7 +129,7 @@ pub fn answer(task: &Task, session_id: Option<&str>, latency_ms: u64) -> Result<
     }
     let result = ChatResult::decode(task.result.as_ref().unwrap_or(&Value::Null))
         .map_err(|e| ApiError::TaskFailed(format!("chat task {} answered badly: {e}", task.id)))?;
-    Ok(json!({
+    let mut v = json!({
         "response": result.response,
         "session_id": session_id,
         "task_id": task.id,
@@ -134,7 +138,15 @@ pub fn answer(task: &Task, session_id: Option<&str>, latency_ms: u64) -> Result<
         "model": result.model,
         "provider": result.provider,
         "usage": result.usage,
-    }))
+    });
+    // Answers of `/v1` tasks (read through `/api/tasks/{id}/stream`) carry these too.
+    if let Some(f) = &result.finish_reason {
+        v["finish_reason"] = json!(f);
+    }
+    if !result.tool_calls.is_empty() {
+        v["tool_calls"] = json!(result.tool_calls);
+    }
+    Ok(v)
 }
 
 /// The failure of a task that ended without a result.

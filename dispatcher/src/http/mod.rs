@@ -2,7 +2,7 @@
 //! errors.
 //!
 //! One file per resource: [`tasks`], [`chat`], [`stream`] (SSE), [`workers`], [`queues`],
-//! [`dead`], [`health`], [`metrics`];
+//! [`dead`], [`health`], [`metrics`]; [`v1`] is the OpenAI-compatible front door;
 //! [`error`] maps failures to statuses, [`extract`] turns bad input into 400/413, [`auth`] checks
 //! the token.
 
@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod queues;
 pub mod stream;
 pub mod tasks;
+pub mod v1;
 pub mod workers;
 
 use axum::extract::DefaultBodyLimit;
@@ -42,12 +43,13 @@ pub fn router(state: AppState) -> Router {
     // The token is checked by path before routing, so the fallbacks are guarded too.
     let guarded = auth::Guarded {
         state: state.clone(),
-        guards: &[auth::API],
+        guards: &[auth::API, v1::GUARD],
     };
     Router::new()
         .route("/health", get(health::live))
         .route("/metrics", get(metrics::prometheus))
         .merge(api)
+        .merge(v1::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.cfg.max_body_bytes))

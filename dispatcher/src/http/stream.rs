@@ -29,7 +29,7 @@ use crate::waiter::Registration;
 const LAST_EVENT_ID: &str = "last-event-id";
 
 /// Turns a subscription into the SSE response.
-fn respond(sub: Subscription) -> Response {
+pub(crate) fn respond(sub: Subscription) -> Response {
     let keepalive = sub.state.cfg.stream_keepalive;
     let events = futures::stream::unfold(sub, |mut s| async move {
         s.next().await.map(|e| (Ok::<_, Infallible>(e), s))
@@ -63,6 +63,7 @@ fn subscription(state: &AppState, task: &Task, registration: Registration) -> Su
         },
         registration,
         guard: None,
+        deadline: None,
         finished: false,
     }
 }
@@ -81,6 +82,26 @@ pub async fn open_chat(
     session_id: &str,
     policy: OnDisconnect,
 ) -> Result<Response, ApiError> {
+    let answer = Answer::Chat {
+        session_id: Some(session_id.to_owned()),
+    };
+    let mut s = open_submitted(state, submitted, answer, policy).await?;
+    s.pending.push_back(event(
+        EventId::START,
+        "start",
+        &start_data(&submitted.id, Some(session_id)),
+    ));
+    Ok(respond(s))
+}
+
+/// A subscription to the task just submitted, from the first entry of its output, rendered as
+/// `answer`; `policy` applies when the client leaves before the end.
+pub(crate) async fn open_submitted(
+    state: &AppState,
+    submitted: &Submitted,
+    answer: Answer,
+    policy: OnDisconnect,
+) -> Result<Subscription, ApiError> {
     let (queue, id) = (&submitted.queue, &submitted.id);
     // Armed first: a failure below leaves no task behind for a client that got an error.
     let guard = DisconnectGuard::new(state, queue, id, policy);
@@ -95,14 +116,12 @@ pub async fn open_chat(
         .await?
         .is_none_or(|t| t.state.is_terminal());
     drop(con);
-    let mut s = Subscription {
+    Ok(Subscription {
         state: state.clone(),
         task_id: id.clone(),
         queue: queue.clone(),
         key,
-        answer: Answer::Chat {
-            session_id: Some(session_id.to_owned()),
-        },
+        answer,
         replay: Replay::default(),
         read_to: "0-0".to_owned(),
         after: None,
@@ -114,14 +133,9 @@ pub async fn open_chat(
         },
         registration,
         guard: Some(guard),
+        deadline: None,
         finished: false,
-    };
-    s.pending.push_back(event(
-        EventId::START,
-        "start",
-        &start_data(id, Some(session_id)),
-    ));
-    Ok(respond(s))
+    })
 }
 
 /// `GET /api/tasks/{id}/stream`: the task's events, from the start or after `Last-Event-ID`.

@@ -19,7 +19,7 @@
 //! - [`wait`]: sequential `?wait_ms=` round trips.
 //! - [`streaming`]: time to first token through switchyard vs straight from a local provider,
 //!   Redis commands per streamed token, dispatcher RSS with 1,000 open streams;
-//!   [`stream_load`]: its clients.
+//!   [`stream_load`]: its clients; [`v1_load`]: its `/v1` clients.
 //! - [`info`]: `INFO` text → typed structs; [`efficiency`]: Redis cost per task from two of them.
 //! - [`percentile`]: latency samples → p50/p95/p99/max.
 //! - [`report`]: every figure, targets, failures, the `BENCH_JSON` line; [`table`]: the table.
@@ -43,6 +43,7 @@ pub mod services;
 pub mod stream_load;
 pub mod streaming;
 pub mod table;
+pub mod v1_load;
 pub mod wait;
 
 use std::future::Future;
@@ -186,9 +187,11 @@ async fn phases(cfg: &Config, dir: &RunDir) -> Result<Report, BenchError> {
         )
         .await?;
         progress!(
-            "streaming: TTFT overhead p50 {:.3} ms, p99 {:.3} ms; {:.3} Redis commands per token; dispatcher RSS {} KiB with {} open streams",
+            "streaming: TTFT overhead p50 {:.3} ms, p99 {:.3} ms (/v1: {:.3} ms, {:.3} ms); {:.3} Redis commands per token; dispatcher RSS {} KiB with {} open streams",
             s.ttft_overhead_p50_ms,
             s.ttft_overhead_p99_ms,
+            s.ttft_v1_overhead_p50_ms,
+            s.ttft_v1_overhead_p99_ms,
             s.commands_per_token,
             s.dispatcher_rss_open_kib,
             s.open_streams

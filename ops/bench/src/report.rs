@@ -242,6 +242,20 @@ impl Report {
             crate::streaming::TARGET_TTFT_P99_MS,
             "ms",
         );
+        target(
+            "/v1 streaming TTFT overhead p50",
+            st.map(|s| s.ttft_v1_overhead_p50_ms),
+            "<=",
+            crate::streaming::TARGET_TTFT_P50_MS,
+            "ms",
+        );
+        target(
+            "/v1 streaming TTFT overhead p99",
+            st.map(|s| s.ttft_v1_overhead_p99_ms),
+            "<=",
+            crate::streaming::TARGET_TTFT_P99_MS,
+            "ms",
+        );
         let cpt = st.map(|s| s.commands_per_token);
         target(
             "Redis commands per streamed token",
@@ -258,11 +272,11 @@ impl Report {
     fn check(&self) -> Vec<String> {
         let mut f = self.failures.clone();
         if let Some(s) = &self.streaming
-            && (s.incomplete > 0 || s.open_streams_done < s.open_streams)
+            && (s.incomplete > 0 || s.v1_incomplete > 0 || s.open_streams_done < s.open_streams)
         {
             f.push(format!(
-                "streaming: {} of {} streams lacked their whole answer; {} of {} open streams ended with done",
-                s.incomplete, s.samples, s.open_streams_done, s.open_streams
+                "streaming: {} of {} /api and {} of {} /v1 streams lacked their whole answer; {} of {} open streams ended with done",
+                s.incomplete, s.samples, s.v1_incomplete, s.samples, s.open_streams_done, s.open_streams
             ));
         }
         if let Some(c) = &self.ceiling

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::error::BenchError;
 use crate::streaming::TOKEN_INTERVAL;
 
-fn client(timeout: Duration) -> Result<reqwest::Client, BenchError> {
+pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, BenchError> {
     Ok(reqwest::Client::builder()
         .no_proxy()
         .timeout(timeout)
@@ -26,7 +26,7 @@ pub(crate) fn arrival(began: Instant, i: usize) -> Instant {
 
 /// Reads `resp` until `found` holds for the text read so far; answers when (or `None` when the
 /// body ended first), and the whole text.
-async fn read_until(
+pub(crate) async fn read_until(
     mut resp: reqwest::Response,
     first: impl Fn(&str) -> bool,
     last: impl Fn(&str) -> bool,

@@ -3,8 +3,9 @@
 //! token; and the dispatcher's RSS while it holds a thousand open streams.
 //!
 //! Time to first token is measured from sending the request to the first text: a `delta` event
-//! of `POST /api/chat` with `"stream": true`, or the first `content` chunk of the provider's
-//! own OpenAI-format SSE answer. Both runs start one stream every 5 ms over keep-alive
+//! of `POST /api/chat` with `"stream": true`, the first `content` chunk of `POST
+//! /v1/chat/completions` with `stream: true`, or the first `content` chunk of the provider's own
+//! OpenAI-format SSE answer. Both runs start one stream every 5 ms over keep-alive
 //! connections, so 200 run at once once the first ones end (each lasts 200 tokens × 5 ms),
 //! and the two distributions are compared percentile by percentile (the overhead is their
 //! difference).
@@ -21,6 +22,7 @@ use crate::percentile::Percentiles;
 use crate::procs::Rss;
 use crate::services::Launcher;
 use crate::stream_load::{OpenStreams, direct_ttft, switchyard_ttft};
+use crate::v1_load::v1_ttft;
 
 /// Key prefix of the phase, apart from the other phases' keys.
 pub const PREFIX: &str = "bench3:";
@@ -94,6 +96,12 @@ pub async fn phase(
         .map(|(name, c)| (name, c.calls))
         .collect();
     let (p50, p99) = overhead(&via, &direct);
+    // The same streams through the OpenAI-compatible front door.
+    v1_ttft(&url, &secret, WARMUP, &expected).await?;
+    let v1 = v1_ttft(&url, &secret, SAMPLES, &expected).await?;
+    let v1_incomplete = v1.incomplete;
+    let via_v1 = Percentiles::from_micros(v1.ttft_us);
+    let (v1_p50, v1_p99) = overhead(&via_v1, &direct);
     drop(worker);
 
     // Queued tasks (no worker now): every stream is registered and waits on the fan-out.
@@ -121,6 +129,10 @@ pub async fn phase(
         ttft_overhead_p50_ms: p50,
         ttft_overhead_p99_ms: p99,
         incomplete,
+        ttft_v1: via_v1,
+        ttft_v1_overhead_p50_ms: v1_p50,
+        ttft_v1_overhead_p99_ms: v1_p99,
+        v1_incomplete,
         tokens,
         redis_commands: commands,
         commands_per_token: if tokens == 0 {
@@ -163,6 +175,14 @@ pub struct StreamingFigures {
     pub ttft_overhead_p99_ms: f64,
     /// Streams through switchyard that did not end with `done` carrying all the tokens.
     pub incomplete: usize,
+    /// Time to first content through `POST /v1/chat/completions` (`stream: true`).
+    pub ttft_v1: Percentiles,
+    /// `ttft_v1.p50 - ttft_direct.p50`, ms (target ≤ 2, as for `/api`).
+    pub ttft_v1_overhead_p50_ms: f64,
+    /// `ttft_v1.p99 - ttft_direct.p99`, ms (target ≤ 10).
+    pub ttft_v1_overhead_p99_ms: f64,
+    /// `/v1` streams that did not end with `[DONE]` after the whole answer.
+    pub v1_incomplete: usize,
     /// Tokens streamed through switchyard.
     pub tokens: u64,
     /// Redis commands over the switchyard run (all processes, `INFO commandstats`).

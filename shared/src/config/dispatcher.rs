@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::routes::ModelRoutes;
 use super::{ConfigError, check_queues, invalid, millis, parse, seconds, split_list};
 
 /// Default `DISPATCHER_ADDR`.
@@ -63,6 +64,9 @@ pub struct DispatcherConfig {
     /// `STREAM_BUFFER`: output reads queued per SSE client before a slow one is dropped from
     /// the fan-out (it then catches up from Redis by its last entry id).
     pub stream_buffer: usize,
+    /// `MODEL_ROUTES`: the queue of a chat task by its model (`gpt-*=chat-openai,*=chat`, first
+    /// match wins); unset: every model goes to `chat`.
+    pub model_routes: ModelRoutes,
 }
 
 impl Default for DispatcherConfig {
@@ -80,6 +84,7 @@ impl Default for DispatcherConfig {
             resume_grace: Duration::from_millis(DEFAULT_RESUME_GRACE_MS),
             stream_keepalive: Duration::from_millis(DEFAULT_STREAM_KEEPALIVE_MS),
             stream_buffer: DEFAULT_STREAM_BUFFER,
+            model_routes: ModelRoutes::default(),
         }
     }
 }
@@ -103,6 +108,7 @@ impl std::fmt::Debug for DispatcherConfig {
             .field("resume_grace", &self.resume_grace)
             .field("stream_keepalive", &self.stream_keepalive)
             .field("stream_buffer", &self.stream_buffer)
+            .field("model_routes", &self.model_routes)
             .finish()
     }
 }
@@ -120,6 +126,23 @@ impl DispatcherConfig {
         }
         if c.stream_buffer == 0 {
             return Err(invalid("STREAM_BUFFER", "must be at least 1"));
+        }
+        if let Some(r) = c
+            .model_routes
+            .routes()
+            .iter()
+            .find(|r| !c.queues.contains(&r.queue))
+        {
+            return Err(invalid(
+                "MODEL_ROUTES",
+                &format!(
+                    "{}={} routes to queue {:?}, which QUEUES ({}) does not list",
+                    r.pattern,
+                    r.queue,
+                    r.queue,
+                    c.queues.join(",")
+                ),
+            ));
         }
         if c.root_node_secret.as_deref().is_some_and(str::is_empty) {
             return Err(invalid(
@@ -164,6 +187,30 @@ mod tests {
         assert_eq!(d.idempotency_ttl, Duration::from_secs(4));
         assert_eq!(d.resume_grace, Duration::ZERO);
         assert_eq!(d.stream_keepalive, Duration::from_millis(5));
+    }
+
+    #[test]
+    fn model_routes_are_read_and_checked_against_queues() {
+        let d = DispatcherConfig::from_vars(&vars(&[
+            ("QUEUES", "chat,chat-openai,tool"),
+            ("MODEL_ROUTES", "gpt-*=chat-openai,*=chat"),
+        ]))
+        .expect("valid");
+        assert_eq!(d.model_routes.queue_for("gpt-4o"), Some("chat-openai"));
+        assert_eq!(d.model_routes.queue_for("x"), Some("chat"));
+        for (routes, part) in [
+            ("gpt-*=chat-openai", "QUEUES"),
+            ("gpt-*", "pattern=queue"),
+            ("*=chat,gpt-*=chat", "never used"),
+        ] {
+            let e = DispatcherConfig::from_vars(&vars(&[("MODEL_ROUTES", routes)]))
+                .expect_err(routes)
+                .to_string();
+            assert!(
+                e.contains("MODEL_ROUTES") && e.contains(part),
+                "{routes}: {e}"
+            );
+        }
     }
 
     #[test]

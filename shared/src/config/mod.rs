@@ -11,6 +11,7 @@
 //! - `process`: [`LogConfig`], [`RuntimeConfig`] and [`HttpConfig`], the process set-up both
 //!   binaries share.
 //! - `dispatcher`: [`DispatcherConfig`].
+//! - `routes`: [`ModelRoutes`], the dispatcher's `MODEL_ROUTES` (model → queue).
 //! - `worker`: [`WorkerConfig`], which holds the two below.
 //! - `llm`: [`LlmConfig`], the chat providers and sessions.
 //! - `tools`: [`ToolsConfig`], the tools and their limits.
@@ -21,6 +22,7 @@ mod dispatcher;
 mod llm;
 mod process;
 mod redis;
+mod routes;
 mod tools;
 mod unknown;
 mod worker;
@@ -29,6 +31,7 @@ pub use self::dispatcher::*;
 pub use self::llm::*;
 pub use self::process::*;
 pub use self::redis::*;
+pub use self::routes::*;
 pub use self::tools::*;
 pub use self::unknown::check_unknown;
 pub use self::worker::*;
