@@ -4,6 +4,8 @@
 //! to the end.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -11,8 +13,7 @@ use redis::streams::StreamPendingCountReply;
 use serde_json::json;
 use switchyard_shared::keys::{GROUP, Keys};
 use switchyard_tests::{
-    Dispatcher, RedisServer, connection, poll_until, spawn_dispatcher, spawn_worker,
-    unique_prefix,
+    Dispatcher, RedisServer, connection, poll_until, spawn_dispatcher, spawn_worker, unique_prefix,
 };
 
 const QUEUE: &str = "tool";
@@ -119,7 +120,9 @@ async fn a_worker_killed_holding_many_tasks_has_each_started_again_once_elsewher
     .await;
     let before = rows(&mut con, &keys, &ids).await;
     assert!(
-        before.iter().all(|(s, a, w, _)| s == "running" && *a == 1 && w == "victim"),
+        before
+            .iter()
+            .all(|(s, a, w, _)| s == "running" && *a == 1 && w == "victim"),
         "a task moved while its worker lived"
     );
     assert_eq!(stat(&mut con, &keys, "reclaimed").await, 0);
@@ -149,7 +152,10 @@ async fn a_worker_killed_holding_many_tasks_has_each_started_again_once_elsewher
     println!(
         "{TASKS} tasks restarted after SIGKILL: median {median} ms, worst {worst} ms, by worker {by_worker:?}"
     );
-    assert!(worst < 15_000, "a task restarted only {worst} ms after the kill");
+    assert!(
+        worst < 15_000,
+        "a task restarted only {worst} ms after the kill"
+    );
     // Each entry is pending once, under a survivor, delivered twice: none runs twice now.
     let pending: StreamPendingCountReply = redis::cmd("XPENDING")
         .arg(keys.stream(QUEUE))
@@ -161,14 +167,19 @@ async fn a_worker_killed_holding_many_tasks_has_each_started_again_once_elsewher
         .await
         .expect("XPENDING");
     assert_eq!(pending.ids.len(), TASKS);
-    assert!(pending.ids.iter().all(|p| p.times_delivered == 2 && p.consumer != "victim"));
+    assert!(
+        pending
+            .ids
+            .iter()
+            .all(|p| p.times_delivered == 2 && p.consumer != "victim")
+    );
     assert_eq!(stat(&mut con, &keys, "reclaimed").await, TASKS as i64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_workers_keep_long_tasks_with_a_lease_refreshed_a_few_times_per_lease() {
-    // The defaults scaled down 15 times: a 2 s lease (30 s) refreshed every 500 ms (7.5 s), four
-    // times per lease and only every fifth 100 ms beat; each task runs 3.5 leases (the issue's
+    // The defaults scaled down 15 times: a 2 s lease (30 s) refreshed every ~0.7 s (10 s), three
+    // times per lease and only every seventh 100 ms beat; each task runs 3.5 leases (the issue's
     // 60 s task under the default lease is 2).
     const TASKS: usize = 100;
     const LEASE_MS: u64 = 2_000;
@@ -187,11 +198,11 @@ async fn live_workers_keep_long_tasks_with_a_lease_refreshed_a_few_times_per_lea
     let ids = enqueue_sleeps(&d, TASKS, 7 * LEASE_MS / 2).await;
 
     // While they run, the idle time of their entries stays under the lease.
-    let mut max_idle = 0u64;
+    let max_idle = Arc::new(AtomicU64::new(0));
     let done = poll_until("every task to succeed", LONG, || {
         let mut con = con.clone();
         let (keys, ids) = (&keys, &ids);
-        let max_idle = &mut max_idle;
+        let max_idle = max_idle.clone();
         async move {
             let pending: StreamPendingCountReply = redis::cmd("XPENDING")
                 .arg(keys.stream(QUEUE))
@@ -203,7 +214,7 @@ async fn live_workers_keep_long_tasks_with_a_lease_refreshed_a_few_times_per_lea
                 .await
                 .expect("XPENDING");
             for p in &pending.ids {
-                *max_idle = (*max_idle).max(p.last_delivered_ms as u64);
+                max_idle.fetch_max(p.last_delivered_ms as u64, Ordering::Relaxed);
             }
             let r = rows(&mut con, keys, ids).await;
             r.iter().all(|(s, _, _, _)| s == "succeeded").then_some(r)
@@ -211,6 +222,7 @@ async fn live_workers_keep_long_tasks_with_a_lease_refreshed_a_few_times_per_lea
     })
     .await;
     let mut con = con;
+    let max_idle = max_idle.load(Ordering::Relaxed);
     println!("{TASKS} tasks of 7 s under a 2 s lease: largest entry idle time seen {max_idle} ms");
     assert!(max_idle < LEASE_MS, "an entry sat idle {max_idle} ms");
     assert!(done.iter().all(|(_, a, _, _)| *a == 1), "a task ran twice");

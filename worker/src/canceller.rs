@@ -77,15 +77,11 @@ impl Canceller {
 
     async fn listen(&self) -> redis::RedisResult<()> {
         let client = redis::Client::open(self.ctx.redis.redis_url.as_str())?;
-        let pubsub =
-            tokio::time::timeout(self.ctx.redis.redis_timeout, client.get_async_pubsub())
-                .await
-                .map_err(|_| {
-                    redis::RedisError::from((
-                        redis::ErrorKind::Io,
-                        "timed out connecting for pub/sub",
-                    ))
-                })??;
+        let pubsub = tokio::time::timeout(self.ctx.redis.redis_timeout, client.get_async_pubsub())
+            .await
+            .map_err(|_| {
+                redis::RedisError::from((redis::ErrorKind::Io, "timed out connecting for pub/sub"))
+            })??;
         let (mut sink, mut messages) = pubsub.split();
         sink.subscribe(self.ctx.keys.cancel_channel()).await?;
         self.subscription.subscribed();

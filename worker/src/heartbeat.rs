@@ -124,7 +124,9 @@ impl Heartbeat {
     /// beat late).
     fn refresh_due(&self, now: Instant) -> bool {
         let cfg = &self.ctx.cfg;
-        let due_after = cfg.lease_refresh().saturating_sub(cfg.heartbeat_interval / 2);
+        let due_after = cfg
+            .lease_refresh()
+            .saturating_sub(cfg.heartbeat_interval / 2);
         self.last_refresh
             .is_none_or(|t| now.saturating_duration_since(t) >= due_after)
     }

@@ -245,7 +245,9 @@ impl Duties {
                 heartbeat::Heartbeat::new(ctx.clone(), subscription.clone())
                     .run(background.clone()),
             ),
-            tokio::spawn(canceller::Canceller::new(ctx.clone(), subscription).run(background.clone())),
+            tokio::spawn(
+                canceller::Canceller::new(ctx.clone(), subscription).run(background.clone()),
+            ),
             tokio::spawn(async move {
                 // A failing health endpoint must not stop the worker; it only goes unanswered.
                 let _ = axum::serve(listener, router)

@@ -237,7 +237,7 @@ async fn held_tasks_cost_no_per_task_command_between_lease_refreshes() {
     let first = beat.tick().await.expect("beat 1");
     assert_eq!(first.leases_refreshed, 100, "{first:?}");
     assert_eq!(first.cancels_read, 100, "{first:?}");
-    // Within the refresh interval (7.5 s by default) and under the same subscription, a beat
+    // Within the refresh interval (10 s by default) and under the same subscription, a beat
     // is the registry write alone.
     let second = beat.tick().await.expect("beat 2");
     assert_eq!(second, Beat::default());
@@ -274,7 +274,12 @@ async fn held_tasks_cost_no_per_task_command_between_lease_refreshes() {
     assert_eq!(fourth.cancelled, 1, "{fourth:?}");
     assert_eq!(fourth.leases_refreshed, 101, "{fourth:?}");
     assert_eq!(flights[7].stop_reason(), Some(StopReason::Cancelled));
-    assert!(flights.iter().enumerate().all(|(i, f)| i == 7 || f.stop_reason().is_none()));
+    assert!(
+        flights
+            .iter()
+            .enumerate()
+            .all(|(i, f)| i == 7 || f.stop_reason().is_none())
+    );
 
     // Without a subscription every beat reads every flag (the old cost, only while degraded).
     cancels.lost();
@@ -320,7 +325,11 @@ async fn a_beat_after_a_gap_longer_than_the_record_lives_checks_the_leases_at_on
         .await
         .expect("XCLAIM");
     let third = beat.tick().await.expect("beat 3");
-    assert_eq!((third.leases_refreshed, third.leases_lost), (2, 1), "{third:?}");
+    assert_eq!(
+        (third.leases_refreshed, third.leases_lost),
+        (2, 1),
+        "{third:?}"
+    );
     assert_eq!(flights[0].stop_reason(), None);
     assert_eq!(flights[1].stop_reason(), Some(StopReason::LeaseLost));
 }

@@ -378,6 +378,9 @@ mod tests {
             panic!("expected a run");
         };
         assert_eq!(cfg.phases, Phases::NoHeld);
-        assert!(matches!(run(&["--held-workers", "0"], &[]), Err(BenchError::Usage(_))));
+        assert!(matches!(
+            run(&["--held-workers", "0"], &[]),
+            Err(BenchError::Usage(_))
+        ));
     }
 }

@@ -94,7 +94,9 @@ pub async fn phase(
     let n = ids.len() as u64;
     let at = Instant::now() + Duration::from_millis(TASK_MS / 4);
     if !wait_stat(admin, &keys, "running", n, at).await? {
-        return Err(BenchError::Reply(format!("kill: {n} tasks never all ran on the victim")));
+        return Err(BenchError::Reply(format!(
+            "kill: {n} tasks never all ran on the victim"
+        )));
     }
     let mut survivors = Vec::new();
     for i in 1..=SURVIVORS {
@@ -157,7 +159,9 @@ pub async fn rss(
     let api = Api::new(&dispatcher.base_url, launcher.secret())?;
     let room = tasks.to_string();
     let extra = [("WORKER_CONCURRENCY", room.as_str())];
-    let worker = launcher.worker_with(RSS_PREFIX, "bench-rss", &extra).await?;
+    let worker = launcher
+        .worker_with(RSS_PREFIX, "bench-rss", &extra)
+        .await?;
     let idle = Rss::of(worker.proc.pid())?.rss_kib;
     let ids = enqueue_sleeps(&api, tasks, TASK_MS).await?;
     let n = ids.len() as u64;
@@ -187,8 +191,16 @@ pub fn targets(k: &KillFigures) -> Vec<Target> {
         pass: value <= limit,
     };
     vec![
-        t("restart after SIGKILL, median", k.delay.p50_ms, TARGET_MEDIAN_MS),
-        t("restart after SIGKILL, worst", k.delay.max_ms, TARGET_WORST_MS),
+        t(
+            "restart after SIGKILL, median",
+            k.delay.p50_ms,
+            TARGET_MEDIAN_MS,
+        ),
+        t(
+            "restart after SIGKILL, worst",
+            k.delay.max_ms,
+            TARGET_WORST_MS,
+        ),
     ]
 }
 

@@ -243,8 +243,15 @@ async fn held_phases(run: &mut Run<'_>) -> Result<(), BenchError> {
         h.idle.commands_per_s
     );
     run.report.held = Some(h);
-    progress!("kill: a worker holding {} running tasks is SIGKILLed", cfg.kill_tasks);
-    let k = watched(&procs, kill::phase(&run.launcher, &mut run.admin, cfg.kill_tasks)).await?;
+    progress!(
+        "kill: a worker holding {} running tasks is SIGKILLed",
+        cfg.kill_tasks
+    );
+    let k = watched(
+        &procs,
+        kill::phase(&run.launcher, &mut run.admin, cfg.kill_tasks),
+    )
+    .await?;
     progress!(
         "kill: {} of {} restarted, median {:.0} ms, worst {:.0} ms",
         k.restarted,
@@ -254,7 +261,11 @@ async fn held_phases(run: &mut Run<'_>) -> Result<(), BenchError> {
     );
     run.report.kill = Some(k);
     progress!("rss: one worker running {} sleep tasks", cfg.rss_tasks);
-    let r = watched(&procs, kill::rss(&run.launcher, &mut run.admin, cfg.rss_tasks)).await?;
+    let r = watched(
+        &procs,
+        kill::rss(&run.launcher, &mut run.admin, cfg.rss_tasks),
+    )
+    .await?;
     progress!(
         "rss: {:.0} bytes per running task ({} KiB idle, {} KiB running)",
         r.bytes_per_task,
