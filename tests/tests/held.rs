@@ -35,6 +35,9 @@ async fn enqueue_sleeps(d: &Dispatcher, n: usize, ms: u64) -> Vec<String> {
     ids
 }
 
+/// A record's state, attempts, worker and start time as `HMGET` answers them.
+type RawRow = (Option<String>, Option<u32>, Option<String>, Option<String>);
+
 /// (state, attempts, worker, started_at ms) of each task.
 async fn rows(
     con: &mut MultiplexedConnection,
@@ -50,8 +53,7 @@ async fn rows(
             .arg("worker")
             .arg("started_at");
     }
-    let raw: Vec<(Option<String>, Option<u32>, Option<String>, Option<String>)> =
-        pipe.query_async(con).await.expect("HMGET records");
+    let raw: Vec<RawRow> = pipe.query_async(con).await.expect("HMGET records");
     raw.into_iter()
         .map(|(s, a, w, t)| {
             let ms = t
