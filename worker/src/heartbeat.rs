@@ -96,6 +96,8 @@ impl Heartbeat {
         let mut beat = Beat::default();
         let resubscribed = subscription.is_some() && subscription != self.cancels_checked_under;
         if lapsed || resubscribed || self.refresh_due(sent) {
+            // Owed until it succeeds: a failed check after a lapse is retried on the next beat.
+            self.last_refresh = None;
             (beat.leases_refreshed, beat.leases_lost) = self.refresh(&mut con, &flights).await?;
             self.last_refresh = Some(sent);
         }
