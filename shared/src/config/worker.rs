@@ -41,7 +41,7 @@ pub const REGISTRY_TTL_HEARTBEATS: u32 = 3;
 /// (never more often than once a heartbeat). An entry's idle time then peaks at a third of the
 /// lease, and a refresh that fails is retried on the next beat, so the lease backstop could only
 /// take an entry from a live worker after two thirds of a lease of failed refreshes; liveness
-/// itself is the registry record, refreshed every heartbeat. Each refresh costs Redis about 4 µs
+/// itself is the registry record, refreshed every heartbeat. Each refresh costs Redis about 5 µs
 /// per entry (measured: the multi-id `XCLAIM` half of it, Lua the rest), so this is the main cost
 /// of a held task.
 pub const LEASE_REFRESHES: u32 = 3;
