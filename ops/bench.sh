@@ -3,7 +3,8 @@
 # which starts its own redis-server (no persistence) on a free loopback port, a dispatcher and a
 # worker, and measures in one run: the raw-Redis ceiling, enqueue (single and batch), drain,
 # end-to-end throughput, open-loop latency, the ?wait_ms= round trip, Redis commands and CPU per
-# task, and memory. Prints a table and one `BENCH_JSON {...}` line; exits 1 when a phase timed out
+# task, memory, and held tasks (Redis cost per held task, a SIGKILL among 1,000, RSS per running task;
+# alone with --held-only). Prints a table and one `BENCH_JSON {...}` line; exits 1 when a phase timed out
 # or a task was lost or refused (targets are only marked PASS/FAIL). Takes a few minutes.
 #
 # usage: ops/bench.sh [FLAGS…]   FLAGS go to the bench (ops/bench.sh --help lists them), e.g.

@@ -9,7 +9,8 @@
 //! - [`reporter`]: commits each outcome: successes via the completer, the rest by their script.
 //! - [`completer`]: fuses concurrent successes into one `complete.lua` call per queue.
 //! - [`reclaimer`]: claims dead or hung workers' entries and runs them.
-//! - [`heartbeat`]: registry record, lease refresh of running entries, cancel backstop.
+//! - [`heartbeat`]: registry record every beat; lease refresh and fencing of running entries a
+//!   few times per lease, batched per queue; cancel backstop for notices the canceller missed.
 //! - [`canceller`]: pub/sub listener that aborts tasks cancelled while running.
 //! - [`shutdown`]: hands pending entries back to their queues; leaves the groups.
 //! - [`health`]: `GET /health`.
@@ -240,7 +241,8 @@ impl Duties {
         let tracker = TaskTracker::new();
         let (reporter, completer) = reporter::reporter(ctx.clone(), give_up.clone());
         let completer = tokio::spawn(completer.run());
-        let mut heartbeat = heartbeat::Heartbeat::new(ctx.clone());
+        let subscription = canceller::Subscription::default();
+        let mut heartbeat = heartbeat::Heartbeat::new(ctx.clone(), subscription.clone());
         if let Err(e) = heartbeat.tick().await {
             warn!(component = "heartbeat", error = %e, "first heartbeat failed");
         }
@@ -251,8 +253,13 @@ impl Duties {
                 switchyard_shared::metrics::install(),
                 background.clone(),
             )),
-            tokio::spawn(heartbeat::Heartbeat::new(ctx.clone()).run(background.clone())),
-            tokio::spawn(canceller::Canceller::new(ctx.clone()).run(background.clone())),
+            tokio::spawn(
+                heartbeat::Heartbeat::new(ctx.clone(), subscription.clone())
+                    .run(background.clone()),
+            ),
+            tokio::spawn(
+                canceller::Canceller::new(ctx.clone(), subscription).run(background.clone()),
+            ),
             tokio::spawn(switchyard_shared::serve::serve(
                 health.listener,
                 router,

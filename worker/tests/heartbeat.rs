@@ -5,13 +5,16 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{QUEUE, context, owner, running};
 use switchyard_shared::clock;
 use switchyard_shared::keys::GROUP;
-use switchyard_shared::scripts::{self, Completion};
+use switchyard_shared::scripts::{self, Completion, Delivered};
 use switchyard_tests::{connection, shared_redis, unique_prefix};
-use switchyard_worker::context::{InFlight, StopReason};
-use switchyard_worker::heartbeat::Heartbeat;
+use switchyard_worker::canceller::Subscription;
+use switchyard_worker::context::{InFlight, StopReason, WorkerContext};
+use switchyard_worker::heartbeat::{Beat, Heartbeat};
 
 const ME: &str = "worker-me";
 const OTHER: &str = "worker-other";
@@ -63,7 +66,10 @@ async fn a_beat_stops_only_attempts_whose_entry_another_worker_took() {
         }
     }
 
-    Heartbeat::new(ctx.clone()).tick().await.expect("beat");
+    Heartbeat::new(ctx.clone(), Subscription::default())
+        .tick()
+        .await
+        .expect("beat");
 
     assert_eq!(
         flights[0].stop_reason(),
@@ -110,7 +116,10 @@ async fn the_record_lists_the_providers_models_and_llm_models() {
             ("LLM_MODELS", "gpt-local-mini,echo-2"),
         ],
     );
-    Heartbeat::new(ctx.clone()).tick().await.expect("beat");
+    Heartbeat::new(ctx.clone(), Subscription::default())
+        .tick()
+        .await
+        .expect("beat");
     let mut con = connection(&url).await;
     let listed = switchyard_shared::registry::list(&mut con, &ctx.keys, clock::now_ms())
         .await
@@ -118,4 +127,129 @@ async fn the_record_lists_the_providers_models_and_llm_models() {
     assert_eq!(listed.len(), 1);
     let record = listed[0].record.as_ref().expect("a readable record");
     assert_eq!(record.models, vec!["gpt-local", "echo-2", "gpt-local-mini"]);
+}
+
+/// Flights of `d` registered as running here; the flights.
+fn register(ctx: &WorkerContext, d: &[Delivered]) -> Vec<InFlight> {
+    let flights: Vec<InFlight> = d
+        .iter()
+        .map(|x| InFlight::new(QUEUE.to_owned(), x.entry.clone()))
+        .collect();
+    let mut in_flight = ctx.in_flight.lock().expect("in-flight map");
+    for (x, f) in d.iter().zip(&flights) {
+        in_flight.insert(x.id.clone(), f.clone());
+    }
+    flights
+}
+
+#[tokio::test]
+async fn held_tasks_cost_no_per_task_command_between_lease_refreshes() {
+    let url = shared_redis().url().to_owned();
+    let prefix = unique_prefix();
+    let ctx = context(&url, &prefix, ME, &[]);
+    let mut con = connection(&url).await;
+    let d = running(&mut con, &ctx.keys, ME, 100).await;
+    let flights = register(&ctx, &d);
+    let cancels = Subscription::default();
+    cancels.subscribed();
+    let mut beat = Heartbeat::new(ctx.clone(), cancels.clone());
+
+    // The first beat refreshes every lease and reads every cancel flag once.
+    let first = beat.tick().await.expect("beat 1");
+    assert_eq!(first.leases_refreshed, 100, "{first:?}");
+    assert_eq!(first.cancels_read, 100, "{first:?}");
+    // Within the refresh interval (10 s by default) and under the same subscription, a beat
+    // is the registry write alone.
+    let second = beat.tick().await.expect("beat 2");
+    assert_eq!(second, Beat::default());
+
+    // A task new here has its flag read once: a notice published before it was registered
+    // here is caught.
+    let late = running(&mut con, &ctx.keys, ME, 1).await;
+    let _: () = redis::cmd("HSET")
+        .arg(ctx.keys.task(QUEUE, &late[0].id))
+        .arg("cancel_requested")
+        .arg("1")
+        .query_async(&mut con)
+        .await
+        .expect("flag the task");
+    let late_flight = register(&ctx, &late);
+    let third = beat.tick().await.expect("beat 3");
+    assert_eq!((third.cancels_read, third.cancelled), (1, 1), "{third:?}");
+    assert_eq!(late_flight[0].stop_reason(), Some(StopReason::Cancelled));
+    assert_eq!(third.leases_refreshed, 0, "{third:?}");
+
+    // A new subscription may have missed notices: every flag is read again, and the leases are
+    // checked at once in case the connection trouble cost the registry record.
+    let _: () = redis::cmd("HSET")
+        .arg(ctx.keys.task(QUEUE, &d[7].id))
+        .arg("cancel_requested")
+        .arg("1")
+        .query_async(&mut con)
+        .await
+        .expect("flag the task");
+    cancels.lost();
+    cancels.subscribed();
+    let fourth = beat.tick().await.expect("beat 4");
+    assert_eq!(fourth.cancels_read, 101, "{fourth:?}");
+    assert_eq!(fourth.cancelled, 1, "{fourth:?}");
+    assert_eq!(fourth.leases_refreshed, 101, "{fourth:?}");
+    assert_eq!(flights[7].stop_reason(), Some(StopReason::Cancelled));
+    assert!(
+        flights
+            .iter()
+            .enumerate()
+            .all(|(i, f)| i == 7 || f.stop_reason().is_none())
+    );
+
+    // Without a subscription every beat reads every flag (the old cost, only while degraded).
+    cancels.lost();
+    let fifth = beat.tick().await.expect("beat 5");
+    assert_eq!(fifth.cancels_read, 101, "{fifth:?}");
+    assert_eq!(fifth.leases_refreshed, 0, "{fifth:?}");
+}
+
+#[tokio::test]
+async fn a_beat_after_a_gap_longer_than_the_record_lives_checks_the_leases_at_once() {
+    let url = shared_redis().url().to_owned();
+    let prefix = unique_prefix();
+    // Record TTL 300 ms; lease refresh every 5 s (far beyond this test).
+    let ctx = context(
+        &url,
+        &prefix,
+        ME,
+        &[
+            ("HEARTBEAT_INTERVAL_MS", "100"),
+            ("LEASE_TIMEOUT_MS", "20000"),
+        ],
+    );
+    let mut con = connection(&url).await;
+    let d = running(&mut con, &ctx.keys, ME, 2).await;
+    let flights = register(&ctx, &d);
+    let cancels = Subscription::default();
+    cancels.subscribed();
+    let mut beat = Heartbeat::new(ctx.clone(), cancels);
+    assert_eq!(beat.tick().await.expect("beat 1").leases_refreshed, 2);
+    assert_eq!(beat.tick().await.expect("beat 2").leases_refreshed, 0);
+
+    // The process stalls past its record's lifetime; meanwhile a reclaimer takes an entry.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg(ctx.keys.stream(QUEUE))
+        .arg(GROUP)
+        .arg(OTHER)
+        .arg(0)
+        .arg(&d[1].entry)
+        .arg("JUSTID")
+        .query_async(&mut con)
+        .await
+        .expect("XCLAIM");
+    let third = beat.tick().await.expect("beat 3");
+    assert_eq!(
+        (third.leases_refreshed, third.leases_lost),
+        (2, 1),
+        "{third:?}"
+    );
+    assert_eq!(flights[0].stop_reason(), None);
+    assert_eq!(flights[1].stop_reason(), Some(StopReason::LeaseLost));
 }

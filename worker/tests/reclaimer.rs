@@ -13,6 +13,7 @@ use redis::streams::StreamPendingCountReply;
 use switchyard_shared::keys::{GROUP, Keys};
 use switchyard_shared::task::TaskState;
 use switchyard_tests::{connection, group_consumers, poll_until, shared_redis, unique_prefix};
+use switchyard_worker::canceller::Subscription;
 use switchyard_worker::heartbeat::Heartbeat;
 use switchyard_worker::reclaimer::{ReclaimReport, Reclaimer};
 
@@ -70,7 +71,7 @@ async fn idle_for(con: &MultiplexedConnection, keys: &Keys, consumer: &str, ms: 
 
 /// Writes `id`'s registry record as its heartbeat would.
 async fn register(url: &str, prefix: &str, id: &str) {
-    Heartbeat::new(context(url, prefix, id, SLOW_BEAT))
+    Heartbeat::new(context(url, prefix, id, SLOW_BEAT), Subscription::default())
         .tick()
         .await
         .expect("live worker's beat");

@@ -159,7 +159,17 @@ impl Api {
     /// `POST /api/tasks/batch` of the echo tasks `range`; its accepted ids and refused items.
     pub async fn enqueue_batch(&self, range: Range<u64>) -> Result<BatchOutcome, RequestError> {
         let sent = range.end.saturating_sub(range.start) as usize;
-        let (status, body) = self.post("/api/tasks/batch", batch_body(range)).await?;
+        self.batch(sent, batch_body(range)).await
+    }
+
+    /// `POST /api/tasks/batch` of `tasks` (each a task body as JSON).
+    pub async fn enqueue_bodies(&self, tasks: &[String]) -> Result<BatchOutcome, RequestError> {
+        let body = format!(r#"{{"tasks":[{}]}}"#, tasks.join(","));
+        self.batch(tasks.len(), body).await
+    }
+
+    async fn batch(&self, sent: usize, body: String) -> Result<BatchOutcome, RequestError> {
+        let (status, body) = self.post("/api/tasks/batch", body).await?;
         expect(status, StatusCode::ACCEPTED, &body)?;
         let answer: BatchAnswer = decode(&body)?;
         if answer.tasks.len() != sent {

@@ -27,6 +27,16 @@ pub const DEFAULT_TIMEOUT_S: u64 = 900;
 /// Default `--stream-node-max-entries`: the `stream-node-max-entries` the bench's redis-server is
 /// started with, the value the shipped deployments (compose, k8s) set. Redis' own default is 100.
 pub const DEFAULT_STREAM_NODE_MAX_ENTRIES: u64 = 16;
+/// Default `--held-tasks`: sleep tasks held at once by the held phase (issue 19).
+pub const DEFAULT_HELD_TASKS: u64 = 10_000;
+/// Default `--held-workers`: workers holding them.
+pub const DEFAULT_HELD_WORKERS: usize = 4;
+/// Default `--held-secs`: each measuring window of the held phase.
+pub const DEFAULT_HELD_SECS: u64 = 10;
+/// Default `--kill-tasks`: running tasks of the worker the kill phase SIGKILLs.
+pub const DEFAULT_KILL_TASKS: u64 = 1_000;
+/// Default `--rss-tasks`: concurrency of the worker whose RSS per running task is measured.
+pub const DEFAULT_RSS_TASKS: u64 = 5_000;
 /// `WORKER_CONCURRENCY` of every worker the bench starts.
 pub const WORKER_CONCURRENCY: usize = 50;
 
@@ -53,6 +63,13 @@ usage: bench [FLAGS]     (each flag also reads SY_BENCH_<NAME>, e.g. SY_BENCH_TA
   --stream-node-max-entries N
                       stream-node-max-entries of the redis-server      (default 16, as shipped;
                       100 is Redis' own default)
+  --held-tasks N      sleep tasks held at once (held phase)             (default 10000)
+  --held-workers W    workers holding them                             (default 4)
+  --held-secs S       each measuring window of the held phase          (default 10)
+  --kill-tasks K      running tasks of the worker SIGKILLed (kill phase) (default 1000)
+  --rss-tasks R       concurrency of the worker whose RSS per task is measured (default 5000)
+  --held-only         run only the held, kill and RSS phases (issue 19)
+  --no-held           skip them
   --json-only         print only the BENCH_JSON line on stdout
   -h, --help          this text
 
@@ -89,6 +106,29 @@ pub struct Config {
     pub json_only: bool,
     /// `stream-node-max-entries` of the bench's redis-server.
     pub stream_node_max_entries: u64,
+    /// Sleep tasks held at once by the held phase.
+    pub held_tasks: u64,
+    /// Workers holding them.
+    pub held_workers: usize,
+    /// Each measuring window of the held phase.
+    pub held_secs: u64,
+    /// Running tasks of the worker the kill phase SIGKILLs.
+    pub kill_tasks: u64,
+    /// Concurrency of the worker whose RSS per running task is measured.
+    pub rss_tasks: u64,
+    /// Which phases run.
+    pub phases: Phases,
+}
+
+/// Which phases a run includes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phases {
+    /// Every phase.
+    All,
+    /// Only the held, kill and RSS phases.
+    HeldOnly,
+    /// Every phase but those.
+    NoHeld,
 }
 
 impl Default for Config {
@@ -107,6 +147,12 @@ impl Default for Config {
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_S),
             json_only: false,
             stream_node_max_entries: DEFAULT_STREAM_NODE_MAX_ENTRIES,
+            held_tasks: DEFAULT_HELD_TASKS,
+            held_workers: DEFAULT_HELD_WORKERS,
+            held_secs: DEFAULT_HELD_SECS,
+            kill_tasks: DEFAULT_KILL_TASKS,
+            rss_tasks: DEFAULT_RSS_TASKS,
+            phases: Phases::All,
         }
     }
 }
@@ -133,9 +179,14 @@ const VALUE_FLAGS: &[&str] = &[
     "log-level",
     "timeout-s",
     "stream-node-max-entries",
+    "held-tasks",
+    "held-workers",
+    "held-secs",
+    "kill-tasks",
+    "rss-tasks",
 ];
 /// Switches (no value); the environment fallback is `1`/`true`.
-const SWITCHES: &[&str] = &["no-drain", "json-only"];
+const SWITCHES: &[&str] = &["no-drain", "json-only", "held-only", "no-held"];
 
 fn env_name(flag: &str) -> String {
     format!("SY_BENCH_{}", flag.replace('-', "_").to_ascii_uppercase())
@@ -197,6 +248,8 @@ fn bad(what: &str, message: String) -> BenchError {
 fn apply_switch(cfg: &mut Config, flag: &str) {
     match flag {
         "no-drain" => cfg.drain = false,
+        "held-only" => cfg.phases = Phases::HeldOnly,
+        "no-held" => cfg.phases = Phases::NoHeld,
         _ => cfg.json_only = true,
     }
 }
@@ -219,6 +272,13 @@ fn apply(cfg: &mut Config, flag: &str, v: &str) -> Result<(), String> {
         "bin-dir" => cfg.bin_dir = PathBuf::from(v),
         "log-level" => cfg.log_level = v.to_owned(),
         "stream-node-max-entries" => cfg.stream_node_max_entries = positive(v)?,
+        "held-tasks" => cfg.held_tasks = positive(v)?,
+        "held-workers" => {
+            cfg.held_workers = usize::try_from(positive(v)?).map_err(|e| e.to_string())?;
+        }
+        "held-secs" => cfg.held_secs = positive(v)?,
+        "kill-tasks" => cfg.kill_tasks = positive(v)?,
+        "rss-tasks" => cfg.rss_tasks = positive(v)?,
         _ => cfg.timeout = Duration::from_secs(positive(v)?),
     }
     Ok(())
@@ -301,5 +361,26 @@ mod tests {
             }
         }
         assert!(matches!(run(&["--help"], &[]), Ok(Command::Help)));
+    }
+
+    #[test]
+    fn held_phase_sizes_and_phase_selection() {
+        let Ok(Command::Run(cfg)) = run(
+            &["--held-only", "--held-tasks", "2000", "--held-workers=2"],
+            &[("SY_BENCH_KILL_TASKS", "100")],
+        ) else {
+            panic!("expected a run");
+        };
+        assert_eq!(cfg.phases, Phases::HeldOnly);
+        assert_eq!((cfg.held_tasks, cfg.held_workers), (2_000, 2));
+        assert_eq!((cfg.kill_tasks, cfg.rss_tasks), (100, DEFAULT_RSS_TASKS));
+        let Ok(Command::Run(cfg)) = run(&["--no-held"], &[]) else {
+            panic!("expected a run");
+        };
+        assert_eq!(cfg.phases, Phases::NoHeld);
+        assert!(matches!(
+            run(&["--held-workers", "0"], &[]),
+            Err(BenchError::Usage(_))
+        ));
     }
 }

@@ -20,6 +20,9 @@
 //! - [`streaming`]: time to first token through switchyard vs straight from a local provider,
 //!   Redis commands per streamed token, dispatcher RSS with 1,000 open streams;
 //!   [`stream_load`]: its clients; [`v1_load`]: its `/v1` clients.
+//! - [`held`]: Redis commands and CPU per held (running, waiting) task, 10,000 `sleep` tasks
+//!   over 4 workers; [`kill`]: restarts after a SIGKILL of a worker holding 1,000, and worker
+//!   RSS per running task.
 //! - [`info`]: `INFO` text → typed structs; [`efficiency`]: Redis cost per task from two of them.
 //! - [`percentile`]: latency samples → p50/p95/p99/max.
 //! - [`report`]: every figure, targets, failures, the `BENCH_JSON` line; [`table`]: the table.
@@ -33,7 +36,9 @@ pub mod e2e;
 pub mod efficiency;
 pub mod enqueue;
 pub mod error;
+pub mod held;
 pub mod info;
+pub mod kill;
 pub mod latency;
 pub mod percentile;
 pub mod procs;
@@ -166,14 +171,18 @@ async fn phases(cfg: &Config, dir: &RunDir) -> Result<Report, BenchError> {
             ..Report::default()
         },
     };
-    let stopped_at = match ceiling_phase(&mut run).await? {
-        None => match enqueue_phases(&mut run).await? {
-            None => system_phases(&mut run).await?,
+    let held_only = cfg.phases == config::Phases::HeldOnly;
+    let stopped_at = match held_only {
+        true => None,
+        false => match ceiling_phase(&mut run).await? {
+            None => match enqueue_phases(&mut run).await? {
+                None => system_phases(&mut run).await?,
+                why => why,
+            },
             why => why,
         },
-        why => why,
     };
-    if stopped_at.is_none() {
+    if stopped_at.is_none() && !held_only {
         progress!(
             "streaming: {} streams of {} tokens every {:?}, then {} open streams",
             streaming::STREAMS,
@@ -198,6 +207,9 @@ async fn phases(cfg: &Config, dir: &RunDir) -> Result<Report, BenchError> {
         );
         run.report.streaming = Some(s);
     }
+    if stopped_at.is_none() && cfg.phases != config::Phases::NoHeld {
+        held_phases(&mut run).await?;
+    }
     let mut report = run.report;
     if let Some(why) = stopped_at {
         report
@@ -206,6 +218,65 @@ async fn phases(cfg: &Config, dir: &RunDir) -> Result<Report, BenchError> {
     }
     report.finish();
     Ok(report)
+}
+
+/// Held tasks, a SIGKILL among them, and RSS per running task (issue 19), each on processes
+/// and keys of its own.
+async fn held_phases(run: &mut Run<'_>) -> Result<(), BenchError> {
+    let cfg = run.cfg;
+    let settings = held::HeldSettings {
+        tasks: cfg.held_tasks,
+        workers: cfg.held_workers,
+        secs: cfg.held_secs,
+    };
+    progress!(
+        "held: {} sleep tasks of {} s over {} workers, windows of {} s idle and holding",
+        settings.tasks,
+        held::TASK_MS / 1_000,
+        settings.workers,
+        settings.secs
+    );
+    let procs = [&run.redis.proc];
+    let h = watched(&procs, held::phase(&run.launcher, &mut run.admin, settings)).await?;
+    progress!(
+        "held: {:.4} Redis commands and {:.3} µs Redis CPU per held task per s; workers {:.3} µs CPU per task per s; idle {:.1} commands/s",
+        h.commands_per_task_s,
+        h.redis_cpu_us_per_task_s,
+        h.workers_cpu_us_per_task_s,
+        h.idle.commands_per_s
+    );
+    run.report.held = Some(h);
+    progress!(
+        "kill: a worker holding {} running tasks is SIGKILLed",
+        cfg.kill_tasks
+    );
+    let k = watched(
+        &procs,
+        kill::phase(&run.launcher, &mut run.admin, cfg.kill_tasks),
+    )
+    .await?;
+    progress!(
+        "kill: {} of {} restarted, median {:.0} ms, worst {:.0} ms",
+        k.restarted,
+        k.tasks,
+        k.delay.p50_ms,
+        k.delay.max_ms
+    );
+    run.report.kill = Some(k);
+    progress!("rss: one worker running {} sleep tasks", cfg.rss_tasks);
+    let r = watched(
+        &procs,
+        kill::rss(&run.launcher, &mut run.admin, cfg.rss_tasks),
+    )
+    .await?;
+    progress!(
+        "rss: {:.0} bytes per running task ({} KiB idle, {} KiB running)",
+        r.bytes_per_task,
+        r.idle_kib,
+        r.running_kib
+    );
+    run.report.held_rss = Some(r);
+    Ok(())
 }
 
 /// The raw-Redis ceiling. This and the other phase groups answer why the run cannot go on, if

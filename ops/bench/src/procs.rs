@@ -158,6 +158,13 @@ pub fn own_cpu_s() -> Result<f64, BenchError> {
     cpu_s_of_stat(&text)
 }
 
+/// CPU time (user + system, all threads) process `pid` has used so far, in seconds.
+pub fn cpu_s(pid: u32) -> Result<f64, BenchError> {
+    let path = format!("/proc/{pid}/stat");
+    let text = fs::read_to_string(&path).map_err(BenchError::io(format!("reading {path}")))?;
+    cpu_s_of_stat(&text)
+}
+
 /// utime + stime of a `/proc/<pid>/stat` line, in seconds.
 fn cpu_s_of_stat(text: &str) -> Result<f64, BenchError> {
     // The command name (field 2) may hold spaces and parentheses: count from the last ')'.

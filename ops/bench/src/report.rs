@@ -137,6 +137,12 @@ pub struct Report {
     pub wait: Option<WaitRoundTrip>,
     /// Streamed answers: time to first token, Redis commands per token, RSS with open streams.
     pub streaming: Option<crate::streaming::StreamingFigures>,
+    /// Held tasks: Redis commands and CPU per held task per second.
+    pub held: Option<crate::held::HeldFigures>,
+    /// A worker holding running tasks SIGKILLed: restart delays.
+    pub kill: Option<crate::kill::KillFigures>,
+    /// Worker RSS per running task.
+    pub held_rss: Option<crate::kill::RssFigures>,
     /// Memory.
     pub memory: Memory,
     /// The bench's own CPU use.
@@ -264,6 +270,12 @@ impl Report {
             crate::streaming::TARGET_COMMANDS_PER_TOKEN,
             "",
         );
+        if let Some(h) = &self.held {
+            self.targets.extend(crate::held::targets(h));
+        }
+        if let Some(k) = &self.kill {
+            self.targets.extend(crate::kill::targets(k));
+        }
         self.failures = self.check();
         self.ok = self.failures.is_empty();
     }
@@ -278,6 +290,12 @@ impl Report {
                 "streaming: {} of {} /api and {} of {} /v1 streams lacked their whole answer; {} of {} open streams ended with done",
                 s.incomplete, s.samples, s.v1_incomplete, s.samples, s.open_streams_done, s.open_streams
             ));
+        }
+        if let Some(h) = &self.held {
+            f.extend(crate::held::problems(h));
+        }
+        if let Some(k) = &self.kill {
+            f.extend(crate::kill::problems(k));
         }
         if let Some(c) = &self.ceiling
             && (c.timed_out || c.acked < c.tasks)

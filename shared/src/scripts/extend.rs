@@ -1,5 +1,7 @@
 //! Extending the lease of running entries (`extend.lua`): their idle time is reset while this
-//! consumer still holds them, so the reclaimer leaves them alone.
+//! consumer still holds them, so the reclaimer's `LEASE_TIMEOUT_MS` backstop leaves them alone.
+//! One call covers all of a worker's entries of one queue (one `XPENDING` range, one multi-id
+//! `XCLAIM`), so its cost per entry is a lookup, not a round trip or a script call.
 
 use std::sync::LazyLock;
 
@@ -13,7 +15,7 @@ use crate::store::StoreError;
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("extend.lua")));
 
 /// Refreshes the idle time of `entries` still held by `consumer`: `extend.lua`. Returns the
-/// entries it no longer holds.
+/// entries it no longer holds (taken by another worker, or acked), in the order given.
 pub async fn extend<C: ConnectionLike>(
     con: &mut C,
     keys: &Keys,
