@@ -55,6 +55,39 @@ impl FromRequest<AppState> for CompletionRequest {
 
 /// Parses and checks a request body.
 pub fn parse(bytes: &[u8]) -> Result<CompletionRequest, V1Error> {
+    let mut body = json_object(bytes)?;
+    let flag = |body: &CompletionBody, name: &str| match body.get(name) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(V1Error::invalid(
+            Some(name),
+            format!("{name}: must be a boolean"),
+        )),
+    };
+    let stream = flag(&body, "stream")?;
+    let detach = flag(&body, "detach")?;
+    let include_usage = include_usage(&body, stream)?;
+    completion::validate(&body).map_err(|e| match e {
+        // "<param>: <what>", as `validate` names the parameter.
+        PayloadError::Malformed(m) => {
+            let param = m.split_once(": ").map(|(p, _)| p.to_owned());
+            V1Error::invalid(param.as_deref(), m)
+        }
+        PayloadError::UnknownTool(m) => V1Error::invalid(None, m),
+    })?;
+    for f in DISPATCHER_ONLY {
+        body.remove(*f);
+    }
+    Ok(CompletionRequest {
+        body,
+        stream,
+        include_usage,
+        detach,
+    })
+}
+
+/// The body as one JSON object, nothing after it.
+fn json_object(bytes: &[u8]) -> Result<CompletionBody, V1Error> {
     if bytes.is_empty() {
         return Err(V1Error::invalid(
             None,
@@ -75,23 +108,18 @@ pub fn parse(bytes: &[u8]) -> Result<CompletionRequest, V1Error> {
             ),
         )
     })?;
-    let Value::Object(mut body) = value else {
-        return Err(V1Error::invalid(
+    match value {
+        Value::Object(body) => Ok(body),
+        _ => Err(V1Error::invalid(
             None,
             "the request body must be a JSON object",
-        ));
-    };
-    let flag = |body: &CompletionBody, name: &str| match body.get(name) {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(V1Error::invalid(
-            Some(name),
-            format!("{name}: must be a boolean"),
         )),
-    };
-    let stream = flag(&body, "stream")?;
-    let detach = flag(&body, "detach")?;
-    let include_usage = match body.get("stream_options") {
+    }
+}
+
+/// `stream_options.include_usage`, checked (only with `stream: true`).
+fn include_usage(body: &CompletionBody, stream: bool) -> Result<bool, V1Error> {
+    Ok(match body.get("stream_options") {
         None | Some(Value::Null) => false,
         Some(Value::Object(o)) => {
             if !stream {
@@ -117,23 +145,6 @@ pub fn parse(bytes: &[u8]) -> Result<CompletionRequest, V1Error> {
                 "stream_options: must be an object",
             ));
         }
-    };
-    completion::validate(&body).map_err(|e| match e {
-        // "<param>: <what>", as `validate` names the parameter.
-        PayloadError::Malformed(m) => {
-            let param = m.split_once(": ").map(|(p, _)| p.to_owned());
-            V1Error::invalid(param.as_deref(), m)
-        }
-        PayloadError::UnknownTool(m) => V1Error::invalid(None, m),
-    })?;
-    for f in DISPATCHER_ONLY {
-        body.remove(*f);
-    }
-    Ok(CompletionRequest {
-        body,
-        stream,
-        include_usage,
-        detach,
     })
 }
 
