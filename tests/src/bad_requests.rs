@@ -44,6 +44,8 @@ impl Rng {
 pub enum Expect {
     /// One of these statuses, in the README's JSON error shape.
     Refused(&'static [u16]),
+    /// One of these statuses, in OpenAI's error shape (`/v1`).
+    OpenAi(&'static [u16]),
     /// Not HTTP at all: the HTTP layer's bare 400 with an empty body, before any route.
     Protocol,
 }
@@ -78,6 +80,8 @@ enum BodyKind {
     Task,
     Batch,
     Chat,
+    /// `POST /v1/chat/completions`: refusals in OpenAI's error shape.
+    Completion,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +209,19 @@ const ROUTES: &[Route] = &[
     Route {
         routed: false,
         ..route("GET /api/<unknown>", "/api/nope", &["GET"])
+    },
+    Route {
+        body: BodyKind::Completion,
+        ..route(
+            "POST /v1/chat/completions",
+            "/v1/chat/completions",
+            &["POST"],
+        )
+    },
+    route("GET /v1/models", "/v1/models", &["GET"]),
+    Route {
+        routed: false,
+        ..route("GET /v1/<unknown>", "/v1/nope", &["GET"])
     },
 ];
 
@@ -347,6 +364,10 @@ fn case(
             format!("protocol: {name}")
         }
     };
+    // `/v1` answers in OpenAI's error shape.
+    if let (true, Expect::Refused(statuses)) = (r.path.starts_with("/v1"), expect) {
+        expect = Expect::OpenAi(statuses);
+    }
     Case {
         route: r.name,
         defect: label,

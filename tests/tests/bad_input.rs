@@ -1,9 +1,9 @@
 //! A few hundred generated bad requests against the real dispatcher binary and a real Redis
 //! (issue 16): every route and every body field, wrong types, huge numbers, deep nesting, bytes
 //! that are not UTF-8 in paths, headers and bodies, trailing data, wrong methods and content
-//! types, bad or missing tokens, broken framing. Then: no 5xx, every refusal in the README's
-//! error shape, nothing enqueued, no key outside the layout of `shared/src/keys.rs`, and the
-//! process still runs a task end to end.
+//! types, bad or missing tokens, broken framing, on `/api` and `/v1`. Then: no 5xx, every
+//! refusal in the README's error shape (OpenAI's under `/v1`), nothing enqueued, no key outside
+//! the layout of `shared/src/keys.rs`, and the process still runs a task end to end.
 //!
 //! The seed is fixed so CI sends the same requests each run; set `SWITCHYARD_BAD_INPUT_SEED` to
 //! try others. A failure prints the seed.
@@ -50,7 +50,7 @@ fn judge(case: &Case, answer: Result<RawAnswer, String>) -> Result<(), String> {
             "expected the bare 400 of a request that is not HTTP, got {} {short}",
             a.status
         )),
-        Expect::Refused(statuses) => {
+        Expect::Refused(statuses) | Expect::OpenAi(statuses) => {
             if !statuses.contains(&a.status) {
                 return Err(format!(
                     "expected one of {statuses:?}, got {} {short}",
@@ -62,10 +62,18 @@ fn judge(case: &Case, answer: Result<RawAnswer, String>) -> Result<(), String> {
                 return Err(format!("{}: content type {ct:?}: {short}", a.status));
             }
             let v = a.json();
-            let shaped = v["error"]["code"].as_str().is_some_and(|c| !c.is_empty())
-                && v["error"]["message"]
-                    .as_str()
-                    .is_some_and(|m| !m.is_empty());
+            let text = |f: &str| v["error"][f].as_str().is_some_and(|s| !s.is_empty());
+            let shaped = match case.expect {
+                // OpenAI's `{"error": {"message", "type", "param", "code"}}`; param and code
+                // may be null.
+                Expect::OpenAi(_) => {
+                    text("message")
+                        && text("type")
+                        && v["error"].get("param").is_some()
+                        && v["error"].get("code").is_some()
+                }
+                _ => text("code") && text("message"),
+            };
             if shaped {
                 Ok(())
             } else {

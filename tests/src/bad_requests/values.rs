@@ -68,11 +68,25 @@ const CHAT_FIELDS: &[Field] = &[
     field("bogus", None, &["1"]),
 ];
 
+/// `POST /v1/chat/completions`: only what the dispatcher reads (unknown fields pass through).
+#[rustfmt::skip]
+const COMPLETION_FIELDS: &[Field] = &[
+    field("model", Some(r#""echo""#), &["1", "null", "[]", "{}", r#""""#, "true"]),
+    field("messages", Some(r#"[{"role":"user","content":"hi"}]"#), &[
+        "1", "null", "[]", r#""x""#, "[1]", r#"[{"role":"robot"}]"#, "[{}]", "{deep}",
+    ]),
+    field("stream", None, &[r#""true""#, "1", "[]", "{}"]),
+    field("stream_options", None, &["1", r#""x""#, "[]", r#"{"include_usage":"yes"}"#]),
+    field("n", None, &["2", "0", r#""1""#, "1.5", "-1", "[]"]),
+    field("detach", None, &[r#""x""#, "1", "[]"]),
+];
+
 pub(super) fn fields(kind: BodyKind) -> &'static [Field] {
     match kind {
         BodyKind::Task => TASK_FIELDS,
         BodyKind::Batch => BATCH_FIELDS,
         BodyKind::Chat => CHAT_FIELDS,
+        BodyKind::Completion => COMPLETION_FIELDS,
         BodyKind::None => &[],
     }
 }
@@ -147,6 +161,9 @@ pub(super) fn valid_body(rng: &mut Rng, kind: BodyKind) -> String {
             } else {
                 r#"{"message":"hi"}"#.to_owned()
             }
+        }
+        BodyKind::Completion => {
+            r#"{"model":"echo","messages":[{"role":"user","content":"hi"}]}"#.to_owned()
         }
         BodyKind::None => String::new(),
     }
