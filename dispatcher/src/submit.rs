@@ -222,6 +222,8 @@ fn prepare(state: &AppState, t: NewTask) -> Result<Prepared, SubmitError> {
         created_at: clock::now_rfc3339(),
         idempotency_key: t.idempotency_key,
         session_id,
+        // Set by the tenants work (issue 21) from the caller's key.
+        tenant: None,
     };
     Ok(Prepared {
         fields: record.fields(),

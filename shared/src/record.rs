@@ -47,6 +47,8 @@ pub const SESSION_ID: &str = "session_id";
 pub const RUN_AT_MS: &str = "run_at_ms";
 /// Field: `1` once cancellation of a running task was requested.
 pub const CANCEL_REQUESTED: &str = "cancel_requested";
+/// Field: id of the tenant whose key submitted the task (absent: the admin key).
+pub const TENANT: &str = "tenant";
 
 /// A new task's record as it is first written: state `queued`, no attempt yet.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +71,8 @@ pub struct QueuedTask {
     pub idempotency_key: Option<String>,
     /// Chat session.
     pub session_id: Option<String>,
+    /// Tenant whose key submitted it (`None`: the admin key).
+    pub tenant: Option<String>,
 }
 
 impl QueuedTask {
@@ -90,6 +94,9 @@ impl QueuedTask {
         }
         if let Some(s) = &self.session_id {
             f.push((SESSION_ID, s.clone()));
+        }
+        if let Some(t) = &self.tenant {
+            f.push((TENANT, t.clone()));
         }
         f
     }
@@ -143,6 +150,9 @@ pub struct Task {
     /// Whether a cancellation was requested while it ran.
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub cancel_requested: bool,
+    /// Tenant whose key submitted it (`None`: the admin key).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tenant: Option<String>,
 }
 
 /// Why a stored hash is not a valid task record.
@@ -206,6 +216,7 @@ impl Task {
             session_id: h.remove(SESSION_ID),
             run_at_ms,
             cancel_requested: h.remove(CANCEL_REQUESTED).as_deref() == Some("1"),
+            tenant: h.remove(TENANT),
         })
     }
 }
@@ -226,6 +237,7 @@ mod tests {
             created_at: "2026-01-01T00:00:00Z".into(),
             idempotency_key: Some("k1".into()),
             session_id: None,
+            tenant: None,
         }
     }
 
@@ -255,11 +267,12 @@ mod tests {
             SESSION_ID,
             RUN_AT_MS,
             CANCEL_REQUESTED,
+            TENANT,
         ];
         assert_eq!(
             names.join(" "),
             "id kind queue payload state attempts max_attempts timeout_ms created_at started_at \
-             finished_at worker result error idempotency_key session_id run_at_ms cancel_requested"
+             finished_at worker result error idempotency_key session_id run_at_ms cancel_requested tenant"
         );
     }
 

@@ -72,6 +72,7 @@ pub fn queued_tool_record(
         created_at: switchyard_shared::clock::now_rfc3339(),
         idempotency_key: None,
         session_id: None,
+        tenant: None,
     }
     .fields()
 }
