@@ -99,6 +99,26 @@ impl Keys {
         format!("{}cancel", self.prefix)
     }
 
+    /// Hash (fields `r`, `t`: the next free time of the request and token budgets, ms on Redis'
+    /// clock; `ratio`, `out`: the token estimate's calibration), with TTL: one provider limit
+    /// budget shared by every worker. `bucket` is a provider (`openai`) or a provider and a
+    /// configured model (`openai:gpt-4o`). All limit keys share the `{limits}` hash tag: one slot.
+    pub fn limit_budget(&self, bucket: &str) -> String {
+        format!("{}{{limits}}:budget:{}", self.prefix, bucket)
+    }
+
+    /// String with a PX TTL: `provider` told the fleet to leave `model` alone (a 429 with
+    /// `Retry-After`) until the key expires. The model comes from the task, so a name outside
+    /// [`is_plain_model`] is replaced by a hash of it.
+    pub fn limit_pause(&self, provider: &str, model: &str) -> String {
+        let model = if is_plain_model(model) {
+            model.to_owned()
+        } else {
+            format!("~{:016x}", fnv1a(model.as_bytes()))
+        };
+        format!("{}{{limits}}:pause:{}:{}", self.prefix, provider, model)
+    }
+
     /// Which function of this layout builds `key`, with well-formed parts: a valid queue name, a
     /// task id of that queue, an idempotency key or session id the API accepts, a worker id.
     /// `None` for any other key, e.g. one a client string put there. For audits and tests (a
@@ -131,6 +151,21 @@ impl Keys {
             .find(|(_, layout)| matches_layout(layout, key))
             .map(|(kind, _)| kind)
     }
+}
+
+/// Whether a model name goes into a key as it is: 1–128 of `A-Z a-z 0-9 . _ : / @ + -`.
+pub fn is_plain_model(model: &str) -> bool {
+    (1..=128).contains(&model.len())
+        && model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:/@+-".contains(&b))
+}
+
+/// FNV-1a, 64 bits: a stable short name for a model name that cannot go into a key as it is.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The kinds of key [`Keys::recognise`] tells apart: one per key-building function.
@@ -260,6 +295,24 @@ mod tests {
         assert_eq!(k.workers(), "sy:workers");
         assert_eq!(k.session("s1"), "sy:session:s1");
         assert_eq!(k.cancel_channel(), "sy:cancel");
+        assert_eq!(k.limit_budget("openai"), "sy:{limits}:budget:openai");
+        assert_eq!(
+            k.limit_budget("openai:gpt-4o"),
+            "sy:{limits}:budget:openai:gpt-4o"
+        );
+        assert_eq!(
+            k.limit_pause("openai", "gpt-4o"),
+            "sy:{limits}:pause:openai:gpt-4o"
+        );
+        assert_eq!(
+            k.limit_pause("openai", "a b}{"),
+            format!("sy:{{limits}}:pause:openai:~{:016x}", fnv1a(b"a b}{"))
+        );
+        assert_ne!(
+            k.limit_pause("openai", "a b"),
+            k.limit_pause("openai", "a c")
+        );
+
         assert_eq!(GROUP, "workers");
     }
 

@@ -64,6 +64,12 @@ pub const LLM_REQUESTS: &str = "switchyard_llm_requests_total";
 pub const LLM_LATENCY: &str = "switchyard_llm_request_seconds";
 /// Counter{provider,model,type}: LLM tokens used, `type` = prompt | completion.
 pub const LLM_TOKENS: &str = "switchyard_llm_tokens_total";
+/// Histogram{provider,model,cause}: how long a provider call waited before it was made, seconds;
+/// `cause` = budget (the shared `*_RPM` / `*_TPM` schedule) | pause (a provider's 429).
+pub const LLM_LIMIT_WAIT: &str = "switchyard_llm_limit_wait_seconds";
+/// Counter{provider,model}: pauses recorded for the fleet after a provider's 429 with
+/// `Retry-After`.
+pub const LLM_LIMIT_PAUSES: &str = "switchyard_llm_limit_pauses_total";
 
 /// Histogram buckets, seconds: sub-millisecond queue hops up to five-minute LLM calls.
 const BUCKETS: &[f64] = &[

@@ -15,6 +15,7 @@
 //! - [`shutdown`]: hands pending entries back to their queues; leaves the groups.
 //! - [`health`]: `GET /health`.
 //! - [`tools`], [`providers`], [`chat`]: what tasks run.
+//! - [`limiter`]: provider limits the fleet shares (budgets and pauses in Redis).
 //! - [`output`]: writes a chat attempt's streamed text and tool calls to its output stream,
 //!   coalesced ([`output::buffer`]).
 //! - [`capabilities`]: which tools this worker serves and which queues carry them.
@@ -34,6 +35,7 @@ pub mod context;
 pub mod executor;
 pub mod health;
 pub mod heartbeat;
+pub mod limiter;
 pub mod output;
 pub mod providers;
 pub mod reclaimer;
@@ -248,6 +250,11 @@ impl Duties {
         }
         let router = health::router(ctx.clone());
         let stop = background.clone();
+        let permits = Arc::new(Semaphore::new(ctx.cfg.worker_concurrency));
+        let slots = limiter::Slots::new(permits.clone(), ctx.cfg.worker_concurrency);
+        let limiter =
+            limiter::Limiter::new(ctx.pool.clone(), ctx.keys.clone(), &ctx.cfg, Some(slots));
+        let provider = provider.with_limiter(&limiter);
         let background_tasks = vec![
             tokio::spawn(switchyard_shared::metrics::upkeep(
                 switchyard_shared::metrics::install(),
@@ -271,7 +278,7 @@ impl Duties {
             ctx.clone(),
             executor::Executor::new(ctx.clone(), provider, toolbox),
             reporter,
-            Arc::new(Semaphore::new(ctx.cfg.worker_concurrency)),
+            permits,
             tracker.clone(),
             shutdown.clone(),
         );

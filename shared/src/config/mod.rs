@@ -14,11 +14,13 @@
 //! - `routes`: [`ModelRoutes`], the dispatcher's `MODEL_ROUTES` (model → queue).
 //! - `worker`: [`WorkerConfig`], which holds the two below.
 //! - `llm`: [`LlmConfig`], the chat providers and sessions.
+//! - `limits`: [`LimitsConfig`], the provider limits all workers share.
 //! - `tools`: [`ToolsConfig`], the tools and their limits.
 //! - `unknown`: [`check_unknown`], refusing misspelt variables.
 //! - this file: [`ConfigError`], [`Secret`], reading the environment, parse helpers.
 
 mod dispatcher;
+mod limits;
 mod llm;
 mod process;
 mod redis;
@@ -28,6 +30,7 @@ mod unknown;
 mod worker;
 
 pub use self::dispatcher::*;
+pub use self::limits::*;
 pub use self::llm::*;
 pub use self::process::*;
 pub use self::redis::*;

@@ -7,8 +7,8 @@ use serde::Deserializer;
 use serde::de::{self, DeserializeOwned, Visitor};
 
 use super::{
-    ConfigError, DispatcherConfig, HttpConfig, LlmConfig, LogConfig, RedisConfig, RuntimeConfig,
-    ToolsConfig, WorkerConfig,
+    ConfigError, DispatcherConfig, HttpConfig, LimitsConfig, LlmConfig, LogConfig, RedisConfig,
+    RuntimeConfig, ToolsConfig, WorkerConfig,
 };
 
 /// Prefixes of the variables this project reads; any other variable with one of them is refused
@@ -92,6 +92,7 @@ fn known_vars() -> BTreeSet<String> {
         field_names::<WorkerConfig>(),
         field_names::<LlmConfig>(),
         field_names::<ToolsConfig>(),
+        field_names::<LimitsConfig>(),
     ] {
         known.extend(fields.iter().map(|f| f.to_ascii_uppercase()));
     }
@@ -203,6 +204,7 @@ mod tests {
             "WEB_FETCH_TIMEOUT_MS",
             "EXEC_TIMEOUT_MS",
             "HTTP_HEADER_TIMEOUT_MS",
+            "LLM_LIMIT_WINDOW_MS",
         ];
         for var in durations {
             check_unknown(&vars(&[(var, "1000")])).expect(var);

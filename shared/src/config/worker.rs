@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{
-    ConfigError, DEFAULT_WORKER_TIMEOUT_MS, LlmConfig, ToolsConfig, check_queues, invalid, millis,
-    parse, split_list,
+    ConfigError, DEFAULT_WORKER_TIMEOUT_MS, LimitsConfig, LlmConfig, ToolsConfig, check_queues,
+    invalid, millis, parse, split_list,
 };
 
 /// Default `WORKER_PORT`.
@@ -106,6 +106,10 @@ pub struct WorkerConfig {
     /// The tool settings (`ENABLE_*`, `WEB_FETCH_*`, `TOOL_*`, `EXEC_*`).
     #[serde(skip)]
     pub tools: ToolsConfig,
+    /// The provider limits shared by the fleet (`*_RPM`, `*_TPM`, `LLM_MODEL_LIMITS`,
+    /// `LLM_LIMIT_WINDOW_MS`).
+    #[serde(skip)]
+    pub limits: LimitsConfig,
 }
 
 impl Default for WorkerConfig {
@@ -128,6 +132,7 @@ impl Default for WorkerConfig {
             output_flush_bytes: DEFAULT_OUTPUT_FLUSH_BYTES,
             llm: LlmConfig::default(),
             tools: ToolsConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -139,6 +144,7 @@ impl WorkerConfig {
         let mut c: Self = parse(vars)?;
         c.llm = LlmConfig::parse(vars)?;
         c.tools = ToolsConfig::parse(vars)?;
+        c.limits = LimitsConfig::from_vars(vars)?;
         c.check()?;
         c.llm.check()?;
         c.tools.check()?;

@@ -19,12 +19,16 @@
 //! - [`extend`](mod@extend): the lease of running entries refreshed.
 //! - [`promote`](mod@promote): due delayed tasks moved back into their stream.
 //! - [`session_append`](mod@session_append): one chat turn appended to a session, once.
+//! - [`limit_reserve`](mod@limit_reserve), [`limit_settle`](mod@limit_settle): a provider call
+//!   reserved against, and settled with, a budget the fleet shares (not a task transition).
 
 pub mod cancel;
 pub mod complete;
 pub mod enqueue;
 pub mod extend;
 pub mod fail;
+pub mod limit_reserve;
+pub mod limit_settle;
 pub mod promote;
 pub mod replay_dead;
 pub mod requeue;
@@ -36,6 +40,8 @@ pub use complete::{CompleteStatus, Completed, Completion, complete};
 pub use enqueue::{EnqueueReply, EnqueueStatus, NewRecord, enqueue, enqueue_many};
 pub use extend::extend;
 pub use fail::{FailMode, FailStatus, Failure, fail};
+pub use limit_reserve::{Reservation, Reserved, limit_reserve};
+pub use limit_settle::{Settlement, limit_settle};
 pub use promote::promote;
 pub use replay_dead::{ReplayReply, ReplayStatus, replay_dead};
 pub use requeue::{RequeueStatus, requeue};

@@ -2,7 +2,10 @@
 //! whose SSE answer is read event by event by the provider's [`Decoder`], retried with
 //! exponential backoff on 429, 5xx, timeouts and connection errors (honouring a capped
 //! `Retry-After`) as long as no text went out, and error messages taken from the provider's
-//! answer with the API key scrubbed out.
+//! answer with the API key scrubbed out. Every attempt goes through the fleet's provider
+//! [`Limiter`]: admitted (after any pause or budget wait) before the request, settled with the
+//! reported usage after it; a 429 with `Retry-After` pauses the model for every worker, and the
+//! retry then waits for that pause in the limiter instead of in the backoff.
 
 use std::time::Duration;
 
@@ -17,6 +20,7 @@ use tracing::debug;
 
 use super::answer::Answer;
 use super::{ProviderError, SetupError, Sink};
+use crate::limiter::{Estimate, Limiter};
 
 /// Longest provider message kept in an error.
 const MAX_MESSAGE_CHARS: usize = 300;
@@ -28,6 +32,7 @@ pub struct HttpClient {
     max_retries: usize,
     retry_base: Duration,
     retry_max: Duration,
+    limiter: Limiter,
 }
 
 /// Where one provider is called: its name, URL, headers (the key among them, marked sensitive)
@@ -48,6 +53,10 @@ pub struct Endpoint {
 struct Attempt {
     error: ProviderError,
     retry_after: Option<Duration>,
+    /// The provider answered 429.
+    rate_limited: bool,
+    /// The limiter recorded the provider's pause: the next attempt waits for it there.
+    paused: bool,
 }
 
 impl Attempt {
@@ -65,6 +74,8 @@ impl From<ProviderError> for Attempt {
         Self {
             error,
             retry_after: None,
+            rate_limited: false,
+            paused: false,
         }
     }
 }
@@ -84,7 +95,13 @@ impl HttpClient {
             max_retries: cfg.llm.llm_max_retries,
             retry_base: cfg.llm.llm_retry_base,
             retry_max: cfg.llm.llm_retry_max,
+            limiter: Limiter::off(),
         })
+    }
+
+    /// Calls go through `limiter` from now on.
+    pub fn set_limiter(&mut self, limiter: Limiter) {
+        self.limiter = limiter;
     }
 
     /// POSTs `body` to `to` and reads the answer with a fresh `D`: SSE events one by one as
@@ -104,22 +121,56 @@ impl HttpClient {
             .with_max_times(self.max_retries)
             .with_jitter();
         let cap = self.retry_max;
-        let attempt = || self.stream_once::<D>(to, body, sink);
+        let model = body.get("model").and_then(Value::as_str).unwrap_or("");
+        let estimate = Estimate::of(body);
+        let attempt = || self.limited_once::<D>(to, body, sink, model, estimate);
         attempt
             .retry(backoff)
             .when(|a: &Attempt| {
                 matches!(a.error, ProviderError::Retryable { .. }) && !sink.has_sent()
             })
-            // The server's Retry-After replaces our delay, capped so it cannot stall a worker.
+            // The server's Retry-After replaces our delay, capped so it cannot stall a worker;
+            // a pause the limiter recorded is waited for by the next attempt's admission.
             .adjust(move |a: &Attempt, delay| {
-                delay.map(|d| a.retry_after.map_or(d, |ra| ra.min(cap)))
+                delay.map(|d| match (a.paused, a.retry_after) {
+                    (true, _) => Duration::ZERO,
+                    (false, ra) => ra.map_or(d, |ra| ra.min(cap)),
+                })
             })
             .notify(|a: &Attempt, delay| {
                 debug!(provider, error = %a.error, delay_ms = delay.as_millis() as u64, "provider call failed; retrying");
             })
             .await
-            .map(Decoder::into_answer)
             .map_err(|a| a.error)
+    }
+
+    /// One attempt under the limiter: admitted, made, settled with its usage; a 429 with
+    /// `Retry-After` becomes the fleet's pause of this model.
+    async fn limited_once<D: Decoder>(
+        &self,
+        to: &Endpoint,
+        body: &Value,
+        sink: &Sink,
+        model: &str,
+        estimate: Estimate,
+    ) -> Result<Answer, Attempt> {
+        let ticket = self.limiter.admit(to.provider, model, estimate).await;
+        match self.stream_once::<D>(to, body, sink).await {
+            Ok(decoder) => {
+                let answer = decoder.into_answer();
+                let u = answer.usage;
+                self.limiter
+                    .settle(ticket, u.prompt_tokens, u.completion_tokens)
+                    .await;
+                Ok(answer)
+            }
+            Err(mut a) => {
+                if let (true, Some(after)) = (a.rate_limited, a.retry_after) {
+                    a.paused = self.limiter.pause(to.provider, model, after).await;
+                }
+                Err(a)
+            }
+        }
     }
 
     async fn stream_once<D: Decoder>(
@@ -210,6 +261,7 @@ async fn whole_or_error<D: Decoder>(
         {
             Attempt {
                 retry_after,
+                rate_limited: status == StatusCode::TOO_MANY_REQUESTS,
                 ..transient(message)
             }
         } else {

@@ -255,6 +255,24 @@ impl Provider {
         Ok(Self::new(chain))
     }
 
+    /// The same providers, their remote calls under the fleet's `limiter`.
+    pub fn with_limiter(self, limiter: &crate::limiter::Limiter) -> Self {
+        let chain = self
+            .chain
+            .iter()
+            .cloned()
+            .map(|mut b| {
+                match &mut b {
+                    AnyBackend::Echo(_) => {}
+                    AnyBackend::OpenAi(o) => o.set_limiter(limiter.clone()),
+                    AnyBackend::Anthropic(a) => a.set_limiter(limiter.clone()),
+                }
+                b
+            })
+            .collect();
+        Self::new(chain)
+    }
+
     /// A provider list from backends built by hand (tests).
     pub fn new(chain: Vec<AnyBackend>) -> Self {
         Self {

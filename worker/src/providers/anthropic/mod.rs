@@ -30,6 +30,11 @@ pub struct Anthropic {
 }
 
 impl Anthropic {
+    /// Its calls go through `limiter`.
+    pub fn set_limiter(&mut self, limiter: crate::limiter::Limiter) {
+        self.http.set_limiter(limiter);
+    }
+
     /// The provider `ANTHROPIC_*` and `LLM_*` describe.
     pub fn from_config(cfg: &WorkerConfig) -> Result<Self, SetupError> {
         let mut headers = HeaderMap::new();

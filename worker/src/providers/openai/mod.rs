@@ -26,6 +26,11 @@ pub struct OpenAi {
 }
 
 impl OpenAi {
+    /// Its calls go through `limiter`.
+    pub fn set_limiter(&mut self, limiter: crate::limiter::Limiter) {
+        self.http.set_limiter(limiter);
+    }
+
     /// The provider `OPENAI_*` and `LLM_*` describe.
     pub fn from_config(cfg: &WorkerConfig) -> Result<Self, SetupError> {
         let mut headers = HeaderMap::new();
