@@ -1,7 +1,8 @@
 //! What [`crate::provider_server`] answers to one request: a scripted [`Reply`] of text tokens
 //! and tool calls (each call's arguments streamed in pieces, as the real APIs send them), with a
-//! delay before each piece, a failure after k pieces, an HTTP error, one whole JSON answer, or a
-//! finish reason of its own.
+//! delay before each piece, a failure after k pieces, an HTTP error (with headers such as
+//! `Retry-After`), one whole JSON answer, or a finish reason of its own; its prompt tokens may be
+//! counted from the request, as a real provider does.
 
 use std::time::Duration;
 
@@ -67,6 +68,11 @@ pub struct Reply {
     pub whole: bool,
     /// Prompt and completion tokens reported.
     pub usage: (u64, u64),
+    /// Report the prompt tokens counted from the request ([`prompt_tokens`]) instead of
+    /// `usage.0`.
+    pub count_prompt: bool,
+    /// Extra headers of the answer (`Retry-After` on a 429).
+    pub headers: Vec<(String, String)>,
     /// The finish reason written as is (OpenAI's `finish_reason`, Anthropic's `stop_reason`);
     /// by default `stop` / `end_turn`, or `tool_calls` / `tool_use` when there are tool calls.
     pub finish: Option<String>,
@@ -100,8 +106,22 @@ impl Reply {
             status: None,
             whole: false,
             usage: (11, n),
+            count_prompt: false,
+            headers: Vec::new(),
             finish: None,
         }
+    }
+
+    /// Reports the prompt tokens counted from the request ([`prompt_tokens`]).
+    pub fn count_prompt(mut self) -> Self {
+        self.count_prompt = true;
+        self
+    }
+
+    /// Sends `name: value` with the answer.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
     }
 
     /// An HTTP error answer.
@@ -187,6 +207,24 @@ impl Reply {
         });
         text.chain(calls).collect()
     }
+}
+
+/// The prompt tokens of a request body as this server counts them: a token per four characters
+/// of the messages' text (and of `system`), plus three per message. Close to, not the same as,
+/// the worker's own estimate, as a real tokenizer would be.
+pub fn prompt_tokens(body: &Value) -> u64 {
+    fn chars(v: &Value) -> usize {
+        match v {
+            Value::String(s) => s.chars().count(),
+            Value::Array(parts) => parts.iter().map(chars).sum(),
+            Value::Object(o) => o.get("text").map_or(0, chars),
+            _ => 0,
+        }
+    }
+    let messages = body["messages"].as_array().map_or(&[][..], Vec::as_slice);
+    let text: usize = messages.iter().map(|m| chars(&m["content"])).sum::<usize>()
+        + body.get("system").map_or(0, chars);
+    text.div_ceil(4) as u64 + 3 * messages.len() as u64
 }
 
 /// One streamed piece of an answer, sent after the delay and counted as a token.

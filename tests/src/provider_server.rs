@@ -4,9 +4,11 @@
 //! ([`crate::provider_reply`]: N tokens, tool calls streamed in pieces, a delay before each, a
 //! failure after k pieces, an HTTP error, or one whole JSON answer); the server records every
 //! request (its body as received, so tests assert what reached the provider), the tokens it
-//! served, and when a client closed its connection before the answer was complete.
+//! served and the usage it reported (so tests count the tokens it saw per window), and when a
+//! client closed its connection before the answer was complete. Replies may be queued for one
+//! model ([`ProviderServer::push_for`]), e.g. a 429 with `Retry-After` for one model only.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -18,7 +20,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-pub use crate::provider_reply::{Failure, Piece, Reply, ScriptedCall};
+pub use crate::provider_reply::{Failure, Piece, Reply, ScriptedCall, prompt_tokens};
 pub use crate::provider_wire::Wire;
 
 /// Pause before a scripted connection drop.
@@ -45,6 +47,12 @@ pub struct Served {
     pub finished: Option<Instant>,
     /// When the client went away before `finished`.
     pub closed_early: Option<Instant>,
+    /// The model asked for.
+    pub model: String,
+    /// HTTP status answered.
+    pub status: u16,
+    /// Prompt and completion tokens reported in the answer's usage.
+    pub usage: (u64, u64),
 }
 
 impl Served {
@@ -60,6 +68,7 @@ impl Served {
 struct Shared {
     default: Reply,
     queued: Mutex<VecDeque<Reply>>,
+    by_model: Mutex<HashMap<String, VecDeque<Reply>>>,
     served: Mutex<Vec<Served>>,
 }
 
@@ -81,6 +90,7 @@ impl ProviderServer {
         let shared = Arc::new(Shared {
             default,
             queued: Mutex::new(VecDeque::new()),
+            by_model: Mutex::new(HashMap::new()),
             served: Mutex::new(Vec::new()),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
@@ -129,6 +139,14 @@ impl ProviderServer {
         lock(&self.shared.queued).push_back(reply);
     }
 
+    /// The next request for `model` gets `reply`, before any reply of [`ProviderServer::push`].
+    pub fn push_for(&self, model: &str, reply: Reply) {
+        lock(&self.shared.by_model)
+            .entry(model.to_owned())
+            .or_default()
+            .push_back(reply);
+    }
+
     /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<Served> {
         lock(&self.shared.served).clone()
@@ -140,6 +158,42 @@ impl ProviderServer {
             .iter()
             .map(|s| s.body.clone())
             .collect()
+    }
+
+    /// The tokens (prompt + completion, as reported) of every answered request, by arrival:
+    /// `(arrival, model, tokens)`. What a provider counts against its per-minute limits.
+    pub fn tokens_seen(&self) -> Vec<(Instant, String, u64)> {
+        lock(&self.shared.served)
+            .iter()
+            .filter(|s| s.status == 200)
+            .map(|s| (s.received, s.model.clone(), s.usage.0 + s.usage.1))
+            .collect()
+    }
+
+    /// The tokens seen in every rolling `window` that starts between the first arrival and
+    /// `until - window`, stepping by `step`: `(start offset from the first arrival, tokens)`.
+    pub fn rolling_windows(
+        &self,
+        window: Duration,
+        step: Duration,
+        until: Instant,
+    ) -> Vec<(Duration, u64)> {
+        let seen = self.tokens_seen();
+        let Some(first) = seen.iter().map(|(at, _, _)| *at).min() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut start = first;
+        while start + window <= until {
+            let total = seen
+                .iter()
+                .filter(|(at, _, _)| *at >= start && *at < start + window)
+                .map(|(_, _, n)| n)
+                .sum();
+            out.push((start - first, total));
+            start += step;
+        }
+        out
     }
 
     /// Tokens sent over all requests.
@@ -165,11 +219,23 @@ async fn handle(
         return (StatusCode::NOT_FOUND, "no such API").into_response();
     };
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let reply = lock(&shared.queued)
-        .pop_front()
-        .unwrap_or_else(|| shared.default.clone());
-    let stream = body["stream"] == Value::Bool(true) && !reply.whole;
     let model = body["model"].as_str().unwrap_or("local-model").to_owned();
+    let for_model = lock(&shared.by_model)
+        .get_mut(&model)
+        .and_then(VecDeque::pop_front);
+    let mut reply = for_model
+        .or_else(|| lock(&shared.queued).pop_front())
+        .unwrap_or_else(|| shared.default.clone());
+    if reply.count_prompt {
+        reply.usage.0 = prompt_tokens(&body);
+    }
+    let stream = body["stream"] == Value::Bool(true) && !reply.whole;
+    let status = reply.status.as_ref().map_or(200, |(code, _)| *code);
+    let usage = if reply.status.is_some() {
+        (0, 0)
+    } else {
+        reply.usage
+    };
     let index = {
         let mut served = lock(&shared.served);
         served.push(Served {
@@ -182,6 +248,9 @@ async fn handle(
             tokens: 0,
             finished: None,
             closed_early: None,
+            model: model.clone(),
+            status,
+            usage,
         });
         served.len() - 1
     };
@@ -189,7 +258,16 @@ async fn handle(
     if let Some((code, body)) = &reply.status {
         record.update(|s| s.finished = Some(Instant::now()));
         let code = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return (code, axum::Json(body.clone())).into_response();
+        let mut resp = (code, axum::Json(body.clone())).into_response();
+        for (name, value) in &reply.headers {
+            if let (Ok(n), Ok(v)) = (
+                header::HeaderName::from_bytes(name.as_bytes()),
+                header::HeaderValue::from_str(value),
+            ) {
+                resp.headers_mut().insert(n, v);
+            }
+        }
+        return resp;
     }
     if !stream {
         tokio::time::sleep(reply.delay).await;
