@@ -120,7 +120,7 @@ async fn three_workers_keep_every_rolling_window_within_ten_percent_of_the_tpm()
 #[tokio::test]
 async fn a_429_with_retry_after_pauses_that_model_for_every_worker_while_another_flows() {
     let provider = ProviderServer::start(Reply::tokens(3).delay(Duration::from_millis(20))).await;
-    let (d, _workers) = fleet(&provider, &[("WORKER_CONCURRENCY", "8".into())]).await;
+    let (d, workers) = fleet(&provider, &[("WORKER_CONCURRENCY", "8".into())]).await;
     let chat = |model: &str| json!({"kind": "chat", "payload": {"message": "hi", "model": model}});
     // Traffic for both models first, then a 429 for model-a amid it.
     let mut ids = Vec::new();
@@ -171,5 +171,21 @@ async fn a_429_with_retry_after_pauses_that_model_for_every_worker_while_another
     assert!(
         b_during >= 15,
         "model-b kept flowing during the pause: {b_during} calls"
+    );
+    // The pause and the waits it caused show in the workers' metrics, the unserved model names
+    // as `other`.
+    let mut metrics = String::new();
+    for w in &workers {
+        let url = format!("http://127.0.0.1:{}/metrics", w.port());
+        let text = reqwest::get(&url).await.expect("metrics").text().await;
+        metrics.push_str(&text.expect("metrics text"));
+    }
+    assert!(
+        metrics.contains(r#"switchyard_llm_limit_pauses_total{provider="openai",model="other"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"switchyard_llm_limit_wait_seconds_count{provider="openai",model="other",cause="pause"}"#),
+        "{metrics}"
     );
 }

@@ -12,7 +12,7 @@
 //!   binaries share.
 //! - `dispatcher`: [`DispatcherConfig`].
 //! - `routes`: [`ModelRoutes`], the dispatcher's `MODEL_ROUTES` (model → queue).
-//! - `worker`: [`WorkerConfig`], which holds the two below.
+//! - `worker`: [`WorkerConfig`], which holds the three below.
 //! - `llm`: [`LlmConfig`], the chat providers and sessions.
 //! - `limits`: [`LimitsConfig`], the provider limits all workers share.
 //! - `tools`: [`ToolsConfig`], the tools and their limits.
