@@ -62,16 +62,17 @@ async fn calls_of_three_workers_start_no_sooner_than_the_shared_token_schedule()
         starts.push(c.await.expect("admitted"));
     }
     starts.sort();
-    let first = starts[0];
-    for (i, s) in starts.iter().enumerate() {
+    // Every reservation was made after `began`, so the schedule starts no sooner: the i-th call
+    // may not start before i calls' worth of budget has passed since then (a late wake-up on a
+    // loaded machine only makes it later, never earlier).
+    for (i, at) in starts.iter().enumerate() {
         let due = Duration::from_millis(104 * i as u64);
-        let at = *s - first;
         assert!(
-            at + Duration::from_millis(3) >= due,
+            *at + Duration::from_millis(3) >= due,
             "call {i} started at {at:?}, before its turn at {due:?}"
         );
         assert!(
-            at <= due + Duration::from_millis(250),
+            *at <= due + Duration::from_millis(1_000),
             "call {i} started at {at:?}, long after its turn at {due:?}"
         );
     }
@@ -186,7 +187,7 @@ async fn a_pause_holds_that_model_for_every_worker_and_lends_the_slot() {
     lent.await;
     let waited = paused.await.expect("admitted");
     assert!(
-        waited >= Duration::from_millis(590) && waited < Duration::from_millis(1_000),
+        waited >= Duration::from_millis(590) && waited < Duration::from_millis(2_000),
         "model-a waited {waited:?} for a 600 ms pause"
     );
     assert_eq!(permits.available_permits(), 0, "the slot is back");
