@@ -101,37 +101,47 @@ impl Keys {
 
     /// Hash (fields `r`, `t`: the next free time of the request and token budgets, ms on Redis'
     /// clock; `ratio`, `out`: the token estimate's calibration), with TTL: one provider limit
-    /// budget shared by every worker. `bucket` is a provider (`openai`) or a provider and a
-    /// configured model (`openai:gpt-4o`). All limit keys share the `{limits}` hash tag: one slot.
-    pub fn limit_budget(&self, bucket: &str) -> String {
-        format!("{}{{limits}}:budget:{}", self.prefix, bucket)
+    /// budget shared by every worker: a provider's (`budget:openai`), or a configured model's
+    /// own (`budget:openai:gpt-4o`). All limit keys share the `{limits}` hash tag: one slot.
+    pub fn limit_budget(&self, provider: &str, model: Option<&str>) -> String {
+        self.budget_key(provider, model.map(model_part).as_deref())
     }
 
     /// String with a PX TTL: `provider` told the fleet to leave `model` alone (a 429 with
     /// `Retry-After`) until the key expires. The model comes from the task, so a name outside
     /// [`is_plain_model`] is replaced by a hash of it.
     pub fn limit_pause(&self, provider: &str, model: &str) -> String {
-        let model = if is_plain_model(model) {
-            model.to_owned()
-        } else {
-            format!("~{:016x}", fnv1a(model.as_bytes()))
-        };
-        format!("{}{{limits}}:pause:{}:{}", self.prefix, provider, model)
+        self.pause_key(provider, &model_part(model))
+    }
+
+    /// [`Keys::limit_budget`] with the model already made a key part.
+    fn budget_key(&self, provider: &str, part: Option<&str>) -> String {
+        match part {
+            Some(m) => format!("{}{{limits}}:budget:{provider}:{m}", self.prefix),
+            None => format!("{}{{limits}}:budget:{provider}", self.prefix),
+        }
+    }
+
+    /// [`Keys::limit_pause`] with the model already made a key part.
+    fn pause_key(&self, provider: &str, part: &str) -> String {
+        format!("{}{{limits}}:pause:{provider}:{part}", self.prefix)
     }
 
     /// Which function of this layout builds `key`, with well-formed parts: a valid queue name, a
-    /// task id of that queue, an idempotency key or session id the API accepts, a worker id.
+    /// task id of that queue, an idempotency key or session id the API accepts, a worker id, a
+    /// provider and a model name as limit keys hold them.
     /// `None` for any other key, e.g. one a client string put there. For audits and tests (a
     /// `SCAN` of the prefix must find nothing else); it matches against the functions' own
     /// output, so the layout has no second copy.
     pub fn recognise(&self, key: &str) -> Option<KeyKind> {
-        use Hole::{ClientKey, Queue, TaskId, WorkerId};
+        use Hole::{ClientKey, Model, Provider, Queue, TaskId, WorkerId};
         let (q, t, c, w) = (
             Queue.mark(),
             TaskId.mark(),
             ClientKey.mark(),
             WorkerId.mark(),
         );
+        let (p, m) = (Provider.mark(), Model.mark());
         let layouts = [
             (KeyKind::Stream, self.stream(q)),
             (KeyKind::Task, self.task(q, t)),
@@ -145,6 +155,15 @@ impl Keys {
             (KeyKind::Worker, self.worker(w)),
             (KeyKind::Workers, self.workers()),
             (KeyKind::Session, self.session(c)),
+            (KeyKind::LimitBudget, self.limit_budget(p, None)),
+            (
+                KeyKind::LimitBudget,
+                format!("{}:{m}", self.limit_budget(p, None)),
+            ),
+            (
+                KeyKind::LimitPause,
+                format!("{}{{limits}}:pause:{p}:{m}", self.prefix),
+            ),
         ];
         layouts
             .into_iter()
@@ -159,6 +178,24 @@ pub fn is_plain_model(model: &str) -> bool {
         && model
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._:/@+-".contains(&b))
+}
+
+/// A model name as a key part: itself when [`is_plain_model`], else `~` and 16 hex digits of
+/// its hash.
+fn model_part(model: &str) -> String {
+    if is_plain_model(model) {
+        model.to_owned()
+    } else {
+        format!("~{:016x}", fnv1a(model.as_bytes()))
+    }
+}
+
+/// Whether `part` is what [`model_part`] makes of some model name.
+fn is_model_part(part: &str) -> bool {
+    is_plain_model(part)
+        || part
+            .strip_prefix('~')
+            .is_some_and(|h| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// FNV-1a, 64 bits: a stable short name for a model name that cannot go into a key as it is.
@@ -195,6 +232,10 @@ pub enum KeyKind {
     Workers,
     /// [`Keys::session`].
     Session,
+    /// [`Keys::limit_budget`].
+    LimitBudget,
+    /// [`Keys::limit_pause`].
+    LimitPause,
 }
 
 /// A variable part of a key, stood for by a mark no real key contains (control characters).
@@ -204,10 +245,19 @@ enum Hole {
     TaskId,
     ClientKey,
     WorkerId,
+    Provider,
+    Model,
 }
 
 impl Hole {
-    const ALL: [Hole; 4] = [Hole::Queue, Hole::TaskId, Hole::ClientKey, Hole::WorkerId];
+    const ALL: [Hole; 6] = [
+        Hole::Queue,
+        Hole::TaskId,
+        Hole::ClientKey,
+        Hole::WorkerId,
+        Hole::Provider,
+        Hole::Model,
+    ];
 
     fn mark(self) -> &'static str {
         match self {
@@ -215,6 +265,8 @@ impl Hole {
             Self::TaskId => "\u{1}t\u{1}",
             Self::ClientKey => "\u{1}c\u{1}",
             Self::WorkerId => "\u{1}w\u{1}",
+            Self::Provider => "\u{1}p\u{1}",
+            Self::Model => "\u{1}m\u{1}",
         }
     }
 }
@@ -267,6 +319,8 @@ fn matches_layout(layout: &str, key: &str) -> bool {
             Hole::TaskId => queue_of(part).is_some_and(|q| queue.is_none_or(|own| own == q)),
             Hole::ClientKey => is_valid_key(part),
             Hole::WorkerId => !part.is_empty() && !part.contains(char::is_whitespace),
+            Hole::Provider => crate::config::LLM_PROVIDERS.contains(&part),
+            Hole::Model => is_model_part(part),
         };
         if !well_formed {
             return false;
@@ -295,9 +349,9 @@ mod tests {
         assert_eq!(k.workers(), "sy:workers");
         assert_eq!(k.session("s1"), "sy:session:s1");
         assert_eq!(k.cancel_channel(), "sy:cancel");
-        assert_eq!(k.limit_budget("openai"), "sy:{limits}:budget:openai");
+        assert_eq!(k.limit_budget("openai", None), "sy:{limits}:budget:openai");
         assert_eq!(
-            k.limit_budget("openai:gpt-4o"),
+            k.limit_budget("openai", Some("gpt-4o")),
             "sy:{limits}:budget:openai:gpt-4o"
         );
         assert_eq!(
@@ -333,6 +387,17 @@ mod tests {
             (k.worker("host-1234"), KeyKind::Worker),
             (k.workers(), KeyKind::Workers),
             (k.session("s-01J"), KeyKind::Session),
+            (k.limit_budget("openai", None), KeyKind::LimitBudget),
+            (
+                k.limit_budget("anthropic", Some("claude-x")),
+                KeyKind::LimitBudget,
+            ),
+            (k.limit_budget("openai", Some("a b")), KeyKind::LimitBudget),
+            (
+                k.limit_pause("openai", "ft:gpt-4o:org:1"),
+                KeyKind::LimitPause,
+            ),
+            (k.limit_pause("openai", "{x} y"), KeyKind::LimitPause),
         ];
         for (key, kind) in &cases {
             assert_eq!(k.recognise(key), Some(*kind), "{key}");
@@ -352,6 +417,9 @@ mod tests {
             "t1:{tool}:stream:extra".to_owned(),
             "t1:{tool}:streams".to_owned(),
             "t1:worker:".to_owned(),
+            "t1:{limits}:budget:gemini".to_owned(),
+            "t1:{limits}:pause:openai:a b".to_owned(),
+            "t1:{limits}:pause:openai".to_owned(),
         ] {
             assert_eq!(k.recognise(&stranger), None, "{stranger}");
         }

@@ -83,7 +83,10 @@ async fn settling_moves_the_schedule_by_the_usage_and_calibrates_the_estimate() 
     let prefix = unique_prefix();
     let keys = Keys::new(&prefix);
     let mut con = connection(shared_redis().url()).await;
-    let (budget, pause) = (keys.limit_budget("openai"), keys.limit_pause("openai", "m"));
+    let (budget, pause) = (
+        keys.limit_budget("openai", None),
+        keys.limit_pause("openai", "m"),
+    );
     let reservation = Reservation {
         budget: &budget,
         pause: &pause,

@@ -227,12 +227,11 @@ impl Inner {
     /// `LLM_MODEL_LIMITS` lists it, else the provider's, if it has limits.
     fn budget(&self, provider: &str, model: &str) -> Option<(String, Rate)> {
         if let Some(rate) = self.limits.model(model) {
-            let key = self.keys.limit_budget(&format!("{provider}:{model}"));
-            return Some((key, rate));
+            return Some((self.keys.limit_budget(provider, Some(model)), rate));
         }
         let rate = self.limits.provider(provider);
         rate.is_limited()
-            .then(|| (self.keys.limit_budget(provider), rate))
+            .then(|| (self.keys.limit_budget(provider, None), rate))
     }
 
     async fn reserve(
