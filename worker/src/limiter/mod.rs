@@ -112,8 +112,9 @@ impl Limiter {
         let (Some(inner), Some(t)) = (&self.inner, ticket) else {
             return;
         };
-        // A server that reports no usage leaves the reservation as it was estimated.
-        if prompt + completion == 0 {
+        // Only a token limit has anything to correct; a server that reports no usage leaves the
+        // reservation as it was estimated.
+        if t.tokens == 0 || prompt + completion == 0 {
             return;
         }
         let s = Settlement {
