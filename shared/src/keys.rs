@@ -99,6 +99,19 @@ impl Keys {
         format!("{}cancel", self.prefix)
     }
 
+    /// Hash: paused queue name → when it was paused (ms). One key for all queues, so a worker
+    /// learns the state of every queue it serves in one `HGETALL` per heartbeat; format in
+    /// [`crate::paused`].
+    pub fn paused(&self) -> String {
+        format!("{}paused", self.prefix)
+    }
+
+    /// Pub/sub channel: the name of a queue just paused or resumed (a hint to re-read
+    /// [`Keys::paused`] at once instead of on the next heartbeat).
+    pub fn paused_channel(&self) -> String {
+        format!("{}pause", self.prefix)
+    }
+
     /// Which function of this layout builds `key`, with well-formed parts: a valid queue name, a
     /// task id of that queue, an idempotency key or session id the API accepts, a worker id.
     /// `None` for any other key, e.g. one a client string put there. For audits and tests (a
@@ -125,6 +138,7 @@ impl Keys {
             (KeyKind::Worker, self.worker(w)),
             (KeyKind::Workers, self.workers()),
             (KeyKind::Session, self.session(c)),
+            (KeyKind::Paused, self.paused()),
         ];
         layouts
             .into_iter()
@@ -160,6 +174,8 @@ pub enum KeyKind {
     Workers,
     /// [`Keys::session`].
     Session,
+    /// [`Keys::paused`].
+    Paused,
 }
 
 /// A variable part of a key, stood for by a mark no real key contains (control characters).
@@ -260,6 +276,8 @@ mod tests {
         assert_eq!(k.workers(), "sy:workers");
         assert_eq!(k.session("s1"), "sy:session:s1");
         assert_eq!(k.cancel_channel(), "sy:cancel");
+        assert_eq!(k.paused(), "sy:paused");
+        assert_eq!(k.paused_channel(), "sy:pause");
         assert_eq!(GROUP, "workers");
     }
 
@@ -280,6 +298,7 @@ mod tests {
             (k.worker("host-1234"), KeyKind::Worker),
             (k.workers(), KeyKind::Workers),
             (k.session("s-01J"), KeyKind::Session),
+            (k.paused(), KeyKind::Paused),
         ];
         for (key, kind) in &cases {
             assert_eq!(k.recognise(key), Some(*kind), "{key}");

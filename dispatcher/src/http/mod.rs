@@ -1,7 +1,7 @@
 //! The HTTP API (SPEC §6): routes, bearer auth on everything under `/api`, body limit, JSON
 //! errors.
 //!
-//! One file per resource: [`tasks`], [`chat`], [`stream`] (SSE), [`workers`], [`queues`],
+//! One file per resource: [`tasks`], [`chat`], [`stream`] (SSE), [`workers`], [`queues`], [`pause`],
 //! [`dead`], [`health`], [`metrics`]; [`v1`] is the OpenAI-compatible front door;
 //! [`error`] maps failures to statuses, [`extract`] turns bad input into 400/413, [`auth`] checks
 //! the token.
@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod metrics;
+pub mod pause;
 pub mod queues;
 pub mod stream;
 pub mod tasks;
@@ -36,6 +37,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/chat", post(chat::chat))
         .route("/api/workers", get(workers::workers))
         .route("/api/queues", get(queues::queues))
+        .route("/api/queues/{queue}", get(pause::one))
+        .route("/api/queues/{queue}/pause", post(pause::pause))
+        .route("/api/queues/{queue}/resume", post(pause::resume))
         .route("/api/dead", get(dead::list))
         .route("/api/dead/{id}/retry", post(dead::retry))
         .route("/api/health/all", get(health::all))
