@@ -2,7 +2,7 @@
 //! errors.
 //!
 //! One file per resource: [`tasks`], [`chat`], [`stream`] (SSE), [`workers`], [`queues`], [`pause`],
-//! [`dead`], [`health`], [`metrics`]; [`v1`] is the OpenAI-compatible front door;
+//! [`dead`], [`events`] (SSE of finished tasks), [`health`], [`metrics`]; [`v1`] is the OpenAI-compatible front door;
 //! [`error`] maps failures to statuses, [`extract`] turns bad input into 400/413, [`auth`] checks
 //! the token.
 
@@ -10,6 +10,7 @@ pub mod auth;
 pub mod chat;
 pub mod dead;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod metrics;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/queues/{queue}", get(pause::one))
         .route("/api/queues/{queue}/pause", post(pause::pause))
         .route("/api/queues/{queue}/resume", post(pause::resume))
+        .route("/api/events", get(events::events))
         .route("/api/dead", get(dead::list))
         .route("/api/dead/{id}/retry", post(dead::retry))
         .route("/api/health/all", get(health::all))
