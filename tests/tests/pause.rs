@@ -7,7 +7,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchyard_tests::{poll_until, shared_redis, spawn_dispatcher, spawn_worker, unique_prefix};
+use switchyard_tests::{
+    Dispatcher, Worker, poll_until, shared_redis, spawn_dispatcher, spawn_worker, unique_prefix,
+};
 
 const LONG: Duration = Duration::from_secs(30);
 /// How long after the pause answered a task may still be taken (measured: a few ms).
@@ -24,7 +26,7 @@ async fn a_paused_queue_accepts_tasks_and_the_worker_stops_taking_them_until_res
     let redis = shared_redis();
     let prefix = unique_prefix();
     let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
-    let _w = spawn_worker(
+    let w = spawn_worker(
         redis.url(),
         &prefix,
         "pw1",
@@ -143,6 +145,46 @@ async fn a_paused_queue_accepts_tasks_and_the_worker_stops_taking_them_until_res
             .then_some(())
     })
     .await;
+
+    // How long after the answer the worker knows (its /health), over a few rounds.
+    let mut took = Vec::new();
+    for _ in 0..5 {
+        took.push(reaction(&d, &w, "pause", true).await);
+        took.push(reaction(&d, &w, "resume", false).await);
+    }
+    took.sort();
+    println!(
+        "pause/resume answered → worker knows: min {:?}, median {:?}, max {:?} (heartbeat 3 s)",
+        took[0],
+        took[took.len() / 2],
+        took[took.len() - 1]
+    );
+    assert!(took[took.len() - 1] < STOP_BOUND, "{took:?}");
+}
+
+/// Sends `action` on the tool queue and polls the worker's `/health` until it shows the queue
+/// `paused` (or not): the time from the answer to then.
+async fn reaction(d: &Dispatcher, w: &Worker, action: &str, paused: bool) -> Duration {
+    let (s, v) = d
+        .request("POST", &format!("/api/queues/tool/{action}"), None)
+        .await;
+    let answered = Instant::now();
+    assert_eq!(s, 200, "{v}");
+    loop {
+        if let Some((200, h)) = w.get("/health").await {
+            let shown = h["paused_queues"]
+                .as_array()
+                .is_some_and(|a| a.contains(&json!("tool")));
+            if shown == paused {
+                return answered.elapsed();
+            }
+        }
+        assert!(
+            answered.elapsed() < LONG,
+            "the worker never saw the {action}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -176,3 +176,57 @@ impl Watcher {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn streams() -> Vec<(String, String)> {
+        ["chat", "tool"]
+            .iter()
+            .map(|q| (format!("sy:{{{q}}}:stream"), (*q).to_owned()))
+            .collect()
+    }
+
+    fn set(qs: &[&str]) -> HashSet<String> {
+        qs.iter().map(|q| (*q).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_read_leaves_out_the_paused_queues() {
+        let p = PausedQueues::default();
+        assert_eq!(p.begin_read(&streams()).len(), 2);
+        p.end_read();
+        assert_eq!(
+            p.apply(set(&["tool"])),
+            None,
+            "no read in flight: nothing to end"
+        );
+        let read = p.begin_read(&streams());
+        assert_eq!(read, vec![streams()[0].clone()]);
+        assert!(p.is_paused("tool") && !p.is_paused("chat"));
+    }
+
+    #[test]
+    fn a_change_during_a_read_ends_it_and_the_same_set_does_not() {
+        let p = PausedQueues::default();
+        p.set_client(Some(42));
+        p.begin_read(&streams());
+        assert_eq!(p.apply(set(&[])), None, "same set: the read stands");
+        assert_eq!(p.apply(set(&["chat"])), Some((42, 0)));
+        assert!(p.still_reading(0));
+        p.end_read();
+        assert!(!p.still_reading(0));
+        // A read begun under the new set is not ended by it.
+        p.begin_read(&streams());
+        assert!(p.still_reading(1));
+        assert_eq!(p.apply(set(&[])), Some((42, 1)), "resume ends it too");
+    }
+
+    #[test]
+    fn without_a_blocking_connection_there_is_nothing_to_unblock() {
+        let p = PausedQueues::default();
+        p.begin_read(&streams());
+        assert_eq!(p.apply(set(&["tool"])), None);
+    }
+}
