@@ -7,7 +7,14 @@ use clap::{Args, Parser, Subcommand};
 /// Exit codes: 0 ok; 1 the server refused (4xx other than 404, 5xx); 2 usage; 3 dispatcher
 /// unreachable; 4 not found; 5 the task did not succeed (`enqueue --wait`, `chat`).
 #[derive(Debug, Parser)]
-#[command(name = "sy", version, about, long_about = None)]
+#[command(
+    name = "sy",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 ok; 1 the server refused (4xx other than 404, 5xx); 2 usage; \
+                  3 dispatcher unreachable; 4 not found; 5 the task did not succeed."
+)]
 pub struct Cli {
     /// The dispatcher's base URL.
     #[arg(
