@@ -212,3 +212,43 @@ async fn pausing_an_unknown_or_malformed_queue_is_refused_by_name() {
         .await;
     assert_eq!(r.status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_every_queue_is_paused_takes_nothing_and_resumes_at_once() {
+    let redis = shared_redis();
+    let prefix = unique_prefix();
+    let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
+    let w = spawn_worker(
+        redis.url(),
+        &prefix,
+        "pw-all",
+        &[("WORKER_QUEUES", "tool"), ("HEARTBEAT_INTERVAL_MS", "3000")],
+    )
+    .await;
+    d.submit_and_wait(echo(0)).await;
+    let (s, v) = d.request("POST", "/api/queues/tool/pause", None).await;
+    assert_eq!(s, 200, "{v}");
+    poll_until("the worker to know", LONG, || async {
+        let (_, h) = w.get("/health").await?;
+        (h["paused_queues"] == json!(["tool"])).then_some(())
+    })
+    .await;
+    let id = d.submit(echo(1)).await;
+    // Nothing may take it: watch it stay queued for a while.
+    let until = Instant::now() + QUIET;
+    while Instant::now() < until {
+        assert_eq!(d.task(&id).await["state"], "queued");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (s, v) = d.request("POST", "/api/queues/tool/resume", None).await;
+    let resumed = Instant::now();
+    assert_eq!(s, 200, "{v}");
+    d.wait_state(&id, "succeeded", LONG).await;
+    // Not the heartbeat (3 s) nor a read timeout: the notice.
+    println!("resume → task done in {:?}", resumed.elapsed());
+    assert!(
+        resumed.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        resumed.elapsed()
+    );
+}

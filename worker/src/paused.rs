@@ -46,6 +46,8 @@ struct State {
     generation: u64,
     /// The generation the consumer's read in flight was filtered under.
     reading: Option<u64>,
+    /// The generation the consumer's last read was filtered under.
+    last_read: u64,
     /// `CLIENT ID` of the consumer's blocking connection.
     client_id: Option<i64>,
 }
@@ -71,6 +73,7 @@ impl PausedQueues {
     pub fn begin_read(&self, all: &[(String, String)]) -> Vec<(String, String)> {
         let mut s = lock(&self.0.state);
         s.reading = Some(s.generation);
+        s.last_read = s.generation;
         all.iter()
             .filter(|(_, q)| !s.paused.contains(q))
             .cloned()
@@ -82,9 +85,20 @@ impl PausedQueues {
         lock(&self.0.state).reading = None;
     }
 
-    /// Waits until the set changes or `at_most` passed (every queue of the worker is paused).
+    /// Waits until the set differs from the one the last read was filtered under, or `at_most`
+    /// passed (every queue of the worker is paused).
     pub async fn wait_change(&self, at_most: Duration) {
-        let _ = tokio::time::timeout(at_most, self.0.changed.notified()).await;
+        let notified = self.0.changed.notified();
+        tokio::pin!(notified);
+        // Registered before the check: a change between the read and here is not missed.
+        notified.as_mut().enable();
+        {
+            let s = lock(&self.0.state);
+            if s.generation != s.last_read {
+                return;
+            }
+        }
+        let _ = tokio::time::timeout(at_most, notified).await;
     }
 
     /// A notice arrived on the paused channel (or a new subscription began): re-read now.
@@ -221,6 +235,17 @@ mod tests {
         p.begin_read(&streams());
         assert!(p.still_reading(1));
         assert_eq!(p.apply(set(&[])), Some((42, 1)), "resume ends it too");
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_change_returns_at_once_when_it_already_happened() {
+        let p = PausedQueues::default();
+        p.begin_read(&streams());
+        p.end_read();
+        p.apply(set(&["chat", "tool"]));
+        let began = std::time::Instant::now();
+        p.wait_change(Duration::from_secs(30)).await;
+        assert!(began.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
