@@ -43,6 +43,7 @@ impl Sampler {
         let began = Instant::now();
         let mut con = self.state.pool.get().await?;
         let queues = sample(&mut *con, &self.state.keys, &self.state.cfg.queues).await?;
+        let paused = switchyard_shared::paused::read(&mut *con, &self.state.keys).await?;
         drop(con);
         for q in &queues {
             let label = [("queue", q.queue.clone())];
@@ -56,6 +57,8 @@ impl Sampler {
             gauge!(m::QUEUE_DELAYED, &label).set(q.delayed as f64);
             gauge!(m::QUEUE_DEAD, &label).set(q.dead as f64);
             gauge!(m::QUEUE_CONSUMERS, &label).set(q.consumers as f64);
+            let is_paused = paused.contains_key(&q.queue);
+            gauge!(m::QUEUE_PAUSED, &label).set(if is_paused { 1.0 } else { 0.0 });
             for (state, n) in &q.counts {
                 if switchyard_shared::task::TaskState::parse(state).is_some() {
                     gauge!(m::TASKS_BY_STATE, "queue" => q.queue.clone(), "state" => state.clone())

@@ -127,6 +127,19 @@ impl Keys {
         format!("{}{{limits}}:pause:{provider}:{part}", self.prefix)
     }
 
+    /// Hash: paused queue name → when it was paused (ms). One key for all queues, so a worker
+    /// learns the state of every queue it serves in one `HGETALL` per heartbeat; format in
+    /// [`crate::paused`].
+    pub fn paused(&self) -> String {
+        format!("{}paused", self.prefix)
+    }
+
+    /// Pub/sub channel: the name of a queue just paused or resumed (a hint to re-read
+    /// [`Keys::paused`] at once instead of on the next heartbeat).
+    pub fn paused_channel(&self) -> String {
+        format!("{}pause", self.prefix)
+    }
+
     /// Which function of this layout builds `key`, with well-formed parts: a valid queue name, a
     /// task id of that queue, an idempotency key or session id the API accepts, a worker id, a
     /// provider and a model name as limit keys hold them.
@@ -164,6 +177,7 @@ impl Keys {
                 KeyKind::LimitPause,
                 format!("{}{{limits}}:pause:{p}:{m}", self.prefix),
             ),
+            (KeyKind::Paused, self.paused()),
         ];
         layouts
             .into_iter()
@@ -236,6 +250,8 @@ pub enum KeyKind {
     LimitBudget,
     /// [`Keys::limit_pause`].
     LimitPause,
+    /// [`Keys::paused`].
+    Paused,
 }
 
 /// A variable part of a key, stood for by a mark no real key contains (control characters).
@@ -367,6 +383,8 @@ mod tests {
             k.limit_pause("openai", "a c")
         );
 
+        assert_eq!(k.paused(), "sy:paused");
+        assert_eq!(k.paused_channel(), "sy:pause");
         assert_eq!(GROUP, "workers");
     }
 
@@ -398,6 +416,7 @@ mod tests {
                 KeyKind::LimitPause,
             ),
             (k.limit_pause("openai", "{x} y"), KeyKind::LimitPause),
+            (k.paused(), KeyKind::Paused),
         ];
         for (key, kind) in &cases {
             assert_eq!(k.recognise(key), Some(*kind), "{key}");

@@ -12,6 +12,8 @@
 //! - [`completion`]: the `/v1` request a chat task carries and an answer's tool calls.
 //! - [`events`]: the events stream's entry format (`{id, state}` or a batch's `{ids, state}`).
 //! - [`output`]: a task's output stream format (text deltas per attempt, end marks).
+//! - [`paused`]: which queues are paused (written by the dispatcher's pause/resume routes,
+//!   read by workers on every heartbeat and on a pub/sub notice).
 //! - [`registry`]: the worker registry record and its status (written by the heartbeat, listed
 //!   by the dispatcher).
 //! - [`scripts`]: one module per task state transition (enqueue, start, complete, fail, …),
@@ -37,6 +39,7 @@ pub mod healthcheck;
 pub mod keys;
 pub mod metrics;
 pub mod output;
+pub mod paused;
 pub mod record;
 pub mod registry;
 pub mod retry;

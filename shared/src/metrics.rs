@@ -24,6 +24,8 @@ pub const QUEUE_OLDEST_PENDING_AGE: &str = "switchyard_queue_oldest_pending_age_
 pub const QUEUE_DELAYED: &str = "switchyard_queue_delayed";
 /// Gauge{queue}: entries in the dead-letter stream.
 pub const QUEUE_DEAD: &str = "switchyard_queue_dead";
+/// Gauge{queue}: 1 while the queue is paused (workers take no new entries from it), else 0.
+pub const QUEUE_PAUSED: &str = "switchyard_queue_paused";
 /// Gauge{queue}: consumers in the group.
 pub const QUEUE_CONSUMERS: &str = "switchyard_queue_consumers";
 /// Gauge{queue,state}: tasks per state (current for queued/running/retrying, since creation for
@@ -131,6 +133,10 @@ fn describe() {
     describe_gauge!(QUEUE_DEAD, "Entries in the dead-letter stream.");
     describe_gauge!(QUEUE_CONSUMERS, "Consumers in the queue's group.");
     describe_gauge!(
+        QUEUE_PAUSED,
+        "1 while the queue is paused: workers take no new entries from it."
+    );
+    describe_gauge!(
         TASKS_BY_STATE,
         "Tasks per state (terminal states: since the queue began)."
     );
@@ -175,6 +181,7 @@ mod tests {
             QUEUE_DELAYED,
             QUEUE_DEAD,
             QUEUE_CONSUMERS,
+            QUEUE_PAUSED,
             TASKS_BY_STATE,
             WORKERS,
             SAMPLE_DURATION,

@@ -158,6 +158,8 @@ const DEAD_QUERIES: &[&str] = &[
     "bogus=1",
 ];
 
+const EVENTS_QUERIES: &[&str] = &["queue=nope", "queue=%FF%FE", "queue=", "bogus=1"];
+
 /// Every route of `dispatcher/src/http/mod.rs`.
 const ROUTES: &[Route] = &[
     Route {
@@ -186,6 +188,22 @@ const ROUTES: &[Route] = &[
     },
     route("GET /api/workers", "/api/workers", &["GET"]),
     route("GET /api/queues", "/api/queues", &["GET"]),
+    // `{id}` stands for the queue name here: a bad one is a 400, an unknown one a 404.
+    route("GET /api/queues/{q}", "/api/queues/{id}", &["GET"]),
+    route(
+        "POST /api/queues/{q}/pause",
+        "/api/queues/{id}/pause",
+        &["POST"],
+    ),
+    route(
+        "POST /api/queues/{q}/resume",
+        "/api/queues/{id}/resume",
+        &["POST"],
+    ),
+    Route {
+        queries: EVENTS_QUERIES,
+        ..route("GET /api/events", "/api/events", &["GET"])
+    },
     Route {
         queries: DEAD_QUERIES,
         ..route("GET /api/dead", "/api/dead", &["GET"])

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
-/// Path of a workspace binary (`dispatcher`, `worker`) in the target profile dir of the running
+/// Path of a workspace binary (`dispatcher`, `worker`, `sy`) in the target profile dir of the running
 /// test executable, built once per test process when it is missing or older than its sources.
 pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("cannot locate the test executable");
@@ -27,7 +27,7 @@ pub fn bin_path(name: &str) -> PathBuf {
     }
     assert!(
         path.is_file(),
-        "binary {} is missing even after `cargo build -p switchyard-dispatcher -p switchyard-worker`",
+        "binary {} is missing even after `cargo build -p switchyard-dispatcher -p switchyard-worker -p switchyard-cli`",
         path.display()
     );
     path
@@ -51,7 +51,7 @@ fn needs_build(bin: &Path) -> bool {
     for p in ["Cargo.toml", "Cargo.lock"] {
         newest = newest.max(mtime(&root.join(p)));
     }
-    for krate in ["shared", "dispatcher", "worker"] {
+    for krate in ["shared", "dispatcher", "worker", "cli"] {
         newest = newest.max(mtime(&root.join(krate).join("Cargo.toml")));
         newest = newest.max(newest_in(&root.join(krate).join("src")));
     }
@@ -86,6 +86,8 @@ fn build_binaries(profile_dir: &Path) -> Result<(), String> {
         "switchyard-dispatcher",
         "-p",
         "switchyard-worker",
+        "-p",
+        "switchyard-cli",
     ]);
     match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") | None => {}

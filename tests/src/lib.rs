@@ -12,6 +12,7 @@
 //!   ([`Reply`]: text, tool calls, failures); [`provider_wire`]: the bytes of both formats.
 //! - [`services`]: [`spawn_dispatcher`] / [`Dispatcher`], [`spawn_worker`] / [`Worker`], started
 //!   and waited for until `/health` answers, and the task and stream requests tests repeat.
+//! - [`cli`]: the `sy` binary run as a process ([`cli::sy`], [`cli::sy_spawn`]).
 //! - [`sse`]: an SSE client: parse event streams, read a live one event by event.
 //! - [`raw_http`]: HTTP/1.1 over a bare socket, for bytes no client library sends.
 //! - [`bad_requests`]: a seeded generator of bad requests over every route and field of the API.
@@ -21,6 +22,7 @@
 
 pub mod bad_requests;
 pub mod binaries;
+pub mod cli;
 pub mod process;
 pub mod provider_reply;
 pub mod provider_server;

@@ -1,5 +1,6 @@
 //! Listens on the cancel channel (`{p}cancel`) and stops the running task a cancelled id names,
-//! if it runs here. It tells the heartbeat through a [`Subscription`] whether it is subscribed
+//! if it runs here. The same subscription carries pause notices (`{p}pause`), passed on to the
+//! paused-queue watcher. It tells the heartbeat through a [`Subscription`] whether it is subscribed
 //! and since when: a notice can only be missed before a subscription or while there is none, so
 //! the heartbeat re-reads the `cancel_requested` flags of all running tasks after each new
 //! subscription and on every beat without one, and otherwise only those of tasks new since its
@@ -83,8 +84,12 @@ impl Canceller {
                 redis::RedisError::from((redis::ErrorKind::Io, "timed out connecting for pub/sub"))
             })??;
         let (mut sink, mut messages) = pubsub.split();
-        sink.subscribe(self.ctx.keys.cancel_channel()).await?;
+        let paused_channel = self.ctx.keys.paused_channel();
+        sink.subscribe(&[self.ctx.keys.cancel_channel(), paused_channel.clone()])
+            .await?;
         self.subscription.subscribed();
+        // A pause notice may have been missed while there was no subscription.
+        self.ctx.paused.poke();
         debug!(component = "canceller", "listening for cancel requests");
         // A connection that died without a reset would look subscribed forever while every
         // notice is lost: a ping unanswered within REDIS_TIMEOUT_MS ends the subscription, and
@@ -94,6 +99,7 @@ impl Canceller {
         loop {
             tokio::select! {
                 msg = messages.next() => match msg {
+                    Some(msg) if msg.get_channel_name() == paused_channel => self.ctx.paused.poke(),
                     Some(msg) => {
                         if let Ok(id) = msg.get_payload::<String>() {
                             self.handle(&id);

@@ -1,6 +1,6 @@
 //! The consumer loop: fetches batches of entries from the worker's queues with `XREADGROUP`
 //! under its own consumer name, as many as it has free capacity for, and hands them to the
-//! [`Runner`] to start and run.
+//! [`Runner`] to start and run. Paused queues are left out of the read ([`crate::paused`]).
 
 use std::collections::HashMap;
 
@@ -102,11 +102,22 @@ impl Consumer {
     async fn read(&mut self, count: usize) -> Result<Vec<(String, Vec<Delivered>)>, StoreError> {
         if self.conn.is_none() {
             let block = self.ctx.cfg.worker_block;
-            self.conn = Some(store::blocking_connection(&self.ctx.redis, block).await?);
+            let mut conn = store::blocking_connection(&self.ctx.redis, block).await?;
+            // The paused-queue watcher ends a read filtered under an outdated set by this id.
+            // Without it (an ACL that forbids CLIENT) a pause takes up to WORKER_BLOCK_MS.
+            let id = redis::cmd("CLIENT").arg("ID").query_async(&mut conn).await;
+            self.ctx.paused.set_client(id.ok());
+            self.conn = Some(conn);
         }
         let Some(conn) = self.conn.as_mut() else {
             return Ok(Vec::new());
         };
+        let streams = self.ctx.paused.begin_read(&self.streams);
+        if streams.is_empty() {
+            self.ctx.paused.end_read();
+            self.ctx.paused.wait_change(self.ctx.cfg.worker_block).await;
+            return Ok(Vec::new());
+        }
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(GROUP)
@@ -116,13 +127,15 @@ impl Consumer {
             .arg("BLOCK")
             .arg(self.ctx.cfg.worker_block.as_millis() as u64)
             .arg("STREAMS");
-        for (stream, _) in &self.streams {
+        for (stream, _) in &streams {
             cmd.arg(stream);
         }
-        for _ in &self.streams {
+        for _ in &streams {
             cmd.arg(">");
         }
-        let reply: Option<StreamReadReply> = cmd.query_async(conn).await?;
+        let reply: Result<Option<StreamReadReply>, _> = cmd.query_async(conn).await;
+        self.ctx.paused.end_read();
+        let reply = reply?;
         let queue_of: HashMap<&str, &str> = self
             .streams
             .iter()

@@ -107,6 +107,8 @@ pub struct WorkerContext {
     pub started_at: String,
     /// Set once shutdown began: health answers `draining`.
     pub draining: CancellationToken,
+    /// Which of its queues are paused (the consumer leaves them out).
+    pub paused: crate::paused::PausedQueues,
 }
 
 impl WorkerContext {

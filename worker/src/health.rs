@@ -24,6 +24,8 @@ async fn health(State(ctx): State<Ctx>) -> Json<Value> {
         "current_tasks": ids.len(),
         "task_ids": ids,
         "queues": ctx.cfg.worker_queues,
+        // Of its queues, those it takes no new entries from, as this worker knows it now.
+        "paused_queues": ctx.paused.snapshot(),
         "concurrency": ctx.cfg.worker_concurrency,
         "processed": ctx.processed.load(std::sync::atomic::Ordering::Relaxed),
         "failed": ctx.failed.load(std::sync::atomic::Ordering::Relaxed),

@@ -11,7 +11,9 @@
 //! - [`reclaimer`]: claims dead or hung workers' entries and runs them.
 //! - [`heartbeat`]: registry record every beat; lease refresh and fencing of running entries a
 //!   few times per lease, batched per queue; cancel backstop for notices the canceller missed.
-//! - [`canceller`]: pub/sub listener that aborts tasks cancelled while running.
+//! - [`canceller`]: pub/sub listener that aborts tasks cancelled while running, and passes on
+//!   pause notices.
+//! - [`paused`]: which queues are paused; the consumer leaves them out of its reads.
 //! - [`shutdown`]: hands pending entries back to their queues; leaves the groups.
 //! - [`health`]: `GET /health`.
 //! - [`tools`], [`providers`], [`chat`]: what tasks run.
@@ -37,6 +39,7 @@ pub mod health;
 pub mod heartbeat;
 pub mod limiter;
 pub mod output;
+pub mod paused;
 pub mod providers;
 pub mod reclaimer;
 pub mod reporter;
@@ -166,6 +169,7 @@ fn context(
         failed: AtomicU64::new(0),
         started_at: clock::now_rfc3339(),
         draining: CancellationToken::new(),
+        paused: Default::default(),
         cfg,
     });
     Ok((ctx, provider, toolbox))
@@ -267,6 +271,7 @@ impl Duties {
             tokio::spawn(
                 canceller::Canceller::new(ctx.clone(), subscription).run(background.clone()),
             ),
+            tokio::spawn(paused::Watcher::new(ctx.clone()).run(background.clone())),
             tokio::spawn(switchyard_shared::serve::serve(
                 health.listener,
                 router,

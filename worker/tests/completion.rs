@@ -60,6 +60,7 @@ fn worker(settings: &[(&str, &str)]) -> (Arc<WorkerContext>, Provider) {
         failed: AtomicU64::new(0),
         started_at: clock::now_rfc3339(),
         draining: CancellationToken::new(),
+        paused: Default::default(),
     });
     (ctx, provider)
 }

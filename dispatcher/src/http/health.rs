@@ -41,6 +41,12 @@ pub async fn all(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     }
     let workers = list_workers(&state).await.ok();
     let queues = all_queue_stats(&state).await.ok();
+    let paused = match state.pool.get().await {
+        Ok(mut con) => switchyard_shared::paused::read(&mut *con, &state.keys)
+            .await
+            .unwrap_or_default(),
+        Err(_) => Default::default(),
+    };
     let alive = workers.as_ref().map(|w| {
         w.iter()
             .filter(|w| w.status != WorkerStatus::Offline)
@@ -58,6 +64,7 @@ pub async fn all(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
             "redis": { "reachable": true, "latency_ms": redis_ms },
             "workers": { "alive": alive, "offline": workers.as_ref().map(|w| w.len()).zip(alive).map(|(t, a)| t - a) },
             "queues": queues.map(|qs| qs.into_iter().map(|q| json!({
+                "paused": paused.contains_key(&q.queue),
                 "queue": q.queue, "depth": q.depth, "pending": q.pending, "delayed": q.delayed, "dead": q.dead,
             })).collect::<Vec<_>>()),
             "waiting_requests": state.waiter.waiting(),

@@ -1,8 +1,8 @@
 //! The HTTP API (SPEC §6): routes, bearer auth on everything under `/api`, body limit, JSON
 //! errors.
 //!
-//! One file per resource: [`tasks`], [`chat`], [`stream`] (SSE), [`workers`], [`queues`],
-//! [`dead`], [`health`], [`metrics`]; [`v1`] is the OpenAI-compatible front door;
+//! One file per resource: [`tasks`], [`chat`], [`stream`] (SSE), [`workers`], [`queues`], [`pause`],
+//! [`dead`], [`events`] (SSE of finished tasks), [`health`], [`metrics`]; [`v1`] is the OpenAI-compatible front door;
 //! [`error`] maps failures to statuses, [`extract`] turns bad input into 400/413, [`auth`] checks
 //! the token.
 
@@ -10,9 +10,11 @@ pub mod auth;
 pub mod chat;
 pub mod dead;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod metrics;
+pub mod pause;
 pub mod queues;
 pub mod stream;
 pub mod tasks;
@@ -36,6 +38,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/chat", post(chat::chat))
         .route("/api/workers", get(workers::workers))
         .route("/api/queues", get(queues::queues))
+        .route("/api/queues/{queue}", get(pause::one))
+        .route("/api/queues/{queue}/pause", post(pause::pause))
+        .route("/api/queues/{queue}/resume", post(pause::resume))
+        .route("/api/events", get(events::events))
         .route("/api/dead", get(dead::list))
         .route("/api/dead/{id}/retry", post(dead::retry))
         .route("/api/health/all", get(health::all))

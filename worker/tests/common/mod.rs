@@ -71,6 +71,7 @@ pub fn context(url: &str, prefix: &str, id: &str, settings: &[(&str, &str)]) -> 
         failed: AtomicU64::new(0),
         started_at: clock::now_rfc3339(),
         draining: CancellationToken::new(),
+        paused: Default::default(),
     })
 }
 
