@@ -99,6 +99,28 @@ impl Keys {
         format!("{}cancel", self.prefix)
     }
 
+    /// Set: the ids of every tenant. The tenant keys share the `{tenants}` hash tag, so a
+    /// tenant's record, key and list entry change in one `MULTI` on one cluster slot.
+    pub fn tenants(&self) -> String {
+        format!("{}{{tenants}}:ids", self.prefix)
+    }
+
+    /// Hash: a tenant's record (`shared::tenant`).
+    pub fn tenant(&self, id: &str) -> String {
+        format!("{}{{tenants}}:tenant:{}", self.prefix, id)
+    }
+
+    /// String: the id of the tenant whose API key has this SHA-256 (hex).
+    pub fn tenant_key(&self, key_hash: &str) -> String {
+        format!("{}{{tenants}}:key:{}", self.prefix, key_hash)
+    }
+
+    /// String (counter) with TTL: tasks a tenant enqueued in its current quota window. Its own
+    /// hash tag: every enqueue touches it, so tenants spread over the cluster's slots.
+    pub fn tenant_rpm(&self, id: &str) -> String {
+        format!("{}rpm:{{{}}}", self.prefix, id)
+    }
+
     /// Which function of this layout builds `key`, with well-formed parts: a valid queue name, a
     /// task id of that queue, an idempotency key or session id the API accepts, a worker id.
     /// `None` for any other key, e.g. one a client string put there. For audits and tests (a
@@ -125,6 +147,10 @@ impl Keys {
             (KeyKind::Worker, self.worker(w)),
             (KeyKind::Workers, self.workers()),
             (KeyKind::Session, self.session(c)),
+            (KeyKind::Tenants, self.tenants()),
+            (KeyKind::Tenant, self.tenant(c)),
+            (KeyKind::TenantKey, self.tenant_key(c)),
+            (KeyKind::TenantRpm, self.tenant_rpm(c)),
         ];
         layouts
             .into_iter()
@@ -160,6 +186,14 @@ pub enum KeyKind {
     Workers,
     /// [`Keys::session`].
     Session,
+    /// [`Keys::tenants`].
+    Tenants,
+    /// [`Keys::tenant`].
+    Tenant,
+    /// [`Keys::tenant_key`].
+    TenantKey,
+    /// [`Keys::tenant_rpm`].
+    TenantRpm,
 }
 
 /// A variable part of a key, stood for by a mark no real key contains (control characters).
@@ -260,6 +294,10 @@ mod tests {
         assert_eq!(k.workers(), "sy:workers");
         assert_eq!(k.session("s1"), "sy:session:s1");
         assert_eq!(k.cancel_channel(), "sy:cancel");
+        assert_eq!(k.tenants(), "sy:{tenants}:ids");
+        assert_eq!(k.tenant("tn-1"), "sy:{tenants}:tenant:tn-1");
+        assert_eq!(k.tenant_key("ab12"), "sy:{tenants}:key:ab12");
+        assert_eq!(k.tenant_rpm("tn-1"), "sy:rpm:{tn-1}");
         assert_eq!(GROUP, "workers");
     }
 
@@ -280,6 +318,10 @@ mod tests {
             (k.worker("host-1234"), KeyKind::Worker),
             (k.workers(), KeyKind::Workers),
             (k.session("s-01J"), KeyKind::Session),
+            (k.tenants(), KeyKind::Tenants),
+            (k.tenant("tn-0190a"), KeyKind::Tenant),
+            (k.tenant_key("ba7816bf"), KeyKind::TenantKey),
+            (k.tenant_rpm("tn-0190a"), KeyKind::TenantRpm),
         ];
         for (key, kind) in &cases {
             assert_eq!(k.recognise(key), Some(*kind), "{key}");
@@ -299,6 +341,8 @@ mod tests {
             "t1:{tool}:stream:extra".to_owned(),
             "t1:{tool}:streams".to_owned(),
             "t1:worker:".to_owned(),
+            "t1:{tenants}:tenant:a b".to_owned(),
+            "t1:rpm:{}".to_owned(),
         ] {
             assert_eq!(k.recognise(&stranger), None, "{stranger}");
         }
