@@ -1,6 +1,7 @@
 //! A seeded generator of bad requests over every route and field of the dispatcher's API (issue
 //! 16): wrong types, huge numbers, deep nesting, bytes that are not UTF-8 in paths, headers and
-//! bodies, trailing data, wrong methods, bad or missing tokens, lying framing. Each case carries
+//! bodies, trailing data, wrong methods, bad, unknown or revoked tokens, tenant keys without
+//! the route's scope (issue 21), lying framing. Each case carries
 //! exactly one defect on an otherwise valid request, so each must be refused; content types are
 //! varied as noise (the API reads a JSON body whatever its `Content-Type`).
 //!
@@ -72,6 +73,14 @@ pub struct Target {
     pub task_id: String,
     /// `MAX_BODY_BYTES`.
     pub max_body_bytes: usize,
+    /// A tenant, so requests about a tenant get past the lookup to their defect.
+    pub tenant_id: String,
+    /// A live key with only the `submit` scope.
+    pub submit_key: String,
+    /// A live key with only the `read` scope.
+    pub read_key: String,
+    /// A key that was revoked.
+    pub revoked_key: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +91,8 @@ enum BodyKind {
     Chat,
     /// `POST /v1/chat/completions`: refusals in OpenAI's error shape.
     Completion,
+    /// `POST /api/tenants`, `PATCH /api/tenants/{tenant}`.
+    Tenant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,10 +105,13 @@ enum Defect {
     Field,
     LastEventId,
     Protocol,
+    /// A live tenant key without the scope the route needs.
+    Scope,
 }
 
 impl Defect {
     const ALL: &[Defect] = &[
+        Self::Scope,
         Self::Auth,
         Self::Method,
         Self::PathId,
@@ -223,15 +237,64 @@ const ROUTES: &[Route] = &[
         routed: false,
         ..route("GET /v1/<unknown>", "/v1/nope", &["GET"])
     },
+    Route {
+        body: BodyKind::Tenant,
+        ..route("POST /api/tenants", "/api/tenants", &["POST", "GET"])
+    },
+    route("GET /api/tenants", "/api/tenants", &["GET", "POST"]),
+    route(
+        "GET /api/tenants/{tenant}",
+        "/api/tenants/{tenant}",
+        &["GET", "PATCH", "DELETE"],
+    ),
+    Route {
+        body: BodyKind::Tenant,
+        ..route(
+            "PATCH /api/tenants/{tenant}",
+            "/api/tenants/{tenant}",
+            &["PATCH", "GET", "DELETE"],
+        )
+    },
+    route(
+        "DELETE /api/tenants/{tenant}",
+        "/api/tenants/{tenant}",
+        &["DELETE", "GET", "PATCH"],
+    ),
 ];
 
+/// Which of the target's keys lacks the scope of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lacking {
+    /// The `read` key: it lacks `submit` and `admin`.
+    ReadKey,
+    /// The `submit` key: it lacks `read` and `admin`.
+    SubmitKey,
+}
+
 impl Route {
+    /// The key without this route's scope; `None` where every key may enter (a task's own
+    /// routes and `/v1` reads admit both `submit` and `read`) or no key is asked for.
+    fn lacking(&self) -> Option<Lacking> {
+        if !self.guarded {
+            None
+        } else if self.method != "GET" || self.path.starts_with("/api/tenants") {
+            Some(Lacking::ReadKey)
+        } else if self.path.starts_with("/v1") || self.path.starts_with("/api/tasks/") {
+            None
+        } else {
+            Some(Lacking::SubmitKey)
+        }
+    }
+
     fn defects(&self) -> Vec<Defect> {
         let mut d = vec![Defect::Method, Defect::Protocol];
         if self.guarded {
             d.push(Defect::Auth);
         }
-        if self.path.contains("{id}") {
+        if self.lacking().is_some() {
+            d.push(Defect::Scope);
+        }
+        if self.path.contains("{id}") || self.path.contains("{tenant}") {
             d.push(Defect::PathId);
         }
         if !self.queries.is_empty() {
@@ -286,7 +349,11 @@ fn case(
 ) -> Case {
     let mut req = RawRequest {
         method: r.method.as_bytes().to_vec(),
-        target: r.path.replace("{id}", &t.task_id).into_bytes(),
+        target: r
+            .path
+            .replace("{id}", &t.task_id)
+            .replace("{tenant}", &t.tenant_id)
+            .into_bytes(),
         headers: vec![(
             "Authorization".into(),
             format!("Bearer {}", t.secret).into_bytes(),
@@ -306,7 +373,7 @@ fn case(
         Defect::Auth => {
             expect = Expect::Refused(&[401]);
             req.headers.remove(0);
-            if let Some(v) = values::bad_authorization(rng, &t.secret) {
+            if let Some(v) = values::bad_authorization(rng, &t.secret, &t.revoked_key) {
                 req.headers.push(("Authorization".into(), v));
             }
             "auth".to_owned()
@@ -326,7 +393,11 @@ fn case(
             let id = rng
                 .pick(values::BAD_IDS)
                 .replace("{long}", &"x".repeat(5000));
-            req.target = r.path.replace("{id}", &id).into_bytes();
+            req.target = r
+                .path
+                .replace("{id}", &id)
+                .replace("{tenant}", &id)
+                .into_bytes();
             expect = Expect::Refused(&[400, 404, 409, 422]);
             "path id".to_owned()
         }
@@ -357,6 +428,15 @@ fn case(
             req.headers.push(("Last-Event-ID".into(), v));
             expect = Expect::Refused(&[400]);
             "Last-Event-ID".to_owned()
+        }
+        Defect::Scope => {
+            let key = match r.lacking() {
+                Some(Lacking::SubmitKey) => &t.submit_key,
+                _ => &t.read_key,
+            };
+            req.headers[0].1 = format!("Bearer {key}").into_bytes();
+            expect = Expect::Refused(&[403]);
+            "scope".to_owned()
         }
         Defect::Protocol => {
             expect = Expect::Protocol;
@@ -401,6 +481,10 @@ mod tests {
             secret: "s3cret".into(),
             task_id: "tool-01JDX3N4Z7Q8R9S0T1V2W3X4Y5".into(),
             max_body_bytes: 4096,
+            tenant_id: "tn-0190a".into(),
+            submit_key: "sy_s".into(),
+            read_key: "sy_r".into(),
+            revoked_key: "sy_x".into(),
         }
     }
 
