@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 use switchyard_shared::clock;
+use switchyard_shared::keys;
 use switchyard_shared::record::QueuedTask;
 use switchyard_shared::scripts::{self, EnqueueStatus, NewRecord};
 use switchyard_shared::store::StoreError;
@@ -119,6 +120,9 @@ pub struct Prepared {
     delay_ms: u64,
     due_ms: Option<u64>,
     fields: Vec<(&'static str, String)>,
+    /// The idempotency key as stored: within its tenant's space, so one tenant's key never
+    /// answers with another tenant's task.
+    idempotency: Option<String>,
 }
 
 impl Prepared {
@@ -129,8 +133,7 @@ impl Prepared {
             fields: self.fields.clone(),
             due_ms: self.due_ms,
             idempotency: self
-                .record
-                .idempotency_key
+                .idempotency
                 .as_deref()
                 .map(|k| (k, state.cfg.idempotency_ttl.max(Duration::from_secs(1)))),
         }
@@ -283,6 +286,10 @@ fn prepare(state: &AppState, t: NewTask, tenant: Option<&Tenant>) -> Result<Prep
         tenant: tenant.map(|t| t.id.clone()),
     };
     Ok(Prepared {
+        idempotency: record
+            .idempotency_key
+            .as_deref()
+            .map(|k| keys::tenant_scoped(record.tenant.as_deref(), k)),
         fields: record.fields(),
         record,
         delay_ms,

@@ -11,6 +11,15 @@ pub struct Keys {
     prefix: String,
 }
 
+/// A client-chosen key (an idempotency key) within the space of `tenant`: `<tenant>:<key>`;
+/// the admin key's (`None`) stay as they are. Tenant ids hold no `:`, so spaces never overlap.
+pub fn tenant_scoped(tenant: Option<&str>, key: &str) -> String {
+    match tenant {
+        Some(t) => format!("{t}:{key}"),
+        None => key.to_owned(),
+    }
+}
+
 /// The consumer group every worker joins on every queue stream.
 pub const GROUP: &str = "workers";
 
@@ -144,6 +153,10 @@ impl Keys {
             (KeyKind::Output, self.output(q, t)),
             (KeyKind::Resumes, self.resumes(q, t)),
             (KeyKind::Idempotency, self.idempotency(q, c)),
+            (
+                KeyKind::Idempotency,
+                self.idempotency(q, &tenant_scoped(Some(c), c)),
+            ),
             (KeyKind::Worker, self.worker(w)),
             (KeyKind::Workers, self.workers()),
             (KeyKind::Session, self.session(c)),
@@ -315,6 +328,10 @@ mod tests {
             (k.output("tool", &id), KeyKind::Output),
             (k.resumes("tool", &id), KeyKind::Resumes),
             (k.idempotency("tool", "user:42.a_b-c"), KeyKind::Idempotency),
+            (
+                k.idempotency("tool", &tenant_scoped(Some("tn-0190a"), &"k".repeat(128))),
+                KeyKind::Idempotency,
+            ),
             (k.worker("host-1234"), KeyKind::Worker),
             (k.workers(), KeyKind::Workers),
             (k.session("s-01J"), KeyKind::Session),

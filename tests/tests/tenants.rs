@@ -230,6 +230,21 @@ async fn every_route_keeps_tenants_apart_and_a_read_key_changes_nothing() {
         v1.text()
     );
     assert!(v1.json()["error"]["type"].is_string(), "{}", v1.text());
+    // An idempotency key is per tenant: B's equal key neither sees nor dedups against A's task.
+    let keyed = json!({"kind": "tool", "idempotency_key": "order-42", "payload": {"tool": "echo"}});
+    let mut ids = Vec::new();
+    for token in [a.as_str(), &b, &a] {
+        let r = call(&d, token, "POST", "/api/tasks", Some(keyed.clone())).await;
+        assert!(r.status == 202 || r.status == 200, "{}", r.text());
+        ids.push((r.json()["id"].clone(), r.json()["duplicate"].clone()));
+    }
+    assert_ne!(ids[0].0, ids[1].0, "B got A's task");
+    assert_eq!(ids[1].1, json!(false));
+    assert_eq!(
+        ids[2],
+        (ids[0].0.clone(), json!(true)),
+        "A's own key dedups"
+    );
     // Per-tenant metrics carry the ids of existing tenants.
     let metrics = call(&d, "", "GET", "/metrics", None).await.text();
     assert!(
