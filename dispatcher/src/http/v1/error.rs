@@ -313,6 +313,21 @@ mod tests {
                 Some("model_not_found"),
             ),
             (ApiError::Internal, 500, SERVER_ERROR, None),
+            (
+                ApiError::Forbidden("scope".into()),
+                403,
+                INVALID_REQUEST,
+                Some("insufficient_permissions"),
+            ),
+            (
+                ApiError::RateLimited {
+                    message: "rpm".into(),
+                    retry_after_s: 7,
+                },
+                429,
+                RATE_LIMIT,
+                Some("rate_limit_exceeded"),
+            ),
         ];
         for (api, status, kind, code) in cases {
             let e = V1Error::from(api);
