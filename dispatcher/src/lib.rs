@@ -15,6 +15,7 @@
 //! - [`stats`]: queue statistics in one pipeline.
 //! - [`sampler`]: refreshes the Prometheus queue and worker gauges every few seconds.
 //! - [`recent`]: the last minute of finished tasks, for `GET /api/metrics`.
+//! - [`tenants`]: what this dispatcher remembers about tenant API keys (briefly).
 //! - [`state`]: what handlers and duties share.
 //!
 //! [`run`] is the supervisor: start-up checks, background duties, serving, shutdown order.
@@ -31,6 +32,7 @@ pub mod stats;
 pub mod streams;
 pub mod submit;
 pub mod subscription;
+pub mod tenants;
 pub mod waiter;
 
 use std::net::SocketAddr;
@@ -117,6 +119,7 @@ pub fn app_state(settings: &Settings) -> Result<AppState, StoreError> {
         waiter: Waiter::default(),
         streams: streams::Hub::new(settings.dispatcher.stream_buffer),
         recent: recent::Recent::default(),
+        tenants: tenants::KeyCache::new(settings.dispatcher.tenant_cache),
         metrics: switchyard_shared::metrics::install(),
     })
 }

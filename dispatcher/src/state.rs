@@ -9,6 +9,7 @@ use switchyard_shared::scripts::Retention;
 
 use crate::recent::Recent;
 use crate::streams::Hub;
+use crate::tenants::KeyCache;
 use crate::waiter::Waiter;
 
 /// Shared state, cheap to clone.
@@ -30,6 +31,8 @@ pub struct AppState {
     pub recent: Recent,
     /// Streaming clients' fan-out from the output streams.
     pub streams: Hub,
+    /// What this dispatcher read about tenant API keys lately.
+    pub tenants: KeyCache,
     /// Renders `GET /metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

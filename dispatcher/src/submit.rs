@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 use switchyard_shared::clock;
+use switchyard_shared::keys;
 use switchyard_shared::record::QueuedTask;
 use switchyard_shared::scripts::{self, EnqueueStatus, NewRecord};
 use switchyard_shared::store::StoreError;
@@ -13,6 +14,7 @@ use switchyard_shared::task::{
     self, DEFAULT_MAX_ATTEMPTS, MAX_DELAY_MS, MAX_MAX_ATTEMPTS, MAX_TIMEOUT_MS, PayloadError,
     TaskKind, TaskState,
 };
+use switchyard_shared::tenant::{Tenant, rpm};
 
 use crate::state::AppState;
 
@@ -81,6 +83,16 @@ pub enum SubmitError {
         /// The limit.
         limit: u64,
     },
+    /// The caller's tenant is over its `rpm` quota.
+    #[error("tenant {tenant} is over its rpm quota ({limit} tasks per minute)")]
+    RateLimited {
+        /// Tenant id.
+        tenant: String,
+        /// Its quota.
+        limit: u64,
+        /// Until its window has room again.
+        retry_after: Duration,
+    },
     /// Redis failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -108,6 +120,9 @@ pub struct Prepared {
     delay_ms: u64,
     due_ms: Option<u64>,
     fields: Vec<(&'static str, String)>,
+    /// The idempotency key as stored: within its tenant's space, so one tenant's key never
+    /// answers with another tenant's task.
+    idempotency: Option<String>,
 }
 
 impl Prepared {
@@ -118,8 +133,7 @@ impl Prepared {
             fields: self.fields.clone(),
             due_ms: self.due_ms,
             idempotency: self
-                .record
-                .idempotency_key
+                .idempotency
                 .as_deref()
                 .map(|k| (k, state.cfg.idempotency_ttl.max(Duration::from_secs(1)))),
         }
@@ -129,10 +143,15 @@ impl Prepared {
 /// Most tasks in one `POST /api/tasks/batch`.
 pub const MAX_BATCH_TASKS: usize = 1000;
 
-/// Validates `t` and enqueues it.
-pub async fn submit(state: &AppState, t: NewTask) -> Result<Submitted, SubmitError> {
-    let p = prepare(state, t)?;
+/// Validates `t` and enqueues it for `tenant` (`None`: the admin key), within its quota.
+pub async fn submit(
+    state: &AppState,
+    t: NewTask,
+    tenant: Option<&Tenant>,
+) -> Result<Submitted, SubmitError> {
+    let p = prepare(state, t, tenant)?;
     let mut con = state.pool.get().await?;
+    admit(&mut *con, state, tenant, 1).await?;
     let reply = scripts::enqueue(
         &mut *con,
         &state.keys,
@@ -140,7 +159,21 @@ pub async fn submit(state: &AppState, t: NewTask) -> Result<Submitted, SubmitErr
         state.cfg.max_queue_depth,
     )
     .await?;
-    settle(state, &mut *con, p, reply).await
+    let submitted = settle(state, &mut *con, p, reply).await;
+    count_for(tenant, std::slice::from_ref(&submitted));
+    submitted
+}
+
+/// Counts the new tasks of `tenant` among `results` in its metric (the label is the id of a
+/// tenant whose key was just checked, never client input).
+fn count_for(tenant: Option<&Tenant>, results: &[Result<Submitted, SubmitError>]) {
+    let Some(t) = tenant else { return };
+    let new = results
+        .iter()
+        .filter(|r| r.as_ref().is_ok_and(|s| !s.duplicate))
+        .count();
+    metrics::counter!(switchyard_shared::metrics::TENANT_TASKS_ENQUEUED, "tenant" => t.id.clone())
+        .increment(new as u64);
 }
 
 /// Validates every task of a batch first (a bad one rejects the batch, naming it as
@@ -149,6 +182,7 @@ pub async fn submit(state: &AppState, t: NewTask) -> Result<Submitted, SubmitErr
 pub async fn submit_batch(
     state: &AppState,
     tasks: Vec<NewTask>,
+    tenant: Option<&Tenant>,
 ) -> Result<Vec<Result<Submitted, SubmitError>>, SubmitError> {
     if tasks.is_empty() || tasks.len() > MAX_BATCH_TASKS {
         return Err(SubmitError::Invalid(format!(
@@ -159,10 +193,12 @@ pub async fn submit_batch(
     let prepared = tasks
         .into_iter()
         .enumerate()
-        .map(|(i, t)| prepare(state, t).map_err(|e| e.within(&format!("tasks[{i}]."))))
+        .map(|(i, t)| prepare(state, t, tenant).map_err(|e| e.within(&format!("tasks[{i}]."))))
         .collect::<Result<Vec<_>, _>>()?;
     let records: Vec<NewRecord<'_>> = prepared.iter().map(|p| p.record(state)).collect();
     let mut con = state.pool.get().await?;
+    // Each task counts against the quota: a batch is not a way around it.
+    admit(&mut *con, state, tenant, prepared.len() as u64).await?;
     let replies =
         scripts::enqueue_many(&mut *con, &state.keys, &records, state.cfg.max_queue_depth).await?;
     drop(records);
@@ -173,11 +209,36 @@ pub async fn submit_batch(
             Err(e) => Err(e.into()),
         });
     }
+    count_for(tenant, &out);
     Ok(out)
 }
 
+/// Counts `cost` tasks against `tenant`'s `rpm` quota (one round trip; none without a quota).
+async fn admit<C: redis::aio::ConnectionLike>(
+    con: &mut C,
+    state: &AppState,
+    tenant: Option<&Tenant>,
+    cost: u64,
+) -> Result<(), SubmitError> {
+    let Some((t, limit)) = tenant.and_then(|t| t.quotas.rpm.map(|l| (t, l))) else {
+        return Ok(());
+    };
+    match rpm::admit(con, &state.keys, &t.id, limit, cost).await? {
+        rpm::Admission::Admitted => Ok(()),
+        rpm::Admission::Refused { retry_after } => {
+            metrics::counter!(switchyard_shared::metrics::TENANT_RATE_LIMITED, "tenant" => t.id.clone())
+                .increment(1);
+            Err(SubmitError::RateLimited {
+                tenant: t.id.clone(),
+                limit,
+                retry_after,
+            })
+        }
+    }
+}
+
 /// Checks a task and builds its record: bad tasks fail here, at the door, not on a worker.
-fn prepare(state: &AppState, t: NewTask) -> Result<Prepared, SubmitError> {
+fn prepare(state: &AppState, t: NewTask, tenant: Option<&Tenant>) -> Result<Prepared, SubmitError> {
     let kind = TaskKind::parse(&t.kind).ok_or_else(|| {
         SubmitError::UnknownKind(format!(
             "kind: unknown kind {:?}; expected \"chat\" or \"tool\"",
@@ -222,10 +283,13 @@ fn prepare(state: &AppState, t: NewTask) -> Result<Prepared, SubmitError> {
         created_at: clock::now_rfc3339(),
         idempotency_key: t.idempotency_key,
         session_id,
-        // Set by the tenants work (issue 21) from the caller's key.
-        tenant: None,
+        tenant: tenant.map(|t| t.id.clone()),
     };
     Ok(Prepared {
+        idempotency: record
+            .idempotency_key
+            .as_deref()
+            .map(|k| keys::tenant_scoped(record.tenant.as_deref(), k)),
         fields: record.fields(),
         record,
         delay_ms,

@@ -11,6 +11,15 @@ pub struct Keys {
     prefix: String,
 }
 
+/// A client-chosen key (an idempotency key) within the space of `tenant`: `<tenant>:<key>`;
+/// the admin key's (`None`) stay as they are. Tenant ids hold no `:`, so spaces never overlap.
+pub fn tenant_scoped(tenant: Option<&str>, key: &str) -> String {
+    match tenant {
+        Some(t) => format!("{t}:{key}"),
+        None => key.to_owned(),
+    }
+}
+
 /// The consumer group every worker joins on every queue stream.
 pub const GROUP: &str = "workers";
 
@@ -140,6 +149,28 @@ impl Keys {
         format!("{}pause", self.prefix)
     }
 
+    /// Set: the ids of every tenant. The tenant keys share the `{tenants}` hash tag, so a
+    /// tenant's record, key and list entry change in one `MULTI` on one cluster slot.
+    pub fn tenants(&self) -> String {
+        format!("{}{{tenants}}:ids", self.prefix)
+    }
+
+    /// Hash: a tenant's record (`shared::tenant`).
+    pub fn tenant(&self, id: &str) -> String {
+        format!("{}{{tenants}}:tenant:{}", self.prefix, id)
+    }
+
+    /// String: the id of the tenant whose API key has this SHA-256 (hex).
+    pub fn tenant_key(&self, key_hash: &str) -> String {
+        format!("{}{{tenants}}:key:{}", self.prefix, key_hash)
+    }
+
+    /// String (counter) with TTL: tasks a tenant enqueued in its current quota window. Its own
+    /// hash tag: every enqueue touches it, so tenants spread over the cluster's slots.
+    pub fn tenant_rpm(&self, id: &str) -> String {
+        format!("{}rpm:{{{}}}", self.prefix, id)
+    }
+
     /// Which function of this layout builds `key`, with well-formed parts: a valid queue name, a
     /// task id of that queue, an idempotency key or session id the API accepts, a worker id, a
     /// provider and a model name as limit keys hold them.
@@ -165,6 +196,10 @@ impl Keys {
             (KeyKind::Output, self.output(q, t)),
             (KeyKind::Resumes, self.resumes(q, t)),
             (KeyKind::Idempotency, self.idempotency(q, c)),
+            (
+                KeyKind::Idempotency,
+                self.idempotency(q, &tenant_scoped(Some(c), c)),
+            ),
             (KeyKind::Worker, self.worker(w)),
             (KeyKind::Workers, self.workers()),
             (KeyKind::Session, self.session(c)),
@@ -178,6 +213,10 @@ impl Keys {
                 format!("{}{{limits}}:pause:{p}:{m}", self.prefix),
             ),
             (KeyKind::Paused, self.paused()),
+            (KeyKind::Tenants, self.tenants()),
+            (KeyKind::Tenant, self.tenant(c)),
+            (KeyKind::TenantKey, self.tenant_key(c)),
+            (KeyKind::TenantRpm, self.tenant_rpm(c)),
         ];
         layouts
             .into_iter()
@@ -252,6 +291,14 @@ pub enum KeyKind {
     LimitPause,
     /// [`Keys::paused`].
     Paused,
+    /// [`Keys::tenants`].
+    Tenants,
+    /// [`Keys::tenant`].
+    Tenant,
+    /// [`Keys::tenant_key`].
+    TenantKey,
+    /// [`Keys::tenant_rpm`].
+    TenantRpm,
 }
 
 /// A variable part of a key, stood for by a mark no real key contains (control characters).
@@ -385,6 +432,10 @@ mod tests {
 
         assert_eq!(k.paused(), "sy:paused");
         assert_eq!(k.paused_channel(), "sy:pause");
+        assert_eq!(k.tenants(), "sy:{tenants}:ids");
+        assert_eq!(k.tenant("tn-1"), "sy:{tenants}:tenant:tn-1");
+        assert_eq!(k.tenant_key("ab12"), "sy:{tenants}:key:ab12");
+        assert_eq!(k.tenant_rpm("tn-1"), "sy:rpm:{tn-1}");
         assert_eq!(GROUP, "workers");
     }
 
@@ -402,6 +453,10 @@ mod tests {
             (k.output("tool", &id), KeyKind::Output),
             (k.resumes("tool", &id), KeyKind::Resumes),
             (k.idempotency("tool", "user:42.a_b-c"), KeyKind::Idempotency),
+            (
+                k.idempotency("tool", &tenant_scoped(Some("tn-0190a"), &"k".repeat(128))),
+                KeyKind::Idempotency,
+            ),
             (k.worker("host-1234"), KeyKind::Worker),
             (k.workers(), KeyKind::Workers),
             (k.session("s-01J"), KeyKind::Session),
@@ -417,6 +472,10 @@ mod tests {
             ),
             (k.limit_pause("openai", "{x} y"), KeyKind::LimitPause),
             (k.paused(), KeyKind::Paused),
+            (k.tenants(), KeyKind::Tenants),
+            (k.tenant("tn-0190a"), KeyKind::Tenant),
+            (k.tenant_key("ba7816bf"), KeyKind::TenantKey),
+            (k.tenant_rpm("tn-0190a"), KeyKind::TenantRpm),
         ];
         for (key, kind) in &cases {
             assert_eq!(k.recognise(key), Some(*kind), "{key}");
@@ -439,6 +498,8 @@ mod tests {
             "t1:{limits}:budget:gemini".to_owned(),
             "t1:{limits}:pause:openai:a b".to_owned(),
             "t1:{limits}:pause:openai".to_owned(),
+            "t1:{tenants}:tenant:a b".to_owned(),
+            "t1:rpm:{}".to_owned(),
         ] {
             assert_eq!(k.recognise(&stranger), None, "{stranger}");
         }

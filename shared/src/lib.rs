@@ -18,6 +18,8 @@
 //!   by the dispatcher).
 //! - [`scripts`]: one module per task state transition (enqueue, start, complete, fail, …),
 //!   each beside its `.lua` script with one typed wrapper.
+//! - [`tenant`]: tenants (API keys with scopes and quotas): the record, key hashes, the
+//!   requests-per-minute window.
 //! - [`store`]: connection pool, blocking connections, group set-up, record reads.
 //! - [`metrics`]: metric names and the Prometheus recorder.
 //! - [`duty`]: the loop every background duty runs in (pace, logging, backoff).
@@ -50,6 +52,7 @@ pub mod signals;
 pub mod store;
 pub mod task;
 pub mod telemetry;
+pub mod tenant;
 #[cfg(test)]
 mod test_support;
 

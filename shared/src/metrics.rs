@@ -43,6 +43,11 @@ pub const TASKS_ENQUEUED: &str = "switchyard_tasks_enqueued_total";
 pub const TASKS_FINISHED: &str = "switchyard_tasks_finished_total";
 /// Histogram{queue,state}: enqueue → terminal state, seconds.
 pub const TASK_LATENCY: &str = "switchyard_task_latency_seconds";
+/// Counter{tenant}: tasks accepted from a tenant's key (the label is the id of a tenant that
+/// exists, never client input; the admin key's tasks are not counted here).
+pub const TENANT_TASKS_ENQUEUED: &str = "switchyard_tenant_tasks_enqueued_total";
+/// Counter{tenant}: requests refused for the tenant's `rpm` quota (429).
+pub const TENANT_RATE_LIMITED: &str = "switchyard_tenant_rate_limited_total";
 /// Counter{method,route,status}: HTTP requests answered.
 pub const HTTP_REQUESTS: &str = "switchyard_http_requests_total";
 /// Histogram{method,route}: HTTP request duration, seconds.
@@ -149,6 +154,11 @@ fn describe() {
     describe_counter!(TASKS_ENQUEUED, "Tasks accepted by the dispatcher.");
     describe_counter!(TASKS_FINISHED, "Tasks that reached a terminal state.");
     describe_histogram!(TASK_LATENCY, Unit::Seconds, "Enqueue to terminal state.");
+    describe_counter!(TENANT_TASKS_ENQUEUED, "Tasks accepted per tenant.");
+    describe_counter!(
+        TENANT_RATE_LIMITED,
+        "Requests refused for a tenant's rpm quota."
+    );
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered.");
     describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request duration.");
     describe_counter!(WORKER_ATTEMPTS, "Attempts ended, by outcome.");

@@ -1,6 +1,7 @@
 //! A seeded generator of bad requests over every route and field of the dispatcher's API (issue
 //! 16): wrong types, huge numbers, deep nesting, bytes that are not UTF-8 in paths, headers and
-//! bodies, trailing data, wrong methods, bad or missing tokens, lying framing. Each case carries
+//! bodies, trailing data, wrong methods, bad, unknown or revoked tokens, tenant keys without
+//! the route's scope (issue 21), lying framing. Each case carries
 //! exactly one defect on an otherwise valid request, so each must be refused; content types are
 //! varied as noise (the API reads a JSON body whatever its `Content-Type`).
 //!
@@ -72,6 +73,14 @@ pub struct Target {
     pub task_id: String,
     /// `MAX_BODY_BYTES`.
     pub max_body_bytes: usize,
+    /// A tenant, so requests about a tenant get past the lookup to their defect.
+    pub tenant_id: String,
+    /// A live key with only the `submit` scope.
+    pub submit_key: String,
+    /// A live key with only the `read` scope.
+    pub read_key: String,
+    /// A key that was revoked.
+    pub revoked_key: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +91,8 @@ enum BodyKind {
     Chat,
     /// `POST /v1/chat/completions`: refusals in OpenAI's error shape.
     Completion,
+    /// `POST /api/tenants`, `PATCH /api/tenants/{tenant}`.
+    Tenant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,10 +105,13 @@ enum Defect {
     Field,
     LastEventId,
     Protocol,
+    /// A live tenant key without the scope the route needs.
+    Scope,
 }
 
 impl Defect {
     const ALL: &[Defect] = &[
+        Self::Scope,
         Self::Auth,
         Self::Method,
         Self::PathId,
@@ -109,161 +123,8 @@ impl Defect {
     ];
 }
 
-struct Route {
-    name: &'static str,
-    method: &'static str,
-    path: &'static str,
-    /// Every method the path answers.
-    methods: &'static [&'static str],
-    body: BodyKind,
-    /// Bad query strings, when the route reads one.
-    queries: &'static [&'static str],
-    guarded: bool,
-    /// Whether the path is a route (else every method is a 404).
-    routed: bool,
-}
-
-const fn route(name: &'static str, path: &'static str, methods: &'static [&'static str]) -> Route {
-    Route {
-        name,
-        method: methods[0],
-        path,
-        methods,
-        body: BodyKind::None,
-        queries: &[],
-        guarded: true,
-        routed: true,
-    }
-}
-
-const WAIT_QUERIES: &[&str] = &[
-    "wait_ms=abc",
-    "wait_ms=-1",
-    "wait_ms=1.5",
-    "wait_ms=99999999999999999999",
-    "wait_ms=%FF",
-    "wait_ms=300001",
-    "wait_ms=",
-    "bogus=1",
-];
-const DEAD_QUERIES: &[&str] = &[
-    "limit=abc",
-    "limit=-1",
-    "limit=0",
-    "limit=1001",
-    "limit=99999999999999999999",
-    "limit=%FF",
-    "queue=nope",
-    "queue=%FF%FE",
-    "bogus=1",
-];
-
-const EVENTS_QUERIES: &[&str] = &["queue=nope", "queue=%FF%FE", "queue=", "bogus=1"];
-
-/// Every route of `dispatcher/src/http/mod.rs`.
-const ROUTES: &[Route] = &[
-    Route {
-        body: BodyKind::Task,
-        queries: WAIT_QUERIES,
-        ..route("POST /api/tasks", "/api/tasks", &["POST"])
-    },
-    Route {
-        body: BodyKind::Batch,
-        ..route("POST /api/tasks/batch", "/api/tasks/batch", &["POST"])
-    },
-    route("GET /api/tasks/{id}", "/api/tasks/{id}", &["GET", "DELETE"]),
-    route(
-        "DELETE /api/tasks/{id}",
-        "/api/tasks/{id}",
-        &["DELETE", "GET"],
-    ),
-    route(
-        "GET /api/tasks/{id}/stream",
-        "/api/tasks/{id}/stream",
-        &["GET"],
-    ),
-    Route {
-        body: BodyKind::Chat,
-        ..route("POST /api/chat", "/api/chat", &["POST"])
-    },
-    route("GET /api/workers", "/api/workers", &["GET"]),
-    route("GET /api/queues", "/api/queues", &["GET"]),
-    // `{id}` stands for the queue name here: a bad one is a 400, an unknown one a 404.
-    route("GET /api/queues/{q}", "/api/queues/{id}", &["GET"]),
-    route(
-        "POST /api/queues/{q}/pause",
-        "/api/queues/{id}/pause",
-        &["POST"],
-    ),
-    route(
-        "POST /api/queues/{q}/resume",
-        "/api/queues/{id}/resume",
-        &["POST"],
-    ),
-    Route {
-        queries: EVENTS_QUERIES,
-        ..route("GET /api/events", "/api/events", &["GET"])
-    },
-    Route {
-        queries: DEAD_QUERIES,
-        ..route("GET /api/dead", "/api/dead", &["GET"])
-    },
-    route(
-        "POST /api/dead/{id}/retry",
-        "/api/dead/{id}/retry",
-        &["POST"],
-    ),
-    route("GET /api/health/all", "/api/health/all", &["GET"]),
-    route("GET /api/metrics", "/api/metrics", &["GET"]),
-    Route {
-        guarded: false,
-        ..route("GET /health", "/health", &["GET"])
-    },
-    Route {
-        guarded: false,
-        ..route("GET /metrics", "/metrics", &["GET"])
-    },
-    // Not a route: under /api the token is checked first, then it is a 404.
-    Route {
-        routed: false,
-        ..route("GET /api/<unknown>", "/api/nope", &["GET"])
-    },
-    Route {
-        body: BodyKind::Completion,
-        ..route(
-            "POST /v1/chat/completions",
-            "/v1/chat/completions",
-            &["POST"],
-        )
-    },
-    route("GET /v1/models", "/v1/models", &["GET"]),
-    Route {
-        routed: false,
-        ..route("GET /v1/<unknown>", "/v1/nope", &["GET"])
-    },
-];
-
-impl Route {
-    fn defects(&self) -> Vec<Defect> {
-        let mut d = vec![Defect::Method, Defect::Protocol];
-        if self.guarded {
-            d.push(Defect::Auth);
-        }
-        if self.path.contains("{id}") {
-            d.push(Defect::PathId);
-        }
-        if !self.queries.is_empty() {
-            d.push(Defect::Query);
-        }
-        if self.body != BodyKind::None {
-            d.extend([Defect::Body, Defect::Field]);
-        }
-        if self.path.ends_with("/stream") {
-            d.push(Defect::LastEventId);
-        }
-        d
-    }
-}
+mod routes;
+use routes::{Lacking, ROUTES, Route};
 
 mod values;
 
@@ -304,7 +165,11 @@ fn case(
 ) -> Case {
     let mut req = RawRequest {
         method: r.method.as_bytes().to_vec(),
-        target: r.path.replace("{id}", &t.task_id).into_bytes(),
+        target: r
+            .path
+            .replace("{id}", &t.task_id)
+            .replace("{tenant}", &t.tenant_id)
+            .into_bytes(),
         headers: vec![(
             "Authorization".into(),
             format!("Bearer {}", t.secret).into_bytes(),
@@ -324,7 +189,7 @@ fn case(
         Defect::Auth => {
             expect = Expect::Refused(&[401]);
             req.headers.remove(0);
-            if let Some(v) = values::bad_authorization(rng, &t.secret) {
+            if let Some(v) = values::bad_authorization(rng, &t.secret, &t.revoked_key) {
                 req.headers.push(("Authorization".into(), v));
             }
             "auth".to_owned()
@@ -344,7 +209,11 @@ fn case(
             let id = rng
                 .pick(values::BAD_IDS)
                 .replace("{long}", &"x".repeat(5000));
-            req.target = r.path.replace("{id}", &id).into_bytes();
+            req.target = r
+                .path
+                .replace("{id}", &id)
+                .replace("{tenant}", &id)
+                .into_bytes();
             expect = Expect::Refused(&[400, 404, 409, 422]);
             "path id".to_owned()
         }
@@ -354,7 +223,11 @@ fn case(
             "query".to_owned()
         }
         Defect::Body => {
-            let (name, body) = values::bad_body(rng, r.body, t.max_body_bytes);
+            let (mut name, mut body) = values::bad_body(rng, r.body, t.max_body_bytes);
+            // Every field of a PATCH is optional: `{}` is a valid (empty) update there.
+            while r.method == "PATCH" && name == "missing required fields" {
+                (name, body) = values::bad_body(rng, r.body, t.max_body_bytes);
+            }
             req.body = body;
             expect = Expect::Refused(if name == "too large" { &[413] } else { &[400] });
             if name == "chunked framing" {
@@ -375,6 +248,15 @@ fn case(
             req.headers.push(("Last-Event-ID".into(), v));
             expect = Expect::Refused(&[400]);
             "Last-Event-ID".to_owned()
+        }
+        Defect::Scope => {
+            let key = match r.lacking() {
+                Some(Lacking::SubmitKey) => &t.submit_key,
+                _ => &t.read_key,
+            };
+            req.headers[0].1 = format!("Bearer {key}").into_bytes();
+            expect = Expect::Refused(&[403]);
+            "scope".to_owned()
         }
         Defect::Protocol => {
             expect = Expect::Protocol;
@@ -419,6 +301,10 @@ mod tests {
             secret: "s3cret".into(),
             task_id: "tool-01JDX3N4Z7Q8R9S0T1V2W3X4Y5".into(),
             max_body_bytes: 4096,
+            tenant_id: "tn-0190a".into(),
+            submit_key: "sy_s".into(),
+            read_key: "sy_r".into(),
+            revoked_key: "sy_x".into(),
         }
     }
 

@@ -16,6 +16,7 @@
 //! - [`sse`]: an SSE client: parse event streams, read a live one event by event.
 //! - [`raw_http`]: HTTP/1.1 over a bare socket, for bytes no client library sends.
 //! - [`bad_requests`]: a seeded generator of bad requests over every route and field of the API.
+//! - [`tenants`]: requests with tenant keys, tenants created with the admin secret.
 //! - [`python`]: the official OpenAI Python SDK as a client ([`python::run_scenario`]).
 //! - here: [`poll_until`], [`unique_prefix`], [`connection`], [`free_port`],
 //!   [`queued_tool_record`], [`group_consumers`], [`output_entries`], [`TempDir`].
@@ -32,6 +33,7 @@ pub mod raw_http;
 pub mod redis_server;
 pub mod services;
 pub mod sse;
+pub mod tenants;
 
 use std::future::Future;
 use std::net::TcpListener;

@@ -1,9 +1,10 @@
 //! A few hundred generated bad requests against the real dispatcher binary and a real Redis
 //! (issue 16): every route and every body field, wrong types, huge numbers, deep nesting, bytes
 //! that are not UTF-8 in paths, headers and bodies, trailing data, wrong methods and content
-//! types, bad or missing tokens, broken framing, on `/api` and `/v1`. Then: no 5xx, every
-//! refusal in the README's error shape (OpenAI's under `/v1`), nothing enqueued, no key outside
-//! the layout of `shared/src/keys.rs`, and the process still runs a task end to end.
+//! types, bad, missing, unknown or revoked tokens, tenant keys without the route's scope
+//! (issue 21), broken framing, on `/api` and `/v1`. Then: no 5xx, every refusal in the
+//! README's error shape (OpenAI's under `/v1`), nothing enqueued, no key outside the layout of
+//! `shared/src/keys.rs`, and the process still runs a task end to end.
 //!
 //! The seed is fixed so CI sends the same requests each run; set `SWITCHYARD_BAD_INPUT_SEED` to
 //! try others. A failure prints the seed.
@@ -122,6 +123,20 @@ async fn enqueue_echo(d: &Dispatcher) -> String {
     v["id"].as_str().expect("an id").to_owned()
 }
 
+/// Creates a tenant with `scopes`: its id and key.
+async fn tenant(d: &Dispatcher, scopes: serde_json::Value) -> (String, String) {
+    let (status, v) = d
+        .request(
+            "POST",
+            "/api/tenants",
+            Some(json!({"name": "bad-input", "scopes": scopes})),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let text = |f: &str| v[f].as_str().expect("id and key").to_owned();
+    (text("id"), text("key"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_bad_requests_are_refused_in_the_error_shape_and_leave_no_stray_keys() {
     let seed = seed();
@@ -137,10 +152,21 @@ async fn generated_bad_requests_are_refused_in_the_error_shape_and_leave_no_stra
     .await;
     // A queued task (no worker yet), so requests about a task get past the lookup.
     let queued = enqueue_echo(&d).await;
+    let (tenant_id, submit_key) = tenant(&d, json!(["submit"])).await;
+    let (_, read_key) = tenant(&d, json!(["read"])).await;
+    let (revoked_id, revoked_key) = tenant(&d, json!(["submit", "read"])).await;
+    let (status, v) = d
+        .request("DELETE", &format!("/api/tenants/{revoked_id}"), None)
+        .await;
+    assert_eq!(status, 200, "{v}");
     let target = Target {
         secret: d.secret().to_owned(),
         task_id: queued.clone(),
         max_body_bytes: MAX_BODY_BYTES,
+        tenant_id,
+        submit_key,
+        read_key,
+        revoked_key,
     };
     let cases = bad_requests::cases(seed, &target, CASES);
     let covered = bad_requests::coverage(&cases);

@@ -1,6 +1,6 @@
 //! `sy tenants ls|create|revoke` against the tenants API of issue 21 (`POST`/`GET
 //! /api/tenants`, `DELETE /api/tenants/{id}`), both output modes. That API is built on another
-//! branch: these tests are ignored until it is merged (then remove the `ignore`s); they are
+//! branch and merged with it; they are
 //! written against the routes and shapes the issue defines (201 `{id, name, key, …}`; a `submit`
 //! key may enqueue and may not pause, 403; a revoked key is 401).
 
@@ -20,7 +20,6 @@ fn tenant_ids(v: &Value) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the tenants API of issue 21: un-ignore once merged"]
 async fn tenants_are_created_listed_used_and_revoked_in_both_modes() {
     let redis = shared_redis();
     let prefix = unique_prefix();

@@ -1,7 +1,9 @@
-//! Bearer-token authentication against `ROOT_NODE_SECRET`, by path prefix: a request under a
-//! guarded prefix (`/api`) is checked before routing, so without the token an unknown route or
-//! method there answers 401, not 404/405, and reveals nothing of the routes. The token is
-//! compared in constant time so response timing reveals nothing about the secret.
+//! Bearer-token authentication, by path prefix: a request under a guarded prefix (`/api`,
+//! `/v1`) is checked before routing, so without a valid token an unknown route or method there
+//! answers 401, not 404/405, and reveals nothing of the routes. The token is `ROOT_NODE_SECRET`
+//! (admin; compared in constant time so response timing reveals nothing about it) or a tenant's
+//! key (looked up by its hash, [`crate::tenants`]); the caller then needs the route's scope
+//! ([`super::access`], 403 naming it) and travels in the request's extensions as a [`Caller`].
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
@@ -9,26 +11,47 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
+use super::access::{self, Caller, Need};
 use super::error::ApiError;
 use crate::state::AppState;
+use switchyard_shared::tenant::KEY_PREFIX;
 
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// No `Authorization: Bearer …` header.
     Missing,
-    /// A token that is not the secret.
+    /// A token that is neither the secret nor a live tenant key (unknown or revoked).
     Wrong,
+    /// A tenant key without the scope the route needs.
+    Forbidden(Need),
+    /// Redis could not be asked about a tenant key.
+    Unavailable,
 }
 
 impl Refusal {
-    /// What the client is told.
+    /// What the client is told (for the 401s).
     pub fn message(self) -> &'static str {
         match self {
             Self::Missing => {
-                "missing bearer token: send `Authorization: Bearer <ROOT_NODE_SECRET>`"
+                "missing bearer token: send `Authorization: Bearer <ROOT_NODE_SECRET or API key>`"
             }
-            Self::Wrong => "wrong bearer token",
+            Self::Wrong => "wrong bearer token (unknown or revoked key)",
+            Self::Forbidden(_) => "this key lacks the scope this route needs",
+            Self::Unavailable => "redis is unavailable; try again shortly",
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Missing | Refusal::Wrong => Self::Unauthorized(r.message()),
+            Refusal::Forbidden(need) => Self::Forbidden(format!(
+                "this key lacks the scope `{}` this route needs",
+                need.names()
+            )),
+            Refusal::Unavailable => Self::Unavailable,
         }
     }
 }
@@ -54,7 +77,7 @@ impl Guard {
 /// `/api`: refusals in the README's error shape.
 pub const API: Guard = Guard {
     prefix: "/api",
-    refuse: |r| ApiError::Unauthorized(r.message()).into_response(),
+    refuse: |r| ApiError::from(r).into_response(),
 };
 
 /// The state of [`require_bearer`]: the secret (in the app state) and the guarded prefixes.
@@ -66,18 +89,62 @@ pub struct Guarded {
     pub guards: &'static [Guard],
 }
 
-/// Checks the bearer token of a request under one of the guards, before any routing; other
-/// paths (`/health`, `/metrics`) pass. Without a configured secret (loopback-only deployments)
-/// every request passes.
-pub async fn require_bearer(State(g): State<Guarded>, req: Request, next: Next) -> Response {
+/// Checks the bearer token and the scope of a request under one of the guards, before any
+/// routing, and hands the [`Caller`] on; other paths (`/health`, `/metrics`) pass. Without a
+/// configured secret (loopback-only deployments) a request without a tenant key is admin.
+pub async fn require_bearer(State(g): State<Guarded>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
     let Some(guard) = g.guards.iter().find(|guard| guard.covers(path)) else {
         return next.run(req).await;
     };
-    match check(g.state.cfg.root_node_secret.as_deref(), req.headers()) {
-        Ok(()) => next.run(req).await,
-        Err(refusal) => (guard.refuse)(refusal),
+    let need = access::need(req.method(), path);
+    let caller = match identify(&g.state, req.headers()).await {
+        Ok(c) => c,
+        Err(refusal) => return (guard.refuse)(refusal),
+    };
+    if !caller.admits(need) {
+        return (guard.refuse)(Refusal::Forbidden(need));
     }
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+/// Who presents the bearer token of `headers`: the secret, a live tenant key, or (without a
+/// secret) anybody. A token shaped like a key that no tenant has is refused even then.
+async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, Refusal> {
+    let secret = state.cfg.root_node_secret.as_deref();
+    let presented = bearer(headers);
+    if secret.is_some() && check(secret, headers).is_ok() {
+        return Ok(Caller::Admin);
+    }
+    // Only tokens shaped like a key cost a lookup: a wrong root secret is refused at once.
+    if let Some(p) = presented.filter(|p| p.starts_with(KEY_PREFIX)) {
+        return match state.tenants.resolve(&state.pool, &state.keys, p).await {
+            Ok(Some(t)) => Ok(Caller::Tenant(t)),
+            Ok(None) => Err(Refusal::Wrong),
+            Err(e) => {
+                tracing::warn!(error = %e, "tenant key lookup failed");
+                Err(Refusal::Unavailable)
+            }
+        };
+    }
+    match (secret, presented) {
+        (None, _) => Ok(Caller::Admin),
+        (Some(_), None) => Err(Refusal::Missing),
+        (Some(_), Some(_)) => Err(Refusal::Wrong),
+    }
+}
+
+/// The bearer token of `headers`, trimmed.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
 }
 
 /// Whether `headers` carry `secret` as their bearer token (always, when there is no secret).
@@ -85,15 +152,8 @@ pub fn check(secret: Option<&str>, headers: &HeaderMap) -> Result<(), Refusal> {
     let Some(secret) = secret else {
         return Ok(());
     };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .ok_or(Refusal::Missing)?;
-    if bool::from(presented.trim().as_bytes().ct_eq(secret.as_bytes())) {
+    let presented = bearer(headers).ok_or(Refusal::Missing)?;
+    if bool::from(presented.as_bytes().ct_eq(secret.as_bytes())) {
         Ok(())
     } else {
         Err(Refusal::Wrong)

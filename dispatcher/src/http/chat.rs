@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use switchyard_shared::chat::ChatResult;
 use switchyard_shared::task::{KEY_RULE, Task, TaskKind, TaskState, is_valid_key, new_task_id};
 
+use super::access::Caller;
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::stream;
@@ -49,6 +50,7 @@ pub struct ChatBody {
 /// Answers one chat turn.
 pub async fn chat(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(body): ApiJson<ChatBody>,
 ) -> Result<Response, ApiError> {
     let began = Instant::now();
@@ -82,6 +84,7 @@ pub async fn chat(
             idempotency_key: None,
             cancel_on_disconnect: false,
         },
+        caller.tenant(),
     )
     .await?;
     if body.stream {

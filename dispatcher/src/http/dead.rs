@@ -11,6 +11,7 @@ use switchyard_shared::scripts::{self, ReplayStatus};
 use switchyard_shared::store::StoreError;
 use switchyard_shared::task;
 
+use super::access::Caller;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
@@ -97,9 +98,11 @@ pub async fn list(
 /// `POST /api/dead/{id}/retry`: 202 once the task is queued again.
 pub async fn retry(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let queue = task::queue_of(&id).ok_or_else(|| ApiError::NotFound(format!("no task {id:?}")))?;
+    super::tasks::owned(&state, &caller, queue, &id).await?;
     let mut con = state.pool.get().await?;
     let reply = scripts::replay_dead(&mut *con, &state.keys, queue, &id).await?;
     match reply.status {

@@ -19,6 +19,17 @@ pub enum ApiError {
     /// Missing or wrong bearer token.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// The caller's key lacks the scope the route needs; the message names it.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The tenant's `rpm` quota is used up until the window ends.
+    #[error("{message}")]
+    RateLimited {
+        /// What is over.
+        message: String,
+        /// Seconds until the quota window has room again.
+        retry_after_s: u64,
+    },
     /// No such task (or route).
     #[error("{0}")]
     NotFound(String),
@@ -92,6 +103,17 @@ impl From<SubmitError> for ApiError {
                 message,
             },
             SubmitError::QueueFull { queue, limit } => Self::QueueFull { queue, limit },
+            SubmitError::RateLimited {
+                tenant,
+                limit,
+                retry_after,
+            } => Self::RateLimited {
+                message: format!(
+                    "tenant {tenant} is over its rpm quota ({limit} tasks per minute); retry after the window ends"
+                ),
+                // Rounded up: a client retrying at the announced second finds room.
+                retry_after_s: retry_after.as_millis().div_ceil(1000).max(1) as u64,
+            },
             SubmitError::Store(e) => e.into(),
         }
     }
@@ -106,6 +128,8 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -152,6 +176,11 @@ impl IntoResponse for ApiError {
                     header::RETRY_AFTER,
                     HeaderValue::from(QUEUE_FULL_RETRY_AFTER_S),
                 );
+            }
+            Self::RateLimited { retry_after_s, .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
             }
             Self::Unauthorized(_) => {
                 response
@@ -203,6 +232,7 @@ pub async fn json_errors(response: Response) -> Response {
 fn code_of(status: StatusCode) -> &'static str {
     match status {
         StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
         StatusCode::NOT_FOUND => "not_found",
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::CONFLICT => "conflict",

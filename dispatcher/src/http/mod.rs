@@ -1,11 +1,13 @@
 //! The HTTP API (SPEC §6): routes, bearer auth on everything under `/api`, body limit, JSON
 //! errors.
 //!
-//! One file per resource: [`tasks`], [`chat`], [`stream`] (SSE), [`workers`], [`queues`], [`pause`],
-//! [`dead`], [`events`] (SSE of finished tasks), [`health`], [`metrics`]; [`v1`] is the OpenAI-compatible front door;
-//! [`error`] maps failures to statuses, [`extract`] turns bad input into 400/413, [`auth`] checks
-//! the token.
+//! One file per resource: [`tasks`], [`chat`], [`stream`] (SSE), [`workers`], [`queues`],
+//! [`pause`], [`dead`], [`events`] (SSE of finished tasks), [`health`], [`metrics`],
+//! [`tenants`] (API keys); [`v1`] is the OpenAI-compatible front door; [`error`] maps failures
+//! to statuses, [`extract`] turns bad input into 400/413, [`auth`] checks the token, [`access`]
+//! the scopes and whose tasks a caller sees.
 
+pub mod access;
 pub mod auth;
 pub mod chat;
 pub mod dead;
@@ -18,6 +20,7 @@ pub mod pause;
 pub mod queues;
 pub mod stream;
 pub mod tasks;
+pub mod tenants;
 pub mod v1;
 pub mod workers;
 
@@ -45,7 +48,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/dead", get(dead::list))
         .route("/api/dead/{id}/retry", post(dead::retry))
         .route("/api/health/all", get(health::all))
-        .route("/api/metrics", get(metrics::summary));
+        .route("/api/metrics", get(metrics::summary))
+        .route("/api/tenants", get(tenants::list).post(tenants::create))
+        .route(
+            "/api/tenants/{id}",
+            get(tenants::get)
+                .patch(tenants::update)
+                .delete(tenants::revoke),
+        );
     // The token is checked by path before routing, so the fallbacks are guarded too.
     let guarded = auth::Guarded {
         state: state.clone(),

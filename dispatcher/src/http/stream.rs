@@ -16,6 +16,7 @@ use serde_json::json;
 use switchyard_shared::store;
 use switchyard_shared::task::{Task, TaskKind};
 
+use super::access::Caller;
 use super::error::ApiError;
 use super::tasks::queue_of;
 use crate::disconnect::{self, DisconnectGuard, OnDisconnect};
@@ -141,6 +142,7 @@ pub(crate) async fn open_submitted(
 /// `GET /api/tasks/{id}/stream`: the task's events, from the start or after `Last-Event-ID`.
 pub async fn task_stream(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -168,11 +170,8 @@ pub async fn task_stream(
     let mut con = state.pool.get().await?;
     let task = store::load_task(&mut *con, &state.keys, queue, &id)
         .await?
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "no task {id:?} (unknown, or expired after RESULT_TTL_S)"
-            ))
-        })?;
+        .filter(|t| caller.may_read(t.tenant.as_deref()))
+        .ok_or_else(|| super::tasks::no_task(&id))?;
     drop(con);
     disconnect::count_resume(&state, queue, &id).await?;
     let mut s = subscription(&state, &task, registration);

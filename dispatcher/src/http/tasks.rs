@@ -13,6 +13,7 @@ use switchyard_shared::scripts::{self, CancelStatus};
 use switchyard_shared::store;
 use switchyard_shared::task::{self, Task};
 
+use super::access::Caller;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::disconnect::{DisconnectGuard, OnDisconnect};
@@ -32,6 +33,7 @@ pub struct WaitQuery {
 /// it finished within N ms.
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(body): ApiJson<NewTask>,
 ) -> Result<Response, ApiError> {
@@ -49,7 +51,7 @@ pub async fn create(
     } else {
         OnDisconnect::RunOn
     };
-    let submitted = submit(&state, body).await?;
+    let submitted = submit(&state, body, caller.tenant()).await?;
     if let Some(w) = wait.filter(|w| !w.is_zero()) {
         let mut guard = DisconnectGuard::new(&state, &submitted.queue, &submitted.id, policy);
         let task = wait_for(&state, &submitted.queue, &submitted.id, w).await;
@@ -91,6 +93,7 @@ pub struct NewBatch {
 /// `{error: {code, message}}` (e.g. `queue_full`).
 pub async fn create_batch(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(body): ApiJson<NewBatch>,
 ) -> Result<Response, ApiError> {
     if let Some(i) = body.tasks.iter().position(|t| t.cancel_on_disconnect) {
@@ -98,7 +101,7 @@ pub async fn create_batch(
             "tasks[{i}].cancel_on_disconnect: only POST /api/tasks?wait_ms= waits for its task"
         )));
     }
-    let results = submit_batch(&state, body.tasks).await?;
+    let results = submit_batch(&state, body.tasks, caller.tenant()).await?;
     let accepted = results.iter().filter(|r| r.is_ok()).count();
     let tasks: Vec<serde_json::Value> = results
         .into_iter()
@@ -150,30 +153,58 @@ pub(crate) fn queue_of(id: &str) -> Result<&str, ApiError> {
     })
 }
 
-/// `GET /api/tasks/{id}`: the task record.
+/// The answer about a task that does not exist, or that `caller` may not see: the same, so a
+/// tenant learns nothing of another's task ids.
+pub(crate) fn no_task(id: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "no task {id:?} (unknown, or expired after RESULT_TTL_S)"
+    ))
+}
+
+/// `GET /api/tasks/{id}`: the task record; 404 for another tenant's task unless the key has
+/// the `read` scope.
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Task>, ApiError> {
     let queue = queue_of(&id)?;
     let mut con = state.pool.get().await?;
     store::load_task(&mut *con, &state.keys, queue, &id)
         .await?
+        .filter(|t| caller.may_read(t.tenant.as_deref()))
         .map(Json)
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "no task {id:?} (unknown, or expired after RESULT_TTL_S)"
-            ))
-        })
+        .ok_or_else(|| no_task(&id))
+}
+
+/// Checks that `caller` may cancel or replay task `id` of `queue`; 404 if not (or if it does
+/// not exist). The admin key skips the read.
+pub(crate) async fn owned(
+    state: &AppState,
+    caller: &Caller,
+    queue: &str,
+    id: &str,
+) -> Result<(), ApiError> {
+    if caller.may_change(None) {
+        return Ok(());
+    }
+    let mut con = state.pool.get().await?;
+    store::load_task(&mut *con, &state.keys, queue, id)
+        .await?
+        .filter(|t| caller.may_change(t.tenant.as_deref()))
+        .map(|_| ())
+        .ok_or_else(|| no_task(id))
 }
 
 /// `DELETE /api/tasks/{id}`: cancels a waiting task at once (200), asks the worker running it to
 /// abort (202); 409 if it already finished.
 pub async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let queue = queue_of(&id)?;
+    owned(&state, &caller, queue, &id).await?;
     let mut con = state.pool.get().await?;
     let now = clock::now_rfc3339();
     let reply = scripts::cancel(&mut *con, &state.keys, queue, &id, &now, &state.retention).await?;

@@ -27,6 +27,10 @@ pub const DEFAULT_RESUME_GRACE_MS: u64 = 2_000;
 pub const DEFAULT_STREAM_KEEPALIVE_MS: u64 = 15_000;
 /// Default `STREAM_BUFFER`.
 pub const DEFAULT_STREAM_BUFFER: usize = 64;
+/// Default `TENANT_CACHE_MS`: how long a dispatcher trusts what it read about an API key.
+pub const DEFAULT_TENANT_CACHE_MS: u64 = 5_000;
+/// Longest `TENANT_CACHE_MS`: a revoked key must stop working within a bounded time.
+pub const MAX_TENANT_CACHE_MS: u64 = 60_000;
 
 /// The dispatcher's own settings.
 #[derive(Clone, Deserialize)]
@@ -67,6 +71,12 @@ pub struct DispatcherConfig {
     /// `MODEL_ROUTES`: the queue of a chat task by its model (`gpt-*=chat-openai,*=chat`, first
     /// match wins); unset: every model goes to `chat`.
     pub model_routes: ModelRoutes,
+    /// `TENANT_CACHE_MS`: how long a dispatcher keeps what it read about a tenant API key (the
+    /// tenant, or that the key is unknown) before asking Redis again; so a revoked or changed
+    /// key takes effect on every other dispatcher within this time (at once on the one that
+    /// revoked it). 0 asks Redis on every request; at most 60 000.
+    #[serde(rename = "tenant_cache_ms", with = "millis")]
+    pub tenant_cache: Duration,
 }
 
 impl Default for DispatcherConfig {
@@ -85,6 +95,7 @@ impl Default for DispatcherConfig {
             stream_keepalive: Duration::from_millis(DEFAULT_STREAM_KEEPALIVE_MS),
             stream_buffer: DEFAULT_STREAM_BUFFER,
             model_routes: ModelRoutes::default(),
+            tenant_cache: Duration::from_millis(DEFAULT_TENANT_CACHE_MS),
         }
     }
 }
@@ -109,6 +120,7 @@ impl std::fmt::Debug for DispatcherConfig {
             .field("stream_keepalive", &self.stream_keepalive)
             .field("stream_buffer", &self.stream_buffer)
             .field("model_routes", &self.model_routes)
+            .field("tenant_cache", &self.tenant_cache)
             .finish()
     }
 }
@@ -144,6 +156,12 @@ impl DispatcherConfig {
                 ),
             ));
         }
+        if c.tenant_cache > Duration::from_millis(MAX_TENANT_CACHE_MS) {
+            return Err(invalid(
+                "TENANT_CACHE_MS",
+                &format!("must be at most {MAX_TENANT_CACHE_MS}"),
+            ));
+        }
         if c.root_node_secret.as_deref().is_some_and(str::is_empty) {
             return Err(invalid(
                 "ROOT_NODE_SECRET",
@@ -172,6 +190,8 @@ mod tests {
         assert_eq!(d.resume_grace, Duration::from_secs(2));
         assert_eq!(d.stream_keepalive, Duration::from_secs(15));
         assert_eq!(d.stream_buffer, 64);
+        assert_eq!(d.tenant_cache, Duration::from_secs(5));
+        assert!(DispatcherConfig::from_vars(&vars(&[("TENANT_CACHE_MS", "60001")])).is_err());
         let d = DispatcherConfig::from_vars(&vars(&[
             ("MAX_WAIT_MS", "1"),
             ("WORKER_TIMEOUT_MS", "2"),

@@ -45,6 +45,7 @@ const OWNED_PREFIXES: &[&str] = &[
     // Not all of `HTTP_`: `HTTP_PROXY` and friends belong to HTTP clients.
     "HTTP_HEADER",
     "MODEL_",
+    "TENANT_",
 ];
 
 /// Variables with an owned prefix that are read elsewhere (scripts, compose) and not by a binary.

@@ -18,6 +18,7 @@ use super::body::CompletionRequest;
 use super::chunks::Chunks;
 use super::error::V1Error;
 use crate::disconnect::{DisconnectGuard, OnDisconnect};
+use crate::http::access::Caller;
 use crate::http::stream;
 use crate::http::tasks::wait_for;
 use crate::routing;
@@ -31,6 +32,7 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// Answers one chat-completions request.
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     req: CompletionRequest,
 ) -> Result<Response, V1Error> {
     let model = req.model().to_owned();
@@ -51,6 +53,7 @@ pub async fn create(
             idempotency_key: None,
             cancel_on_disconnect: false,
         },
+        caller.tenant(),
     )
     .await?;
     let policy = if req.detach {

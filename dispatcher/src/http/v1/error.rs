@@ -183,6 +183,23 @@ impl From<ApiError> for V1Error {
         let (status, kind, code) = match &e {
             ApiError::BadRequest(_) => return Self::invalid(None, message),
             ApiError::Unauthorized(m) => return Self::unauthorized(m),
+            // OpenAI's SDKs raise PermissionDeniedError on 403.
+            ApiError::Forbidden(_) => (
+                StatusCode::FORBIDDEN,
+                INVALID_REQUEST,
+                Some("insufficient_permissions"),
+            ),
+            ApiError::RateLimited { retry_after_s, .. } => {
+                return Self {
+                    retry_after: Some(*retry_after_s),
+                    ..Self::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        RATE_LIMIT,
+                        Some("rate_limit_exceeded"),
+                        message,
+                    )
+                };
+            }
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, INVALID_REQUEST, Some("not_found")),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, INVALID_REQUEST, None),
             ApiError::TooLarge(_) => (
@@ -296,6 +313,21 @@ mod tests {
                 Some("model_not_found"),
             ),
             (ApiError::Internal, 500, SERVER_ERROR, None),
+            (
+                ApiError::Forbidden("scope".into()),
+                403,
+                INVALID_REQUEST,
+                Some("insufficient_permissions"),
+            ),
+            (
+                ApiError::RateLimited {
+                    message: "rpm".into(),
+                    retry_after_s: 7,
+                },
+                429,
+                RATE_LIMIT,
+                Some("rate_limit_exceeded"),
+            ),
         ];
         for (api, status, kind, code) in cases {
             let e = V1Error::from(api);

@@ -24,6 +24,7 @@ use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, any, get, post};
 
 use crate::http::auth;
+use crate::http::error::ApiError;
 use crate::state::AppState;
 use error::V1Error;
 
@@ -45,7 +46,7 @@ pub fn router() -> Router<AppState> {
 /// OpenAI's 401 shape.
 pub const GUARD: auth::Guard = auth::Guard {
     prefix: "/v1",
-    refuse: |r| V1Error::unauthorized(r.message()).into_response(),
+    refuse: |r| V1Error::from(ApiError::from(r)).into_response(),
 };
 
 async fn not_found(method: Method, uri: Uri) -> V1Error {
