@@ -16,6 +16,8 @@
 //!   by the dispatcher).
 //! - [`scripts`]: one module per task state transition (enqueue, start, complete, fail, …),
 //!   each beside its `.lua` script with one typed wrapper.
+//! - [`connect`]: one connection type over standalone, Sentinel and Cluster, TLS settings.
+//! - [`sentinel`]: the Sentinel-resolved primary, asked again after a failover.
 //! - [`store`]: connection pool, blocking connections, group set-up, record reads.
 //! - [`metrics`]: metric names and the Prometheus recorder.
 //! - [`duty`]: the loop every background duty runs in (pace, logging, backoff).
@@ -31,6 +33,7 @@ pub mod chat;
 pub mod clock;
 pub mod completion;
 pub mod config;
+pub mod connect;
 pub mod duty;
 pub mod events;
 pub mod healthcheck;
@@ -42,6 +45,7 @@ pub mod registry;
 pub mod retry;
 pub mod runtime;
 pub mod scripts;
+pub mod sentinel;
 pub mod serve;
 pub mod signals;
 pub mod store;

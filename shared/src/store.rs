@@ -15,12 +15,12 @@ use std::time::Duration;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use redis::aio::{
-    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
-};
-use redis::{AsyncConnectionConfig, Client, RedisError};
+use redis::RedisError;
+use redis::aio::ConnectionLike;
 
-use crate::config::RedisConfig;
+use crate::config::{RedisConfig, RedisMode};
+pub use crate::connect::Conn;
+use crate::connect::Connector;
 use crate::keys::{GROUP, Keys};
 use crate::record::{DecodeError, Task};
 
@@ -29,7 +29,25 @@ use crate::record::{DecodeError, Task};
 pub enum StoreError {
     /// Redis answered with an error, or the connection failed or timed out.
     #[error("redis: {0}")]
-    Redis(#[from] RedisError),
+    Redis(RedisError),
+    /// The TLS handshake with Redis failed: a configuration error, not an outage.
+    #[error(
+        "TLS handshake with Redis failed (check REDIS_TLS_CA_FILE, REDIS_TLS_CERT_FILE/KEY_FILE \
+         and the host name in REDIS_URL): {0}"
+    )]
+    Tls(RedisError),
+    /// The Redis settings cannot be used (a file that cannot be read, a bad URL).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Fewer replicas than `REDIS_WAIT_REPLICAS` acknowledged a write within
+    /// `REDIS_WAIT_TIMEOUT_MS`: the write may be lost if the primary fails now.
+    #[error("only {acked} of {wanted} replicas acknowledged the write in time")]
+    NotReplicated {
+        /// Replicas that acknowledged.
+        acked: u32,
+        /// `REDIS_WAIT_REPLICAS`.
+        wanted: u32,
+    },
     /// A script answered something its wrapper cannot decode.
     #[error("script {script} answered unexpectedly: {message}")]
     Reply {
@@ -51,11 +69,28 @@ pub enum StoreError {
     },
 }
 
+impl From<RedisError> for StoreError {
+    fn from(e: RedisError) -> Self {
+        if is_tls_failure(&e) {
+            Self::Tls(e)
+        } else {
+            Self::Redis(e)
+        }
+    }
+}
+
+/// rustls reports a certificate it cannot verify as an I/O error; retrying cannot fix it, so it
+/// must not count as "Redis unavailable" (start-up would wait for ever instead of failing).
+fn is_tls_failure(e: &RedisError) -> bool {
+    let text = e.to_string();
+    e.is_io_error() && (text.contains("certificate") || text.contains("CertificateRequired"))
+}
+
 impl StoreError {
     /// Whether the error means Redis is unreachable or slow (as opposed to a logic error).
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::GaveUp(_) => true,
+            Self::GaveUp(_) | Self::NotReplicated { .. } => true,
             Self::Redis(e) => {
                 e.is_io_error()
                     || e.is_timeout()
@@ -72,47 +107,44 @@ impl StoreError {
     }
 }
 
-fn connection_config(connect: Duration, response: Duration) -> AsyncConnectionConfig {
-    AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(connect))
-        .set_response_timeout(Some(response))
-}
-
-/// The connections ordinary (non-blocking) calls share: `REDIS_POOL_SIZE` multiplexed
-/// connections, handed out round-robin. Each connects on first use and reconnects by itself after
-/// a failure (one attempt per call, bounded by `REDIS_TIMEOUT_MS`), so a Redis that is down shows
-/// up as an unavailable [`StoreError`] on use, never as a hang.
+/// The connections ordinary (non-blocking) calls share: `REDIS_POOL_SIZE` connections of the
+/// configured `REDIS_MODE` (see [`crate::connect`]), handed out round-robin. Each connects on
+/// first use and reconnects by itself after a failure (one attempt per call, bounded by
+/// `REDIS_TIMEOUT_MS`), so a Redis that is down shows up as an unavailable [`StoreError`] on use,
+/// never as a hang.
 #[derive(Clone)]
 pub struct Pool {
     inner: Arc<PoolInner>,
 }
 
 struct PoolInner {
-    connections: Vec<ConnectionManager>,
+    connections: Vec<Conn>,
     next: AtomicUsize,
+    mode: RedisMode,
 }
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
             .field("size", &self.inner.connections.len())
+            .field("mode", &self.inner.mode)
             .finish()
     }
 }
 
 /// One of the [`Pool`]'s connections, for the caller's exclusive `&mut` use (a cheap handle on
 /// the shared socket).
-pub struct PooledConnection(ConnectionManager);
+pub struct PooledConnection(Conn);
 
 impl std::ops::Deref for PooledConnection {
-    type Target = ConnectionManager;
-    fn deref(&self) -> &ConnectionManager {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
         &self.0
     }
 }
 
 impl std::ops::DerefMut for PooledConnection {
-    fn deref_mut(&mut self) -> &mut ConnectionManager {
+    fn deref_mut(&mut self) -> &mut Conn {
         &mut self.0
     }
 }
@@ -123,25 +155,25 @@ impl Pool {
         let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.connections.len();
         Ok(PooledConnection(self.inner.connections[i].clone()))
     }
+
+    /// The `REDIS_MODE` the pool connects in (readers of several queues issue one call per queue
+    /// in cluster mode).
+    pub fn mode(&self) -> RedisMode {
+        self.inner.mode
+    }
 }
 
-/// The shared connections. Creation does not connect.
+/// The shared connections. Creation reads the TLS files but does not connect.
 pub fn create_pool(cfg: &RedisConfig) -> Result<Pool, StoreError> {
-    let t = cfg.redis_timeout;
-    let client = Client::open(cfg.redis_url.as_str())?;
-    // No retries inside a call: callers decide (503 to a client, `while_unavailable` in the
-    // worker), and a call must not outlive REDIS_TIMEOUT_MS by a backoff schedule.
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(t))
-        .set_response_timeout(Some(t))
-        .set_number_of_retries(0);
+    let connector = Connector::new(cfg)?;
     let connections = (0..cfg.redis_pool_size.max(1))
-        .map(|_| ConnectionManager::new_lazy_with_config(client.clone(), config.clone()))
+        .map(|_| connector.shared())
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Pool {
         inner: Arc::new(PoolInner {
             connections,
             next: AtomicUsize::new(0),
+            mode: cfg.redis_mode,
         }),
     })
 }
@@ -171,18 +203,13 @@ pub fn xread<'a>(
 /// A dedicated connection for blocking reads (`XREADGROUP`/`XREAD … BLOCK`), whose response
 /// timeout covers the block. Blocking on a pooled multiplexed connection would stall every other
 /// caller sharing it.
-pub async fn blocking_connection(
-    cfg: &RedisConfig,
-    block: Duration,
-) -> Result<MultiplexedConnection, StoreError> {
-    let client = Client::open(cfg.redis_url.as_str())?;
-    let conn = client
-        .get_multiplexed_async_connection_with_config(&connection_config(
-            cfg.redis_timeout,
-            block + cfg.redis_timeout,
-        ))
-        .await?;
-    Ok(conn)
+pub async fn blocking_connection(cfg: &RedisConfig, block: Duration) -> Result<Conn, StoreError> {
+    Connector::new(cfg)?.dedicated(block).await
+}
+
+/// A client for pub/sub (`SUBSCRIBE`): the Redis, the current primary, or a cluster seed node.
+pub async fn pubsub_client(cfg: &RedisConfig) -> Result<redis::Client, StoreError> {
+    Connector::new(cfg)?.pubsub_client().await
 }
 
 /// Creates the `workers` group on each queue's stream (and the stream), starting from the

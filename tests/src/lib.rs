@@ -12,6 +12,8 @@
 //!   ([`Reply`]: text, tool calls, failures); [`provider_wire`]: the bytes of both formats.
 //! - [`services`]: [`spawn_dispatcher`] / [`Dispatcher`], [`spawn_worker`] / [`Worker`], started
 //!   and waited for until `/health` answers, and the task and stream requests tests repeat.
+//! - [`redis_nodes`]: `redis-server` / `redis-sentinel` children and `redis-cli`, the blocks of
+//!   [`tls_redis`] ([`TlsRedis`]: TLS only, a CA the test makes).
 //! - [`sse`]: an SSE client: parse event streams, read a live one event by event.
 //! - [`raw_http`]: HTTP/1.1 over a bare socket, for bytes no client library sends.
 //! - [`bad_requests`]: a seeded generator of bad requests over every route and field of the API.
@@ -27,9 +29,11 @@ pub mod provider_server;
 pub mod provider_wire;
 pub mod python;
 pub mod raw_http;
+pub mod redis_nodes;
 pub mod redis_server;
 pub mod services;
 pub mod sse;
+pub mod tls_redis;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -50,6 +54,7 @@ pub use process::Proc;
 pub use provider_server::{Failure, ProviderServer, Reply, ScriptedCall, Served};
 pub use redis_server::{REDIS_URL_ENV, RedisServer, shared_redis};
 pub use services::{Dispatcher, Response, Worker, env_pairs, spawn_dispatcher, spawn_worker};
+pub use tls_redis::TlsRedis;
 
 /// The fields of a fresh `tool` task record as the dispatcher writes them (state `queued`, no
 /// attempt yet), for tests that enqueue through `switchyard_shared::scripts` directly.
