@@ -8,7 +8,7 @@ use serde_json::Value;
 use switchyard_shared::clock;
 use switchyard_shared::record::QueuedTask;
 use switchyard_shared::scripts::{self, EnqueueStatus, NewRecord};
-use switchyard_shared::store::StoreError;
+use switchyard_shared::store::{self, StoreError};
 use switchyard_shared::task::{
     self, DEFAULT_MAX_ATTEMPTS, MAX_DELAY_MS, MAX_MAX_ATTEMPTS, MAX_TIMEOUT_MS, PayloadError,
     TaskKind, TaskState,
@@ -132,7 +132,7 @@ pub const MAX_BATCH_TASKS: usize = 1000;
 /// Validates `t` and enqueues it.
 pub async fn submit(state: &AppState, t: NewTask) -> Result<Submitted, SubmitError> {
     let p = prepare(state, t)?;
-    let mut con = state.pool.get().await?;
+    let mut con = state.pool.pinned().await?;
     let reply = scripts::enqueue(
         &mut *con,
         &state.keys,
@@ -140,6 +140,9 @@ pub async fn submit(state: &AppState, t: NewTask) -> Result<Submitted, SubmitErr
         state.cfg.max_queue_depth,
     )
     .await?;
+    // REDIS_WAIT_REPLICAS: the task is accepted once replicas have it (503 not_replicated
+    // otherwise; a retry with the same idempotency key finds the task if it survived).
+    store::wait_replicas(&mut *con, &state.redis).await?;
     settle(state, &mut *con, p, reply).await
 }
 
@@ -162,9 +165,10 @@ pub async fn submit_batch(
         .map(|(i, t)| prepare(state, t).map_err(|e| e.within(&format!("tasks[{i}]."))))
         .collect::<Result<Vec<_>, _>>()?;
     let records: Vec<NewRecord<'_>> = prepared.iter().map(|p| p.record(state)).collect();
-    let mut con = state.pool.get().await?;
+    let mut con = state.pool.pinned().await?;
     let replies =
         scripts::enqueue_many(&mut *con, &state.keys, &records, state.cfg.max_queue_depth).await?;
+    store::wait_replicas(&mut *con, &state.redis).await?;
     drop(records);
     let mut out = Vec::with_capacity(prepared.len());
     for (p, reply) in prepared.into_iter().zip(replies) {

@@ -46,6 +46,18 @@ impl std::fmt::Debug for Conn {
     }
 }
 
+impl Conn {
+    /// This connection held to the socket it uses now. A Sentinel connection otherwise moves
+    /// to the new primary between two calls; `WAIT` must run on the socket that wrote, or it
+    /// would vouch for a write it never saw.
+    pub async fn pinned(&self) -> Result<Conn, StoreError> {
+        match self {
+            Self::Sentinel(s) => Ok(Self::Direct(s.current_connection().await?)),
+            other => Ok(other.clone()),
+        }
+    }
+}
+
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {

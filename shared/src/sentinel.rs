@@ -98,6 +98,11 @@ impl SentinelConnection {
             .await
     }
 
+    /// The shared connection to the primary of the moment.
+    pub(crate) async fn current_connection(&self) -> RedisResult<MultiplexedConnection> {
+        Ok(self.current().await?.1)
+    }
+
     async fn current(&self) -> RedisResult<(u64, MultiplexedConnection)> {
         if let (generation, Some(c)) = &*lock(&self.inner.current) {
             return Ok((*generation, c.clone()));

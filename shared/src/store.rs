@@ -79,6 +79,25 @@ impl From<RedisError> for StoreError {
     }
 }
 
+/// A failover in progress: the sentinels name no reachable primary yet, the node reached was
+/// demoted or is loading, or the cluster is re-forming. It passes by itself like an outage.
+fn is_topology_change(e: &RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    matches!(
+        e.kind(),
+        ErrorKind::MasterNameNotFoundBySentinel
+            | ErrorKind::NoValidReplicasFoundBySentinel
+            | ErrorKind::ClusterConnectionNotFound
+            | ErrorKind::Server(
+                ServerErrorKind::ReadOnly
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::BusyLoading
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::TryAgain
+            )
+    )
+}
+
 /// rustls reports a certificate it cannot verify as an I/O error; retrying cannot fix it, so it
 /// must not count as "Redis unavailable" (start-up would wait for ever instead of failing).
 fn is_tls_failure(e: &RedisError) -> bool {
@@ -96,6 +115,7 @@ impl StoreError {
                     || e.is_timeout()
                     || e.is_connection_dropped()
                     || e.is_connection_refusal()
+                    || is_topology_change(e)
             }
             _ => false,
         }
@@ -156,6 +176,11 @@ impl Pool {
         Ok(PooledConnection(self.inner.connections[i].clone()))
     }
 
+    /// A connection held to one socket, for a write followed by [`wait_replicas`].
+    pub async fn pinned(&self) -> Result<PooledConnection, StoreError> {
+        Ok(PooledConnection(self.get().await?.0.pinned().await?))
+    }
+
     /// The `REDIS_MODE` the pool connects in (readers of several queues issue one call per queue
     /// in cluster mode).
     pub fn mode(&self) -> RedisMode {
@@ -210,6 +235,52 @@ pub async fn blocking_connection(cfg: &RedisConfig, block: Duration) -> Result<C
 /// A client for pub/sub (`SUBSCRIBE`): the Redis, the current primary, or a cluster seed node.
 pub async fn pubsub_client(cfg: &RedisConfig) -> Result<redis::Client, StoreError> {
     Connector::new(cfg)?.pubsub_client().await
+}
+
+/// With `REDIS_WAIT_REPLICAS` = N > 0: `WAIT N REDIS_WAIT_TIMEOUT_MS` on `con`, which must be
+/// the connection that wrote (see [`Pool::pinned`]); fewer than N acknowledgements is
+/// [`StoreError::NotReplicated`]. Without it, does nothing.
+pub async fn wait_replicas<C: ConnectionLike>(
+    con: &mut C,
+    cfg: &RedisConfig,
+) -> Result<(), StoreError> {
+    let wanted = cfg.redis_wait_replicas;
+    if wanted == 0 {
+        return Ok(());
+    }
+    let acked: u32 = redis::cmd("WAIT")
+        .arg(wanted)
+        .arg(cfg.redis_wait_timeout.as_millis() as u64)
+        .query_async(con)
+        .await?;
+    if acked < wanted {
+        return Err(StoreError::NotReplicated { acked, wanted });
+    }
+    Ok(())
+}
+
+/// [`wait_replicas`] again (same socket: its offset still covers the write) while too few
+/// replicas acknowledge, until `give_up`; any other error is returned, so the caller redoes
+/// the write on a new connection.
+pub async fn wait_replicated<C: ConnectionLike>(
+    con: &mut C,
+    cfg: &RedisConfig,
+    give_up: &tokio_util::sync::CancellationToken,
+) -> Result<(), StoreError> {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match wait_replicas(con, cfg).await {
+            Err(e @ StoreError::NotReplicated { .. }) => {
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64, "write not replicated yet; waiting again");
+                tokio::select! {
+                    () = give_up.cancelled() => return Err(e),
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Creates the `workers` group on each queue's stream (and the stream), starting from the

@@ -13,7 +13,8 @@
 //! - [`services`]: [`spawn_dispatcher`] / [`Dispatcher`], [`spawn_worker`] / [`Worker`], started
 //!   and waited for until `/health` answers, and the task and stream requests tests repeat.
 //! - [`redis_nodes`]: `redis-server` / `redis-sentinel` children and `redis-cli`, the blocks of
-//!   [`tls_redis`] ([`TlsRedis`]: TLS only, a CA the test makes).
+//!   [`tls_redis`] ([`TlsRedis`]: TLS only, a CA the test makes) and [`sentinel_redis`]
+//!   ([`sentinel_redis::SentinelSet`]: a primary, two replicas, three sentinels).
 //! - [`sse`]: an SSE client: parse event streams, read a live one event by event.
 //! - [`raw_http`]: HTTP/1.1 over a bare socket, for bytes no client library sends.
 //! - [`bad_requests`]: a seeded generator of bad requests over every route and field of the API.
@@ -31,6 +32,7 @@ pub mod python;
 pub mod raw_http;
 pub mod redis_nodes;
 pub mod redis_server;
+pub mod sentinel_redis;
 pub mod services;
 pub mod sse;
 pub mod tls_redis;

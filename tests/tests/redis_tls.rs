@@ -109,7 +109,10 @@ async fn a_wrong_ca_fails_start_up_naming_the_setting() {
     let redis = TlsRedis::start();
     for bin in ["dispatcher", "worker"] {
         let log = refused_start(&redis, bin, &redis.other_ca_file()).await;
-        println!("{bin} with another CA: {}", log.lines().last().unwrap_or_default());
+        println!(
+            "{bin} with another CA: {}",
+            log.lines().last().unwrap_or_default()
+        );
         assert!(log.contains("REDIS_TLS_CA_FILE"), "{bin}: {log}");
         let log = refused_start(&redis, bin, "/nonexistent/ca.pem").await;
         assert!(log.contains("REDIS_TLS_CA_FILE"), "{bin}: {log}");

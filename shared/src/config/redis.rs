@@ -153,10 +153,33 @@ impl RedisConfig {
                 "and REDIS_TLS_KEY_FILE go together (a client certificate needs its key)",
             ));
         }
-        if self.redis_wait_replicas > 0 && self.redis_wait_timeout.is_zero() {
+        if self.redis_wait_replicas > 0 {
+            self.check_wait()?;
+        }
+        Ok(())
+    }
+
+    fn check_wait(&self) -> Result<(), ConfigError> {
+        if self.redis_mode == RedisMode::Cluster {
+            // WAIT has no key, so a cluster client would send it to any node, not to the one
+            // that took the write.
+            return Err(invalid(
+                "REDIS_WAIT_REPLICAS",
+                "is not supported with REDIS_MODE=cluster",
+            ));
+        }
+        if self.redis_wait_timeout.is_zero() {
             return Err(invalid(
                 "REDIS_WAIT_TIMEOUT_MS",
                 "must be above 0 with REDIS_WAIT_REPLICAS (0 would make WAIT block forever)",
+            ));
+        }
+        if self.redis_wait_timeout >= self.redis_timeout {
+            // WAIT blocks its socket, which ordinary calls share: it must end before their
+            // response timeout does.
+            return Err(invalid(
+                "REDIS_WAIT_TIMEOUT_MS",
+                "must be below REDIS_TIMEOUT_MS (WAIT holds the shared connection meanwhile)",
             ));
         }
         Ok(())
@@ -220,6 +243,17 @@ mod tests {
             (
                 vec![("REDIS_WAIT_REPLICAS", "1"), ("REDIS_WAIT_TIMEOUT_MS", "0")],
                 "REDIS_WAIT_TIMEOUT_MS",
+            ),
+            (
+                vec![
+                    ("REDIS_WAIT_REPLICAS", "1"),
+                    ("REDIS_WAIT_TIMEOUT_MS", "2000"),
+                ],
+                "REDIS_TIMEOUT_MS",
+            ),
+            (
+                vec![("REDIS_WAIT_REPLICAS", "1"), ("REDIS_MODE", "cluster")],
+                "REDIS_WAIT_REPLICAS",
             ),
         ] {
             let e = RedisConfig::from_vars(&vars(&pairs)).expect_err("invalid");
