@@ -121,7 +121,9 @@ fn node_dir(dir: &Path, port: u16) -> std::path::PathBuf {
     d
 }
 
-/// Writes a sentinel's config (sentinels rewrite their file, so each has its own).
+/// Writes a sentinel's config (sentinels rewrite their file, so each has its own). A short
+/// failover timeout: on a loaded machine a split vote or a TILT period (the sentinel's timer
+/// jumped) otherwise delays the promotion by tens of seconds.
 fn sentinel_conf(dir: &Path, port: u16, primary: u16) -> String {
     let d = node_dir(dir, port);
     let path = d.join("sentinel.conf");
@@ -129,7 +131,7 @@ fn sentinel_conf(dir: &Path, port: u16, primary: u16) -> String {
         "port {port}\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir {}\n\
          sentinel monitor {MASTER} 127.0.0.1 {primary} 2\n\
          sentinel down-after-milliseconds {MASTER} 1000\n\
-         sentinel failover-timeout {MASTER} 10000\n\
+         sentinel failover-timeout {MASTER} 3000\n\
          sentinel parallel-syncs {MASTER} 2\n",
         d.display()
     );
