@@ -64,7 +64,7 @@ impl ConnectionLike for Conn {
             Self::Manager(c) => c.req_packed_command(cmd),
             Self::Direct(c) => c.req_packed_command(cmd),
             Self::Sentinel(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => Box::pin(crate::cluster::command(c, cmd)),
         }
     }
 
@@ -78,7 +78,7 @@ impl ConnectionLike for Conn {
             Self::Manager(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Direct(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => Box::pin(crate::cluster::pipeline(c, pipeline, offset, count)),
         }
     }
 

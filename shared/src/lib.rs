@@ -16,6 +16,7 @@
 //!   by the dispatcher).
 //! - [`scripts`]: one module per task state transition (enqueue, start, complete, fail, …),
 //!   each beside its `.lua` script with one typed wrapper.
+//! - `cluster`: cluster mode's calls over several queues, split one per queue.
 //! - [`connect`]: one connection type over standalone, Sentinel and Cluster, TLS settings.
 //! - [`sentinel`]: the Sentinel-resolved primary, asked again after a failover.
 //! - [`store`]: connection pool, blocking connections, group set-up, record reads.
@@ -31,6 +32,7 @@
 
 pub mod chat;
 pub mod clock;
+mod cluster;
 pub mod completion;
 pub mod config;
 pub mod connect;

@@ -14,7 +14,8 @@
 //!   and waited for until `/health` answers, and the task and stream requests tests repeat.
 //! - [`redis_nodes`]: `redis-server` / `redis-sentinel` children and `redis-cli`, the blocks of
 //!   [`tls_redis`] ([`TlsRedis`]: TLS only, a CA the test makes) and [`sentinel_redis`]
-//!   ([`sentinel_redis::SentinelSet`]: a primary, two replicas, three sentinels).
+//!   ([`sentinel_redis::SentinelSet`]: a primary, two replicas, three sentinels) and
+//!   [`cluster_redis`] ([`cluster_redis::ClusterSet`]: three primaries, `redis-cli --cluster create`).
 //! - [`sse`]: an SSE client: parse event streams, read a live one event by event.
 //! - [`raw_http`]: HTTP/1.1 over a bare socket, for bytes no client library sends.
 //! - [`bad_requests`]: a seeded generator of bad requests over every route and field of the API.
@@ -24,6 +25,7 @@
 
 pub mod bad_requests;
 pub mod binaries;
+pub mod cluster_redis;
 pub mod process;
 pub mod provider_reply;
 pub mod provider_server;
