@@ -279,3 +279,58 @@ async fn too_few_replicas_refuse_the_enqueue_and_hold_the_completion_until_one_a
     )
     .await;
 }
+
+/// Mean time of one sequential `POST /api/tasks` over `n` tasks.
+async fn mean_enqueue(d: &Dispatcher, n: u64) -> Duration {
+    let began = Instant::now();
+    for i in 0..n {
+        let (s, v) = d.request("POST", "/api/tasks", Some(echo(i))).await;
+        assert_eq!(s, 202, "{v}");
+    }
+    began.elapsed() / n as u32
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_replicas_accepts_with_a_replica_and_its_cost_is_measured() {
+    let redis = RedisServer::start();
+    let port = redis.port().expect("a local server");
+    let dir = TempDir::new("replica");
+    let (_replica, _) = start_node("redis-replica", "redis-server", &[], |p| {
+        let mut a = base_args(p, dir.path());
+        a.extend(["--replicaof".into(), "127.0.0.1".into(), port.to_string()]);
+        a
+    });
+    poll_until(
+        "the replica to acknowledge",
+        Duration::from_secs(30),
+        || async {
+            let info = cli(port, &[], &["INFO", "replication"]).ok()?;
+            info.contains("state=online").then_some(())
+        },
+    )
+    .await;
+    let plain = spawn_dispatcher(redis.url(), &unique_prefix(), &[]).await;
+    let waiting = spawn_dispatcher(
+        redis.url(),
+        &unique_prefix(),
+        &[
+            ("REDIS_WAIT_REPLICAS", "1"),
+            ("REDIS_WAIT_TIMEOUT_MS", "500"),
+        ],
+    )
+    .await;
+    // Warm both (connections, scripts), then alternate rounds so load drifts hit both alike.
+    mean_enqueue(&plain, 20).await;
+    mean_enqueue(&waiting, 20).await;
+    let (mut a, mut b) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..3 {
+        a += mean_enqueue(&plain, 200).await;
+        b += mean_enqueue(&waiting, 200).await;
+    }
+    println!(
+        "enqueue, one at a time: {:.0} µs without WAIT, {:.0} µs with REDIS_WAIT_REPLICAS=1 (+{:.0} µs per task)",
+        a.as_micros() as f64 / 3.0,
+        b.as_micros() as f64 / 3.0,
+        (b.as_micros() as f64 - a.as_micros() as f64) / 3.0
+    );
+}
