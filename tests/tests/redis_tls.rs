@@ -118,3 +118,43 @@ async fn a_wrong_ca_fails_start_up_naming_the_setting() {
         assert!(log.contains("REDIS_TLS_CA_FILE"), "{bin}: {log}");
     }
 }
+
+/// Seconds for `n` echo tasks, each submitted with `wait_ms` (enqueue, run, complete, answer),
+/// one at a time: the end-to-end latency of one task.
+async fn end_to_end(d: &switchyard_tests::Dispatcher, n: u64) -> f64 {
+    let began = std::time::Instant::now();
+    for i in 0..n {
+        let t = d
+            .submit_and_wait(json!({"kind": "tool", "payload": {"tool": "echo", "args": {"i": i}}}))
+            .await;
+        assert_eq!(t["state"], "succeeded", "{t}");
+    }
+    began.elapsed().as_secs_f64() / n as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_to_end_latency_over_tls_beside_plain_tcp() {
+    let tls = TlsRedis::start();
+    let plain = switchyard_tests::RedisServer::start();
+    let env = tls.env();
+    let env = env_pairs(&env);
+    let (p1, p2) = (unique_prefix(), unique_prefix());
+    let dt = spawn_dispatcher(&tls.url(), &p1, &env).await;
+    let _wt = spawn_worker(&tls.url(), &p1, "tls-e2e", &env).await;
+    let dp = spawn_dispatcher(plain.url(), &p2, &[]).await;
+    let _wp = spawn_worker(plain.url(), &p2, "plain-e2e", &[]).await;
+    // Warm up, then alternate rounds so drifts of a shared machine hit both alike.
+    end_to_end(&dt, 10).await;
+    end_to_end(&dp, 10).await;
+    let (mut t, mut p) = (0.0, 0.0);
+    for _ in 0..3 {
+        t += end_to_end(&dt, 100).await / 3.0;
+        p += end_to_end(&dp, 100).await / 3.0;
+    }
+    println!(
+        "end to end, one task at a time: {:.2} ms over rediss://, {:.2} ms over redis:// ({:+.0} %)",
+        t * 1e3,
+        p * 1e3,
+        (t / p - 1.0) * 100.0
+    );
+}
