@@ -12,25 +12,37 @@ cd "$ROOT"
 
 say() { printf '%s\n' "$*"; }
 
+# The tests start redis-server, redis-sentinel (Sentinel failover), redis-cli (`--cluster create`,
+# readiness of TLS nodes) and openssl (the TLS tests' private CA).
+REDIS_COMMANDS=(redis-server redis-sentinel redis-cli openssl)
+REDIS_PACKAGES=(redis-server redis-sentinel redis-tools openssl)
+
+redis_commands_present() {
+  local c
+  for c in "${REDIS_COMMANDS[@]}"; do
+    command -v "$c" >/dev/null 2>&1 || return 1
+  done
+}
+
 ensure_redis_installed() {
-  if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+  if redis_commands_present; then
     return
   fi
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    say "redis-server not found: installing it with apt-get"
+    say "installing ${REDIS_PACKAGES[*]} with apt-get"
     DEBIAN_FRONTEND=noninteractive apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server
-    command -v redis-server >/dev/null 2>&1 && return
-    say "error: apt-get did not install redis-server" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${REDIS_PACKAGES[@]}"
+    redis_commands_present && return
+    say "error: apt-get did not install ${REDIS_COMMANDS[*]}" >&2
     exit 1
   fi
   cat >&2 <<'EOF'
-error: the end-to-end tests need redis-server (and redis-cli), which are not installed.
-  Debian/Ubuntu:  sudo apt-get update && sudo apt-get install -y redis-server
-  Fedora:         sudo dnf install -y redis
-  macOS:          brew install redis
-Then run ops/test.sh again. (The tests start their own redis-server on free ports; a system
-Redis is not used.)
+error: the end-to-end tests need redis-server, redis-sentinel, redis-cli and openssl.
+  Debian/Ubuntu:  sudo apt-get update && sudo apt-get install -y redis-server redis-sentinel redis-tools openssl
+  Fedora:         sudo dnf install -y redis openssl
+  macOS:          brew install redis openssl
+Then run ops/test.sh again. (The tests start their own servers on free ports; a system Redis is
+not used.)
 EOF
   exit 1
 }

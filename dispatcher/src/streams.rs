@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
 use switchyard_shared::Pool;
 use switchyard_shared::config::RedisConfig;
@@ -212,7 +211,7 @@ pub struct OutputTail {
     pool: Pool,
     redis: RedisConfig,
     /// The blocking connection and its `CLIENT ID`.
-    conn: Option<(MultiplexedConnection, i64)>,
+    conn: Option<(store::Conn, i64)>,
 }
 
 impl OutputTail {

@@ -9,7 +9,7 @@ use switchyard_shared::clock;
 use switchyard_shared::keys;
 use switchyard_shared::record::QueuedTask;
 use switchyard_shared::scripts::{self, EnqueueStatus, NewRecord};
-use switchyard_shared::store::StoreError;
+use switchyard_shared::store::{self, StoreError};
 use switchyard_shared::task::{
     self, DEFAULT_MAX_ATTEMPTS, MAX_DELAY_MS, MAX_MAX_ATTEMPTS, MAX_TIMEOUT_MS, PayloadError,
     TaskKind, TaskState,
@@ -150,7 +150,7 @@ pub async fn submit(
     tenant: Option<&Tenant>,
 ) -> Result<Submitted, SubmitError> {
     let p = prepare(state, t, tenant)?;
-    let mut con = state.pool.get().await?;
+    let mut con = state.pool.pinned().await?;
     admit(&mut *con, state, tenant, 1).await?;
     let reply = scripts::enqueue(
         &mut *con,
@@ -159,6 +159,9 @@ pub async fn submit(
         state.cfg.max_queue_depth,
     )
     .await?;
+    // REDIS_WAIT_REPLICAS: the task is accepted once replicas have it (503 not_replicated
+    // otherwise; a retry with the same idempotency key finds the task if it survived).
+    store::wait_replicas(&mut *con, &state.redis).await?;
     let submitted = settle(state, &mut *con, p, reply).await;
     count_for(tenant, std::slice::from_ref(&submitted));
     submitted
@@ -196,11 +199,12 @@ pub async fn submit_batch(
         .map(|(i, t)| prepare(state, t, tenant).map_err(|e| e.within(&format!("tasks[{i}]."))))
         .collect::<Result<Vec<_>, _>>()?;
     let records: Vec<NewRecord<'_>> = prepared.iter().map(|p| p.record(state)).collect();
-    let mut con = state.pool.get().await?;
+    let mut con = state.pool.pinned().await?;
     // Each task counts against the quota: a batch is not a way around it.
     admit(&mut *con, state, tenant, prepared.len() as u64).await?;
     let replies =
         scripts::enqueue_many(&mut *con, &state.keys, &records, state.cfg.max_queue_depth).await?;
+    store::wait_replicas(&mut *con, &state.redis).await?;
     drop(records);
     let mut out = Vec::with_capacity(prepared.len());
     for (p, reply) in prepared.into_iter().zip(replies) {

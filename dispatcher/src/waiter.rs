@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use metrics::{counter, histogram};
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamRangeReply, StreamReadReply};
 use switchyard_shared::config::RedisConfig;
 use switchyard_shared::duty::{self, Duty, Next, Pace};
@@ -120,7 +119,7 @@ pub struct EventTail {
     /// Events stream key → queue.
     queues: HashMap<String, String>,
     redis: RedisConfig,
-    conn: Option<MultiplexedConnection>,
+    conn: Option<store::Conn>,
     /// Events stream key → last id seen.
     cursors: Vec<(String, String)>,
 }

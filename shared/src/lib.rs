@@ -20,6 +20,9 @@
 //!   each beside its `.lua` script with one typed wrapper.
 //! - [`tenant`]: tenants (API keys with scopes and quotas): the record, key hashes, the
 //!   requests-per-minute window.
+//! - `cluster`: cluster mode's calls over several queues, split one per queue.
+//! - [`connect`]: one connection type over standalone, Sentinel and Cluster, TLS settings.
+//! - [`sentinel`]: the Sentinel-resolved primary, asked again after a failover.
 //! - [`store`]: connection pool, blocking connections, group set-up, record reads.
 //! - [`metrics`]: metric names and the Prometheus recorder.
 //! - [`duty`]: the loop every background duty runs in (pace, logging, backoff).
@@ -33,8 +36,10 @@
 
 pub mod chat;
 pub mod clock;
+mod cluster;
 pub mod completion;
 pub mod config;
+pub mod connect;
 pub mod duty;
 pub mod events;
 pub mod healthcheck;
@@ -47,6 +52,7 @@ pub mod registry;
 pub mod retry;
 pub mod runtime;
 pub mod scripts;
+pub mod sentinel;
 pub mod serve;
 pub mod signals;
 pub mod store;

@@ -13,6 +13,10 @@
 //! - [`services`]: [`spawn_dispatcher`] / [`Dispatcher`], [`spawn_worker`] / [`Worker`], started
 //!   and waited for until `/health` answers, and the task and stream requests tests repeat.
 //! - [`cli`]: the `sy` binary run as a process ([`cli::sy`], [`cli::sy_spawn`]).
+//! - [`redis_nodes`]: `redis-server` / `redis-sentinel` children and `redis-cli`, the blocks of
+//!   [`tls_redis`] ([`TlsRedis`]: TLS only, a CA the test makes) and [`sentinel_redis`]
+//!   ([`sentinel_redis::SentinelSet`]: a primary, two replicas, three sentinels) and
+//!   [`cluster_redis`] ([`cluster_redis::ClusterSet`]: three primaries, `redis-cli --cluster create`).
 //! - [`sse`]: an SSE client: parse event streams, read a live one event by event.
 //! - [`raw_http`]: HTTP/1.1 over a bare socket, for bytes no client library sends.
 //! - [`bad_requests`]: a seeded generator of bad requests over every route and field of the API.
@@ -24,16 +28,20 @@
 pub mod bad_requests;
 pub mod binaries;
 pub mod cli;
+pub mod cluster_redis;
 pub mod process;
 pub mod provider_reply;
 pub mod provider_server;
 pub mod provider_wire;
 pub mod python;
 pub mod raw_http;
+pub mod redis_nodes;
 pub mod redis_server;
+pub mod sentinel_redis;
 pub mod services;
 pub mod sse;
 pub mod tenants;
+pub mod tls_redis;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -54,6 +62,7 @@ pub use process::Proc;
 pub use provider_server::{Failure, ProviderServer, Reply, ScriptedCall, Served};
 pub use redis_server::{REDIS_URL_ENV, RedisServer, shared_redis};
 pub use services::{Dispatcher, Response, Worker, env_pairs, spawn_dispatcher, spawn_worker};
+pub use tls_redis::TlsRedis;
 
 /// The fields of a fresh `tool` task record as the dispatcher writes them (state `queued`, no
 /// attempt yet), for tests that enqueue through `switchyard_shared::scripts` directly.

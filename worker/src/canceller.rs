@@ -77,7 +77,13 @@ impl Canceller {
     }
 
     async fn listen(&self) -> redis::RedisResult<()> {
-        let client = redis::Client::open(self.ctx.redis.redis_url.as_str())?;
+        // The Redis, the current primary (sentinel), or a seed node (a cluster forwards PUBLISH
+        // to every node).
+        let client = switchyard_shared::store::pubsub_client(&self.ctx.redis)
+            .await
+            .map_err(|e| {
+                redis::RedisError::from((redis::ErrorKind::Io, "pub/sub client", e.to_string()))
+            })?;
         let pubsub = tokio::time::timeout(self.ctx.redis.redis_timeout, client.get_async_pubsub())
             .await
             .map_err(|_| {

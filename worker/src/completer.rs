@@ -8,7 +8,7 @@ use std::time::Instant;
 use switchyard_shared::clock;
 use switchyard_shared::retry::while_unavailable;
 use switchyard_shared::scripts::{self, CompleteStatus, Completed, Completion};
-use switchyard_shared::store::StoreError;
+use switchyard_shared::store::{self, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -88,9 +88,14 @@ impl Completer {
     ) -> Result<Vec<Completed>, StoreError> {
         let ctx = &self.ctx;
         while_unavailable("complete", &self.give_up, || async {
-            let mut con = ctx.pool.get().await?;
+            let mut con = ctx.pool.pinned().await?;
             let now = clock::now_rfc3339();
-            scripts::complete(&mut *con, &ctx.batch_call(queue, &now), completions).await
+            let done =
+                scripts::complete(&mut *con, &ctx.batch_call(queue, &now), completions).await?;
+            // REDIS_WAIT_REPLICAS: done only once replicas have it. A broken socket redoes the
+            // call (its fencing answers for entries the first call already acked).
+            store::wait_replicated(&mut *con, &ctx.redis, &self.give_up).await?;
+            Ok(done)
         })
         .await
     }

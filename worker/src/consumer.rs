@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
 use switchyard_shared::duty::{self, Duty, Next, Pace};
 use switchyard_shared::keys::GROUP;
@@ -22,7 +21,7 @@ use crate::runner::Runner;
 pub struct Consumer {
     ctx: Ctx,
     runner: Runner,
-    conn: Option<MultiplexedConnection>,
+    conn: Option<store::Conn>,
     /// Stream key → queue, for the worker's queues.
     streams: Vec<(String, String)>,
 }

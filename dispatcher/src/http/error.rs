@@ -69,6 +69,13 @@ pub enum ApiError {
     /// Redis is unreachable or slow.
     #[error("redis is unavailable; try again shortly")]
     Unavailable,
+    /// The write reached the primary but fewer than `REDIS_WAIT_REPLICAS` replicas acknowledged
+    /// it in time.
+    #[error(
+        "{0}; the write may be lost if the primary fails now: retry (with the same \
+         idempotency_key, which finds the task if it was kept)"
+    )]
+    NotReplicated(String),
     /// A bug or an unexpected Redis answer; details are in the log.
     #[error("internal error")]
     Internal,
@@ -76,7 +83,10 @@ pub enum ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        if e.is_unavailable() {
+        if let StoreError::NotReplicated { .. } = e {
+            tracing::warn!(error = %e, "write not replicated in time");
+            Self::NotReplicated(e.to_string())
+        } else if e.is_unavailable() {
             tracing::warn!(error = %e, "redis unavailable");
             Self::Unavailable
         } else {
@@ -138,6 +148,7 @@ impl ApiError {
             Self::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             Self::TaskFailed(_) => (StatusCode::BAD_GATEWAY, "task_failed"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "redis_unavailable"),
+            Self::NotReplicated(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_replicated"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

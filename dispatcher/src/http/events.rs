@@ -14,7 +14,6 @@ use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamRangeReply, StreamReadReply};
 use serde::Deserialize;
 use serde_json::json;
@@ -102,7 +101,7 @@ struct Cursor {
 }
 
 struct Tail {
-    conn: MultiplexedConnection,
+    conn: store::Conn,
     cursors: Vec<Cursor>,
     ready: VecDeque<Event>,
 }

@@ -230,6 +230,11 @@ impl From<ApiError> for V1Error {
                 SERVER_ERROR,
                 Some("service_unavailable"),
             ),
+            ApiError::NotReplicated(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                SERVER_ERROR,
+                Some("not_replicated"),
+            ),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, SERVER_ERROR, None),
         };
         Self::new(status, kind, code, message)
