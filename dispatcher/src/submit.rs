@@ -107,21 +107,14 @@ pub struct Prepared {
     record: QueuedTask,
     delay_ms: u64,
     due_ms: Option<u64>,
-    fields: Vec<(&'static str, String)>,
 }
 
 impl Prepared {
-    fn record<'a>(&'a self, state: &AppState) -> NewRecord<'a> {
+    fn record(&self, state: &AppState) -> NewRecord {
         NewRecord {
-            id: &self.record.id,
-            queue: &self.record.queue,
-            fields: self.fields.clone(),
+            task: self.record.clone(),
             due_ms: self.due_ms,
-            idempotency: self
-                .record
-                .idempotency_key
-                .as_deref()
-                .map(|k| (k, state.cfg.idempotency_ttl.max(Duration::from_secs(1)))),
+            idempotency_ttl: state.cfg.idempotency_ttl.max(Duration::from_secs(1)),
         }
     }
 }
@@ -161,7 +154,7 @@ pub async fn submit_batch(
         .enumerate()
         .map(|(i, t)| prepare(state, t).map_err(|e| e.within(&format!("tasks[{i}]."))))
         .collect::<Result<Vec<_>, _>>()?;
-    let records: Vec<NewRecord<'_>> = prepared.iter().map(|p| p.record(state)).collect();
+    let records: Vec<NewRecord> = prepared.iter().map(|p| p.record(state)).collect();
     let mut con = state.pool.get().await?;
     let replies =
         scripts::enqueue_many(&mut *con, &state.keys, &records, state.cfg.max_queue_depth).await?;
@@ -212,8 +205,15 @@ fn prepare(state: &AppState, t: NewTask) -> Result<Prepared, SubmitError> {
             .map(str::to_owned),
         TaskKind::Tool => None,
     };
+    let due_ms = (delay_ms > 0).then(|| clock::now_ms() + delay_ms);
     let record = QueuedTask {
-        id: task::new_task_id(&queue),
+        // A task queued now is named by its stream entry (`{queue}-{entry id}`), known only
+        // from XADD's reply; a delayed one has its hash from the start, under a ULID id.
+        id: if due_ms.is_some() {
+            task::new_task_id(&queue)
+        } else {
+            String::new()
+        },
         kind,
         queue,
         payload: t.payload.to_string(),
@@ -226,10 +226,9 @@ fn prepare(state: &AppState, t: NewTask) -> Result<Prepared, SubmitError> {
         tenant: None,
     };
     Ok(Prepared {
-        fields: record.fields(),
         record,
         delay_ms,
-        due_ms: (delay_ms > 0).then(|| clock::now_ms() + delay_ms),
+        due_ms,
     })
 }
 
@@ -267,12 +266,11 @@ async fn settle<C: redis::aio::ConnectionLike>(
     reply: scripts::EnqueueReply,
 ) -> Result<Submitted, SubmitError> {
     let Prepared {
-        record: QueuedTask {
-            id, queue, kind, ..
-        },
+        record: QueuedTask { queue, kind, .. },
         delay_ms,
         ..
     } = p;
+    let id = reply.id.clone();
     match reply.status {
         EnqueueStatus::Queued | EnqueueStatus::Delayed => {
             metrics::counter!(switchyard_shared::metrics::TASKS_ENQUEUED, "queue" => queue.clone(), "kind" => kind.as_str())

@@ -17,7 +17,7 @@
 //! - [`bad_requests`]: a seeded generator of bad requests over every route and field of the API.
 //! - [`python`]: the official OpenAI Python SDK as a client ([`python::run_scenario`]).
 //! - here: [`poll_until`], [`unique_prefix`], [`connection`], [`free_port`],
-//!   [`queued_tool_record`], [`group_consumers`], [`output_entries`], [`TempDir`].
+//!   [`queued_tool_task`], [`new_tool_record`], [`group_consumers`], [`output_entries`], [`TempDir`].
 
 pub mod bad_requests;
 pub mod binaries;
@@ -51,17 +51,17 @@ pub use provider_server::{Failure, ProviderServer, Reply, ScriptedCall, Served};
 pub use redis_server::{REDIS_URL_ENV, RedisServer, shared_redis};
 pub use services::{Dispatcher, Response, Worker, env_pairs, spawn_dispatcher, spawn_worker};
 
-/// The fields of a fresh `tool` task record as the dispatcher writes them (state `queued`, no
-/// attempt yet), for tests that enqueue through `switchyard_shared::scripts` directly.
-pub fn queued_tool_record(
-    id: &str,
+/// A new `tool` task's record as the dispatcher builds it, for tests that enqueue through
+/// `switchyard_shared::scripts` directly. Its id (`{queue}-{ULID}`) is used only if it is
+/// delayed; a task queued now is named by its stream entry.
+pub fn queued_tool_task(
     queue: &str,
     payload: &str,
     max_attempts: u32,
     timeout_ms: &str,
-) -> Vec<(&'static str, String)> {
+) -> QueuedTask {
     QueuedTask {
-        id: id.to_owned(),
+        id: switchyard_shared::task::new_task_id(queue),
         kind: TaskKind::Tool,
         queue: queue.to_owned(),
         payload: payload.to_owned(),
@@ -74,7 +74,20 @@ pub fn queued_tool_record(
         session_id: None,
         tenant: None,
     }
-    .fields()
+}
+
+/// [`queued_tool_task`] to be queued now: what `scripts::enqueue_many` takes.
+pub fn new_tool_record(
+    queue: &str,
+    payload: &str,
+    max_attempts: u32,
+    timeout_ms: &str,
+) -> switchyard_shared::scripts::NewRecord {
+    switchyard_shared::scripts::NewRecord {
+        task: queued_tool_task(queue, payload, max_attempts, timeout_ms),
+        due_ms: None,
+        idempotency_ttl: std::time::Duration::from_secs(600),
+    }
 }
 
 /// Interval of every polling loop of the fixture.

@@ -302,6 +302,9 @@ async fn late_completion_of_a_reclaimed_entry_is_fenced() {
             entry,
             id: id.clone(),
             result: json!({"by": "B"}).to_string(),
+            attempts: run.attempts,
+            started_at: run.started_at.clone(),
+            record: run.record.clone(),
         }],
     )
     .await
