@@ -20,17 +20,14 @@ if not state then
   end
   fields, state = e[2], 'queued'
 end
-if state == 'queued' and entry and
-    #redis.call('XPENDING', stream, 'workers', entry, entry, 1) > 0 then
-  state = 'running'
+if state == 'queued' and entry then
+  -- pcall: before any worker created the group, nothing is pending (XPENDING answers NOGROUP).
+  local p = redis.pcall('XPENDING', stream, 'workers', entry, entry, 1)
+  if not p.err and #p > 0 then state = 'running' end
 end
 if state == 'queued' or state == 'retrying' then
   redis.call('ZREM', delayed, id)
-  if entry then
-    -- Ack too: the entry may already sit, unstarted, in some consumer's pending list.
-    redis.call('XACK', stream, 'workers', entry)
-    redis.call('XDEL', stream, entry)
-  end
+  if entry then redis.call('XDEL', stream, entry) end
   if fields then
     redis.call('HSET', task, 'id', id, 'queue', ARGV[7], 'attempts', 0, unpack(fields))
   end

@@ -23,7 +23,8 @@ else
   if #r == 0 then return {h, '', fields, {}} end
   fields = r[1][2]
 end
-local p = redis.call('XPENDING', stream, 'workers', current, current, 1)
+-- pcall: before any worker created the group, nothing is pending (XPENDING answers NOGROUP).
+local p = redis.pcall('XPENDING', stream, 'workers', current, current, 1)
 local pending = {}
-if #p > 0 then pending = {p[1][2], p[1][3], p[1][4]} end
+if not p.err and #p > 0 then pending = {p[1][2], p[1][3], p[1][4]} end
 return {h, current, fields, pending}
