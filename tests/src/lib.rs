@@ -90,6 +90,36 @@ pub fn new_tool_record(
     }
 }
 
+/// The tasks `ids` of `queue` as every reader sees them (`lookup.lua`: hash, entry, pending
+/// list), each as its JSON fields in text (an absent task is an empty map): the lean layout
+/// writes no hash while a task is queued or running, so tests read through the reader.
+pub async fn task_fields(
+    con: &mut redis::aio::MultiplexedConnection,
+    keys: &switchyard_shared::keys::Keys,
+    queue: &str,
+    ids: &[String],
+) -> Vec<std::collections::HashMap<String, String>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let task = switchyard_shared::store::load_task(con, keys, queue, id)
+            .await
+            .expect("task readable");
+        let json = task.map(|t| serde_json::to_value(t).expect("a task serialises"));
+        let fields = match json {
+            Some(serde_json::Value::Object(m)) => m
+                .into_iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) => (k, s),
+                    other => (k, other.to_string()),
+                })
+                .collect(),
+            _ => std::collections::HashMap::new(),
+        };
+        out.push(fields);
+    }
+    out
+}
+
 /// Interval of every polling loop of the fixture.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
