@@ -1,7 +1,8 @@
 //! Queue statistics read from Redis in one pipeline for all queues: stream length, the group's
 //! pending count, lag and consumers, the oldest pending entry, the delayed and dead-letter
 //! sizes, and the per-state counters the scripts keep. Waiting = length − pending, exact even
-//! when Redis cannot tell the lag.
+//! when Redis cannot tell the lag; the current `queued` and `running` counts are derived from
+//! those ([`derive_current`]), not counted.
 
 use std::collections::BTreeMap;
 
@@ -100,11 +101,13 @@ async fn read<C: redis::aio::ConnectionLike>(
                     .map(|s| (s.as_str().to_owned(), 0))
                     .collect();
                 counts.extend(raw);
+                let waiting = depth.saturating_sub(pending);
+                derive_current(&mut counts, waiting, pending, delayed);
                 QueueStats {
                     queue: q.clone(),
                     depth,
                     pending,
-                    waiting: depth.saturating_sub(pending),
+                    waiting,
                     lag: group.as_ref().and_then(|g| g.lag.map(|l| l as u64)),
                     consumers: group.map_or(0, |g| g.consumers as u64),
                     oldest_pending_ms,
@@ -115,6 +118,29 @@ async fn read<C: redis::aio::ConnectionLike>(
             },
         )
         .collect())
+}
+
+/// Sets the current `queued` and `running` counts from the stream and the group instead of
+/// counters (the lean layout writes nothing when a task is queued or starts): running = pending
+/// entries; queued = waiting entries plus the tasks scheduled in the delayed set (its size less
+/// the `retrying` tasks, which the scripts still count: a retry is written anyway).
+pub fn derive_current(
+    counts: &mut BTreeMap<String, i64>,
+    waiting: u64,
+    pending: u64,
+    delayed: u64,
+) {
+    let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let retrying = counts
+        .get(TaskState::Retrying.as_str())
+        .copied()
+        .unwrap_or(0);
+    let scheduled = (as_i64(delayed) - retrying).max(0);
+    counts.insert(TaskState::Running.as_str().to_owned(), as_i64(pending));
+    counts.insert(
+        TaskState::Queued.as_str().to_owned(),
+        as_i64(waiting) + scheduled,
+    );
 }
 
 /// The millisecond time part of a stream entry id (`1700000000000-0`).

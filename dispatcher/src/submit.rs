@@ -6,7 +6,6 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 use switchyard_shared::clock;
-use switchyard_shared::keys;
 use switchyard_shared::record::QueuedTask;
 use switchyard_shared::scripts::{self, EnqueueStatus, NewRecord};
 use switchyard_shared::store::{self, StoreError};
@@ -119,23 +118,14 @@ pub struct Prepared {
     record: QueuedTask,
     delay_ms: u64,
     due_ms: Option<u64>,
-    fields: Vec<(&'static str, String)>,
-    /// The idempotency key as stored: within its tenant's space, so one tenant's key never
-    /// answers with another tenant's task.
-    idempotency: Option<String>,
 }
 
 impl Prepared {
-    fn record<'a>(&'a self, state: &AppState) -> NewRecord<'a> {
+    fn record(&self, state: &AppState) -> NewRecord {
         NewRecord {
-            id: &self.record.id,
-            queue: &self.record.queue,
-            fields: self.fields.clone(),
+            task: self.record.clone(),
             due_ms: self.due_ms,
-            idempotency: self
-                .idempotency
-                .as_deref()
-                .map(|k| (k, state.cfg.idempotency_ttl.max(Duration::from_secs(1)))),
+            idempotency_ttl: state.cfg.idempotency_ttl.max(Duration::from_secs(1)),
         }
     }
 }
@@ -198,7 +188,7 @@ pub async fn submit_batch(
         .enumerate()
         .map(|(i, t)| prepare(state, t, tenant).map_err(|e| e.within(&format!("tasks[{i}]."))))
         .collect::<Result<Vec<_>, _>>()?;
-    let records: Vec<NewRecord<'_>> = prepared.iter().map(|p| p.record(state)).collect();
+    let records: Vec<NewRecord> = prepared.iter().map(|p| p.record(state)).collect();
     let mut con = state.pool.pinned().await?;
     // Each task counts against the quota: a batch is not a way around it.
     admit(&mut *con, state, tenant, prepared.len() as u64).await?;
@@ -277,8 +267,15 @@ fn prepare(state: &AppState, t: NewTask, tenant: Option<&Tenant>) -> Result<Prep
             .map(str::to_owned),
         TaskKind::Tool => None,
     };
+    let due_ms = (delay_ms > 0).then(|| clock::now_ms() + delay_ms);
     let record = QueuedTask {
-        id: task::new_task_id(&queue),
+        // A task queued now is named by its stream entry (`{queue}-{entry id}`), known only
+        // from XADD's reply; a delayed one has its hash from the start, under a ULID id.
+        id: if due_ms.is_some() {
+            task::new_task_id(&queue)
+        } else {
+            String::new()
+        },
         kind,
         queue,
         payload: t.payload.to_string(),
@@ -290,14 +287,9 @@ fn prepare(state: &AppState, t: NewTask, tenant: Option<&Tenant>) -> Result<Prep
         tenant: tenant.map(|t| t.id.clone()),
     };
     Ok(Prepared {
-        idempotency: record
-            .idempotency_key
-            .as_deref()
-            .map(|k| keys::tenant_scoped(record.tenant.as_deref(), k)),
-        fields: record.fields(),
         record,
         delay_ms,
-        due_ms: (delay_ms > 0).then(|| clock::now_ms() + delay_ms),
+        due_ms,
     })
 }
 
@@ -335,12 +327,11 @@ async fn settle<C: redis::aio::ConnectionLike>(
     reply: scripts::EnqueueReply,
 ) -> Result<Submitted, SubmitError> {
     let Prepared {
-        record: QueuedTask {
-            id, queue, kind, ..
-        },
+        record: QueuedTask { queue, kind, .. },
         delay_ms,
         ..
     } = p;
+    let id = reply.id.clone();
     match reply.status {
         EnqueueStatus::Queued | EnqueueStatus::Delayed => {
             metrics::counter!(switchyard_shared::metrics::TASKS_ENQUEUED, "queue" => queue.clone(), "kind" => kind.as_str())

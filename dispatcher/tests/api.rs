@@ -225,9 +225,9 @@ async fn queued_and_delayed_tasks_cancel_at_once_and_finished_ones_conflict() {
     let score = delayed_score(&api, &id).await;
     assert_eq!(score, None);
     let len = stream_len(&api).await;
-    // The queued task's record never named its entry (a plain enqueue is a MULTI block), so
-    // its entry stays until a worker's start drops it; the delayed one never had one.
-    assert_eq!(len, 1, "only the first task's entry is in the stream");
+    // The queued task's id names its entry, which the cancel deleted at once; the delayed one
+    // never had one.
+    assert_eq!(len, 0, "no entry is left in the stream");
 }
 
 #[tokio::test]

@@ -8,8 +8,8 @@ use switchyard_dispatcher::promoter::Promoter;
 use switchyard_shared::config::RedisConfig;
 use switchyard_shared::keys::Keys;
 use switchyard_shared::scripts::{self, EnqueueStatus, NewRecord};
-use switchyard_shared::{store, task};
-use switchyard_tests::{connection, queued_tool_record, shared_redis, unique_prefix};
+use switchyard_shared::store;
+use switchyard_tests::{connection, new_tool_record, shared_redis, unique_prefix};
 
 const QUEUE: &str = "tool";
 
@@ -24,18 +24,14 @@ async fn a_tick_promotes_only_the_tasks_that_are_due() {
         .expect("groups");
     let now_ms = 1_000_000_u64;
     let due_at = [now_ms - 10, now_ms, now_ms + 10];
-    let ids: Vec<String> = due_at.iter().map(|_| task::new_task_id(QUEUE)).collect();
-    let recs: Vec<NewRecord<'_>> = ids
+    let recs: Vec<NewRecord> = due_at
         .iter()
-        .zip(due_at)
-        .map(|(id, due)| NewRecord {
-            id,
-            queue: QUEUE,
-            fields: queued_tool_record(id, QUEUE, r#"{"tool":"echo","args":{}}"#, 3, "30000"),
+        .map(|&due| NewRecord {
             due_ms: Some(due),
-            idempotency: None,
+            ..new_tool_record(QUEUE, r#"{"tool":"echo","args":{}}"#, 3, "30000")
         })
         .collect();
+    let ids: Vec<String> = recs.iter().map(|r| r.task.id.clone()).collect();
     for r in scripts::enqueue_many(&mut con, &keys, &recs, 0)
         .await
         .expect("enqueue")

@@ -63,8 +63,30 @@ impl Api {
         let mut con = connection(self.redis_url()).await;
         let result = json!({"response": response, "model": "m", "provider": "p",
             "usage": {"prompt_tokens": 3, "completion_tokens": 4}});
+        // The finished record is written whole, as complete.lua writes it: the queued record
+        // (from the entry) and the outcome.
+        let queued = switchyard_shared::store::load_task(&mut con, &self.state.keys, "chat", id)
+            .await
+            .expect("lookup")
+            .expect("the task exists");
         let _: () = redis::cmd("HSET")
             .arg(self.state.keys.task("chat", id))
+            .arg("id")
+            .arg(id)
+            .arg("kind")
+            .arg("chat")
+            .arg("queue")
+            .arg("chat")
+            .arg("payload")
+            .arg(queued.payload.to_string())
+            .arg("attempts")
+            .arg(1)
+            .arg("max_attempts")
+            .arg(queued.max_attempts)
+            .arg("timeout_ms")
+            .arg(queued.timeout_ms)
+            .arg("created_at")
+            .arg(&queued.created_at)
             .arg("state")
             .arg("succeeded")
             .arg("result")

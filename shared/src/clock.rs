@@ -13,3 +13,13 @@ pub fn now_rfc3339() -> String {
 pub fn now_ms() -> u64 {
     u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0)
 }
+
+/// `ms` since the Unix epoch as RFC 3339 UTC with milliseconds; the epoch itself when out of
+/// range.
+pub fn ms_to_rfc3339(ms: u64) -> String {
+    let t = i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::<Utc>::from_timestamp_millis)
+        .unwrap_or_default();
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}

@@ -9,7 +9,6 @@
 //! redis 1.x times out a response after 500 ms by default; ordinary calls use `REDIS_TIMEOUT_MS`
 //! and blocking reads get their own connection whose timeout exceeds the block.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -308,24 +307,13 @@ pub async fn ensure_groups<C: ConnectionLike>(
     Ok(())
 }
 
-/// Reads a task record; `None` when it does not exist (never did, or expired).
+/// Reads a task in any state; `None` when it does not exist (never did, or expired). One atomic
+/// script call: see [`crate::scripts::lookup`].
 pub async fn load_task<C: ConnectionLike>(
     con: &mut C,
     keys: &Keys,
     queue: &str,
     id: &str,
 ) -> Result<Option<Task>, StoreError> {
-    let h: HashMap<String, String> = redis::cmd("HGETALL")
-        .arg(keys.task(queue, id))
-        .query_async(con)
-        .await?;
-    if h.is_empty() {
-        return Ok(None);
-    }
-    Task::from_hash(h)
-        .map(Some)
-        .map_err(|source| StoreError::Record {
-            id: id.to_owned(),
-            source,
-        })
+    crate::scripts::lookup(con, keys, queue, id).await
 }

@@ -129,17 +129,76 @@ pub fn is_valid_queue_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
-/// A new task id: `{queue}-{ULID}`. The queue leads to every key of the task without a scan,
+/// A new task id of the ULID form, `{queue}-{ULID}`: the id of a task born delayed, whose
+/// record is a hash from the start. The queue leads to every key of the task without a scan,
 /// and the ULID part sorts by creation time.
 pub fn new_task_id(queue: &str) -> String {
     format!("{queue}-{}", ulid_string(uuid::Uuid::now_v7()))
 }
 
-/// The queue a task id belongs to, if the id is well-formed.
+/// The id of a task born in its stream: `{queue}-{entry id}` (e.g. `tool-1733250000000-0`), the
+/// queue plus the id of its first stream entry, which holds its queued record.
+pub fn entry_task_id(queue: &str, entry: &str) -> String {
+    format!("{queue}-{entry}")
+}
+
+/// The two forms of a task id, split into their parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdForm<'a> {
+    /// `{queue}-{ULID}`: born delayed; its record is its hash.
+    Ulid {
+        /// The queue.
+        queue: &'a str,
+        /// The 26-character ULID.
+        ulid: &'a str,
+    },
+    /// `{queue}-{ms}-{seq}`: born in the stream; `entry` is its first entry's id.
+    Entry {
+        /// The queue.
+        queue: &'a str,
+        /// The stream entry id, `{ms}-{seq}`.
+        entry: &'a str,
+        /// The entry's millisecond part.
+        ms: u64,
+    },
+}
+
+/// Splits a task id into its form and parts; `None` when it is neither form. A ULID part is 26
+/// characters long and an entry's sequence number at most 20 digits, so the forms never overlap.
+pub fn parse_id(id: &str) -> Option<IdForm<'_>> {
+    let (head, last) = id.rsplit_once('-')?;
+    if last.len() == 26 && last.bytes().all(|b| CROCKFORD.contains(&b)) {
+        return is_valid_queue_name(head).then_some(IdForm::Ulid {
+            queue: head,
+            ulid: last,
+        });
+    }
+    let (queue, ms) = head.rsplit_once('-')?;
+    let digits = |s: &str| (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    if !(digits(ms) && digits(last) && is_valid_queue_name(queue)) {
+        return None;
+    }
+    Some(IdForm::Entry {
+        queue,
+        entry: &id[queue.len() + 1..],
+        ms: ms.parse().ok()?,
+    })
+}
+
+/// The queue a task id belongs to, if the id is well-formed (either form).
 pub fn queue_of(id: &str) -> Option<&str> {
-    let (queue, ulid) = id.rsplit_once('-')?;
-    (is_valid_queue_name(queue) && ulid.len() == 26 && ulid.bytes().all(|b| CROCKFORD.contains(&b)))
-        .then_some(queue)
+    match parse_id(id)? {
+        IdForm::Ulid { queue, .. } | IdForm::Entry { queue, .. } => Some(queue),
+    }
+}
+
+/// The stream entry that holds the queued record of a task born in its stream; `None` for a
+/// task born delayed (or a malformed id).
+pub fn entry_of(id: &str) -> Option<&str> {
+    match parse_id(id)? {
+        IdForm::Entry { entry, .. } => Some(entry),
+        IdForm::Ulid { .. } => None,
+    }
 }
 
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -157,9 +216,13 @@ fn ulid_string(id: uuid::Uuid) -> String {
     out.iter().map(|&b| char::from(b)).collect()
 }
 
-/// Milliseconds since the epoch encoded in a task id's ULID, i.e. when it was created.
+/// Milliseconds since the epoch at which a task was created: its ULID's time, or its first
+/// stream entry's.
 pub fn created_ms(task_id: &str) -> Option<u64> {
-    let (_, ulid) = task_id.rsplit_once('-')?;
+    let ulid = match parse_id(task_id)? {
+        IdForm::Entry { ms, .. } => return Some(ms),
+        IdForm::Ulid { ulid, .. } => ulid,
+    };
     let mut n: u128 = 0;
     for b in ulid.bytes() {
         let v = CROCKFORD.iter().position(|&c| c == b)?;
@@ -333,6 +396,22 @@ mod tests {
     }
 
     #[test]
+    fn entry_ids_carry_their_queue_entry_and_time() {
+        let id = entry_task_id("my-queue_2", "1733250000000-7");
+        assert_eq!(id, "my-queue_2-1733250000000-7");
+        assert_eq!(queue_of(&id), Some("my-queue_2"));
+        assert_eq!(entry_of(&id), Some("1733250000000-7"));
+        assert_eq!(created_ms(&id), Some(1_733_250_000_000));
+        let u = new_task_id("tool-2");
+        assert_eq!(queue_of(&u), Some("tool-2"));
+        assert_eq!(entry_of(&u), None, "a ULID id names no entry");
+        assert!(created_ms(&u).is_some());
+        // A queue whose name ends in digits stays apart from the entry id.
+        assert_eq!(queue_of("q-1-5-0"), Some("q-1"));
+        assert_eq!(entry_of("q-1-5-0"), Some("5-0"));
+    }
+
+    #[test]
     fn malformed_ids_have_no_queue() {
         for bad in [
             "",
@@ -341,6 +420,13 @@ mod tests {
             "tool-abc",
             "Tool-01JDX3N4Z7Q8R9S0T1V2W3X4Y5",
             "-01JDX3N4Z7Q8R9S0T1V2W3X4Y5",
+            "tool-5",
+            "tool-5-",
+            "tool--0",
+            "tool-a-0",
+            "tool-1-x",
+            "-1-0",
+            "tool-123456789012345678901-0",
         ] {
             assert_eq!(queue_of(bad), None, "{bad}");
         }

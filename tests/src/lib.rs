@@ -23,7 +23,7 @@
 //! - [`tenants`]: requests with tenant keys, tenants created with the admin secret.
 //! - [`python`]: the official OpenAI Python SDK as a client ([`python::run_scenario`]).
 //! - here: [`poll_until`], [`unique_prefix`], [`connection`], [`free_port`],
-//!   [`queued_tool_record`], [`group_consumers`], [`output_entries`], [`TempDir`].
+//!   [`queued_tool_task`], [`new_tool_record`], [`group_consumers`], [`output_entries`], [`TempDir`].
 
 pub mod bad_requests;
 pub mod binaries;
@@ -64,17 +64,17 @@ pub use redis_server::{REDIS_URL_ENV, RedisServer, shared_redis};
 pub use services::{Dispatcher, Response, Worker, env_pairs, spawn_dispatcher, spawn_worker};
 pub use tls_redis::TlsRedis;
 
-/// The fields of a fresh `tool` task record as the dispatcher writes them (state `queued`, no
-/// attempt yet), for tests that enqueue through `switchyard_shared::scripts` directly.
-pub fn queued_tool_record(
-    id: &str,
+/// A new `tool` task's record as the dispatcher builds it, for tests that enqueue through
+/// `switchyard_shared::scripts` directly. Its id (`{queue}-{ULID}`) is used only if it is
+/// delayed; a task queued now is named by its stream entry.
+pub fn queued_tool_task(
     queue: &str,
     payload: &str,
     max_attempts: u32,
     timeout_ms: &str,
-) -> Vec<(&'static str, String)> {
+) -> QueuedTask {
     QueuedTask {
-        id: id.to_owned(),
+        id: switchyard_shared::task::new_task_id(queue),
         kind: TaskKind::Tool,
         queue: queue.to_owned(),
         payload: payload.to_owned(),
@@ -87,7 +87,50 @@ pub fn queued_tool_record(
         session_id: None,
         tenant: None,
     }
-    .fields()
+}
+
+/// [`queued_tool_task`] to be queued now: what `scripts::enqueue_many` takes.
+pub fn new_tool_record(
+    queue: &str,
+    payload: &str,
+    max_attempts: u32,
+    timeout_ms: &str,
+) -> switchyard_shared::scripts::NewRecord {
+    switchyard_shared::scripts::NewRecord {
+        task: queued_tool_task(queue, payload, max_attempts, timeout_ms),
+        due_ms: None,
+        idempotency_ttl: std::time::Duration::from_secs(600),
+    }
+}
+
+/// The tasks `ids` of `queue` as every reader sees them (`lookup.lua`: hash, entry, pending
+/// list), each as its JSON fields in text (an absent task is an empty map): the lean layout
+/// writes no hash while a task is queued or running, so tests read through the reader.
+pub async fn task_fields(
+    con: &mut redis::aio::MultiplexedConnection,
+    keys: &switchyard_shared::keys::Keys,
+    queue: &str,
+    ids: &[String],
+) -> Vec<std::collections::HashMap<String, String>> {
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let task = switchyard_shared::store::load_task(con, keys, queue, id)
+            .await
+            .expect("task readable");
+        let json = task.map(|t| serde_json::to_value(t).expect("a task serialises"));
+        let fields = match json {
+            Some(serde_json::Value::Object(m)) => m
+                .into_iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) => (k, s),
+                    other => (k, other.to_string()),
+                })
+                .collect(),
+            _ => std::collections::HashMap::new(),
+        };
+        out.push(fields);
+    }
+    out
 }
 
 /// Interval of every polling loop of the fixture.

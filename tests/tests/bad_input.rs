@@ -227,9 +227,23 @@ async fn generated_bad_requests_are_refused_in_the_error_shape_and_leave_no_stra
         .filter(|(_, k)| *k == Some(KeyKind::Task))
         .map(|(key, _)| key)
         .collect();
+    // The lean layout: the one queued task is its stream entry alone, with no hash.
+    assert!(tasks.is_empty(), "a task hash was written: {tasks:?}");
+    let mut con = switchyard_tests::connection(redis.url()).await;
+    let entries: Vec<String> = redis::cmd("XRANGE")
+        .arg(Keys::new(&prefix).stream("tool"))
+        .arg("-")
+        .arg("+")
+        .query_async::<redis::streams::StreamRangeReply>(&mut con)
+        .await
+        .expect("XRANGE")
+        .ids
+        .into_iter()
+        .map(|e| switchyard_shared::task::entry_task_id("tool", &e.id))
+        .collect();
     assert_eq!(
-        tasks,
-        vec![&Keys::new(&prefix).task("tool", &queued)],
+        entries,
+        vec![queued.clone()],
         "a bad request enqueued a task"
     );
 

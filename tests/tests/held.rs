@@ -35,7 +35,7 @@ async fn enqueue_sleeps(d: &Dispatcher, n: usize, ms: u64) -> Vec<String> {
     ids
 }
 
-/// A record's state, attempts, worker and start time as `HMGET` answers them.
+/// A task's state, attempts, worker and start time as the reader answers them.
 type RawRow = (Option<String>, Option<u32>, Option<String>, Option<String>);
 
 /// (state, attempts, worker, started_at ms) of each task.
@@ -44,16 +44,18 @@ async fn rows(
     keys: &Keys,
     ids: &[String],
 ) -> Vec<(String, u32, String, i64)> {
-    let mut pipe = redis::pipe();
-    for id in ids {
-        pipe.cmd("HMGET")
-            .arg(keys.task(QUEUE, id))
-            .arg("state")
-            .arg("attempts")
-            .arg("worker")
-            .arg("started_at");
-    }
-    let raw: Vec<RawRow> = pipe.query_async(con).await.expect("HMGET records");
+    let raw: Vec<RawRow> = switchyard_tests::task_fields(con, keys, QUEUE, ids)
+        .await
+        .into_iter()
+        .map(|mut f| {
+            (
+                f.remove("state"),
+                f.remove("attempts").and_then(|a| a.parse().ok()),
+                f.remove("worker"),
+                f.remove("started_at"),
+            )
+        })
+        .collect();
     raw.into_iter()
         .map(|(s, a, w, t)| {
             let ms = t

@@ -1,13 +1,17 @@
 //! The consumer loop: fetches batches of entries from the worker's queues with `XREADGROUP`
 //! under its own consumer name, as many as it has free capacity for, and hands them to the
-//! [`Runner`] to start and run. Paused queues are left out of the read ([`crate::paused`]).
+//! [`Runner`]. A fresh entry carries its whole record and runs at once, with no script and no
+//! write; a reference entry (the task has a hash) goes through `start.lua` first. Paused queues
+//! are left out of the read ([`crate::paused`]).
 
 use std::collections::HashMap;
 
 use redis::streams::StreamReadReply;
+use switchyard_shared::clock;
 use switchyard_shared::duty::{self, Duty, Next, Pace};
 use switchyard_shared::keys::GROUP;
-use switchyard_shared::scripts::Delivered;
+use switchyard_shared::record::Entry;
+use switchyard_shared::scripts::{Delivered, Runnable};
 use switchyard_shared::store::{self, StoreError};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
@@ -77,10 +81,16 @@ impl Consumer {
             }
         };
         let mut started = 0;
-        for (queue, batch) in delivered {
+        for Fetched {
+            queue,
+            fresh,
+            references,
+        } in delivered
+        {
             // The reclaimer may have used capacity during the read: wait for it to come back.
-            let mut permits: Vec<OwnedSemaphorePermit> = Vec::with_capacity(batch.len());
-            for _ in &batch {
+            let wanted = fresh.len() + references.len();
+            let mut permits: Vec<OwnedSemaphorePermit> = Vec::with_capacity(wanted);
+            for _ in 0..wanted {
                 tokio::select! {
                     biased;
                     () = shutdown.cancelled() => return Ok(started),
@@ -90,15 +100,16 @@ impl Consumer {
                     },
                 }
             }
+            started += self.runner.spawn_fresh(&queue, fresh, &mut permits);
             started += self
                 .runner
-                .start_and_spawn(&queue, &batch, &mut permits)
+                .start_and_spawn(&queue, &references, &mut permits)
                 .await?;
         }
         Ok(started)
     }
 
-    async fn read(&mut self, count: usize) -> Result<Vec<(String, Vec<Delivered>)>, StoreError> {
+    async fn read(&mut self, count: usize) -> Result<Vec<Fetched>, StoreError> {
         if self.conn.is_none() {
             let block = self.ctx.cfg.worker_block;
             let mut conn = store::blocking_connection(&self.ctx.redis, block).await?;
@@ -141,27 +152,49 @@ impl Consumer {
             .map(|(s, q)| (s.as_str(), q.as_str()))
             .collect();
         let mut out = Vec::new();
+        let started_at = clock::now_rfc3339();
         for key in reply.map(|r| r.keys).unwrap_or_default() {
             let Some(queue) = queue_of.get(key.key.as_str()) else {
                 continue;
             };
-            let mut batch = Vec::new();
+            let mut fetched = Fetched {
+                queue: (*queue).to_owned(),
+                fresh: Vec::new(),
+                references: Vec::new(),
+            };
             for sid in key.ids {
-                match sid.get::<String>("id") {
-                    Some(id) => batch.push(Delivered { entry: sid.id, id }),
-                    None => self.discard_malformed(&key.key, &sid.id).await,
+                let fields = sid
+                    .map
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), redis::from_redis_value_ref(v).ok()?)))
+                    .collect();
+                match Entry::decode(queue, &sid.id, fields) {
+                    // Delivered once (a `>` read), no hash: nothing to decide before it runs.
+                    Ok(Entry::Fresh(q)) => {
+                        fetched
+                            .fresh
+                            .push(Runnable::fresh(sid.id, q, started_at.clone()));
+                    }
+                    Ok(Entry::Reference(id)) => {
+                        fetched.references.push(Delivered { entry: sid.id, id });
+                    }
+                    Err(e) => {
+                        self.discard_malformed(&key.key, &sid.id, e.to_string())
+                            .await
+                    }
                 }
             }
-            out.push(((*queue).to_owned(), batch));
+            out.push(fetched);
         }
         Ok(out)
     }
 
-    /// An entry without a task id was not written by a dispatcher; it can never run.
-    async fn discard_malformed(&self, stream: &str, entry: &str) {
+    /// An entry that is neither a record nor a reference was not written by a dispatcher; it
+    /// can never run.
+    async fn discard_malformed(&self, stream: &str, entry: &str, why: String) {
         warn!(
             component = "consumer",
-            stream, entry, "entry carries no task id; discarding it"
+            stream, entry, error = %why, "entry carries no task; discarding it"
         );
         if let Ok(mut con) = self.ctx.pool.get().await {
             let _: Result<(), _> = redis::pipe()
@@ -178,6 +211,15 @@ impl Consumer {
                 .await;
         }
     }
+}
+
+/// What one read delivered from one queue.
+struct Fetched {
+    queue: String,
+    /// Fresh entries, ready to run.
+    fresh: Vec<Runnable>,
+    /// Reference entries, for `start.lua`.
+    references: Vec<Delivered>,
 }
 
 impl Duty for Consumer {

@@ -9,8 +9,10 @@
 //!    (`XAUTOCLAIM`): a live but hung owner, or an entry its owner leaked.
 //!
 //! Claims use a minimum idle time, so when several workers reclaim at once an entry goes to
-//! exactly one of them; `start.lua` counts the attempt and dead-letters a task whose attempts are
-//! used up (a poison task that kills every worker that takes it).
+//! exactly one of them; every claimed entry goes through `start.lua` (it may have a hash: a
+//! cancel request, a hand-back), which counts the attempt from the delivery count and
+//! dead-letters a task whose attempts are used up (a poison task that kills every worker that
+//! takes it).
 
 use std::time::Duration;
 
@@ -249,9 +251,9 @@ impl Reclaimer {
         let batch: Vec<Delivered> = claimed
             .ids
             .into_iter()
-            .filter_map(|e| {
-                let id = e.get::<String>("id")?;
-                Some(Delivered { entry: e.id, id })
+            .map(|e| {
+                let reference = e.get::<String>("id");
+                Delivered::of(queue, e.id, reference)
             })
             .collect();
         self.runner.start_and_spawn(queue, &batch, permits).await

@@ -65,8 +65,7 @@ impl Attempt<'_> {
     fn failure<'a>(&'a self, error: &'a str, mode: FailMode) -> Failure<'a> {
         Failure {
             queue: self.queue,
-            entry: &self.task.delivered.entry,
-            id: self.id(),
+            task: self.task,
             error,
             mode,
         }
@@ -146,6 +145,9 @@ impl Reporter {
                 entry: a.task.delivered.entry.clone(),
                 id: id.to_owned(),
                 result: value.to_string(),
+                attempts: a.task.attempts,
+                started_at: a.task.started_at.clone(),
+                record: a.task.record.clone(),
             },
             done,
         };

@@ -1,6 +1,7 @@
-//! Starting delivered entries and running them: `start.lua` for a batch of one queue, then one
+//! Starting delivered entries and running them: fresh entries at once, entries that may have a
+//! hash (references, reclaimed ones) through `start.lua` for a batch of one queue; then one
 //! tracked tokio task per runnable task, holding a concurrency permit until its outcome is
-//! committed. Shared by the consumer (fresh entries) and the reclaimer (claimed ones).
+//! committed. Shared by the consumer and the reclaimer (claimed entries).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -69,8 +70,32 @@ impl Runner {
         out
     }
 
-    /// Marks `batch` (entries of `queue` held by this consumer) running and spawns each runnable
-    /// task with one of `permits`. Returns how many started; unused permits are released.
+    /// Spawns each of `fresh` (first attempts of fresh entries of `queue`, delivered to this
+    /// consumer) with one of `permits`. Returns how many started.
+    pub fn spawn_fresh(
+        &self,
+        queue: &str,
+        fresh: Vec<Runnable>,
+        permits: &mut Vec<OwnedSemaphorePermit>,
+    ) -> usize {
+        let mut started = 0;
+        for task in fresh {
+            match permits.pop() {
+                Some(permit) => {
+                    self.spawn(queue.to_owned(), task, permit);
+                    started += 1;
+                }
+                // Callers fetch no more entries than permits; should it happen anyway, the
+                // entry stays pending here and is handed back at shutdown or reclaimed.
+                None => warn!(task_id = %task.delivered.id, queue, "started beyond capacity"),
+            }
+        }
+        started
+    }
+
+    /// Starts `batch` (entries of `queue` held by this consumer that may have a hash) through
+    /// `start.lua` and spawns each runnable task with one of `permits`. Returns how many
+    /// started; unused permits are released.
     pub async fn start_and_spawn(
         &self,
         queue: &str,
@@ -82,8 +107,8 @@ impl Runner {
         }
         let ctx = &self.ctx;
         // These entries are already delivered to this consumer: keep trying while Redis is
-        // away rather than leave them pending until a lease expires. A start whose reply was
-        // lost comes back `resumed`.
+        // away rather than leave them pending until a lease expires. Start writes nothing for a
+        // run, so a start re-sent after a lost reply answers the same.
         let replies = while_unavailable("start", &self.shutdown, || async {
             let mut con = ctx.pool.get().await?;
             let now = clock::now_rfc3339();
@@ -93,9 +118,7 @@ impl Runner {
         let mut started = 0;
         for r in replies {
             match r {
-                Started::Run(task)
-                    if task.resumed && lock(&ctx.in_flight).contains_key(&task.delivered.id) =>
-                {
+                Started::Run(task) if lock(&ctx.in_flight).contains_key(&task.delivered.id) => {
                     debug!(task_id = %task.delivered.id, queue, "entry delivered again while running here");
                 }
                 Started::Run(task) => match permits.pop() {

@@ -40,13 +40,14 @@ pub async fn hand_back_pending(ctx: &Ctx) -> Result<usize, StoreError> {
                     .arg(&p.id)
                     .query_async(&mut *con)
                     .await?;
-                let task_id = range.ids.first().and_then(|e| e.get::<String>("id"));
-                match task_id {
-                    Some(id) => {
-                        let d = Delivered {
-                            entry: p.id.clone(),
-                            id: id.clone(),
-                        };
+                // A reference entry names its task; a fresh one is its task.
+                let delivered = range
+                    .ids
+                    .first()
+                    .map(|e| Delivered::of(queue, p.id.clone(), e.get::<String>("id")));
+                match delivered {
+                    Some(d) => {
+                        let id = &d.id;
                         if scripts::requeue(&mut *con, &ctx.keys, queue, &ctx.id, &d).await?
                             == RequeueStatus::Queued
                         {

@@ -100,9 +100,22 @@ async fn a_tick_without_a_free_permit_reads_one_entry_and_keeps_it_pending_at_sh
         held[0].1, ME,
         "left pending under this consumer for the hand-back"
     );
+    // Delivered is running (its entry pending here); the rest wait. Nothing was written for
+    // any of them: no attempt ran.
     for id in &ids {
         let t = record(&mut con, keys, id).await;
-        assert_eq!(t.state, TaskState::Queued, "nothing started: {t:?}");
+        let hash: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(keys.task(common::QUEUE, id))
+            .query_async(&mut con)
+            .await
+            .expect("HGETALL");
+        assert!(hash.is_empty(), "nothing written: {hash:?}");
+        let expected = if held[0].0 == switchyard_shared::task::entry_of(id).expect("entry id") {
+            TaskState::Running
+        } else {
+            TaskState::Queued
+        };
+        assert_eq!(t.state, expected, "{t:?}");
     }
 }
 

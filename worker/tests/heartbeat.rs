@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{QUEUE, context, owner, running};
+use common::{QUEUE, context, fresh_run, owner, running};
 use switchyard_shared::clock;
 use switchyard_shared::keys::GROUP;
 use switchyard_shared::scripts::{self, Completion, Delivered};
@@ -46,6 +46,7 @@ async fn a_beat_stops_only_attempts_whose_entry_another_worker_took() {
         .collect();
     flights[2].mark_committing();
     let now = clock::now_rfc3339();
+    let run = fresh_run(&mut con, &ctx.keys, committed).await;
     let completed = scripts::complete(
         &mut con,
         &ctx.batch_call(QUEUE, &now),
@@ -53,6 +54,9 @@ async fn a_beat_stops_only_attempts_whose_entry_another_worker_took() {
             entry: committed.entry.clone(),
             id: committed.id.clone(),
             result: "{}".to_owned(),
+            attempts: run.attempts,
+            started_at: run.started_at,
+            record: run.record,
         }],
     )
     .await

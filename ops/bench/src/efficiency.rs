@@ -37,6 +37,10 @@ pub struct Efficiency {
     pub cpu_us_per_task: f64,
     /// The most called commands, most called first.
     pub top: Vec<CommandShare>,
+    /// The dispatcher's CPU (user + system) per task over the phase, µs, when measured.
+    pub dispatcher_cpu_us_per_task: Option<f64>,
+    /// The worker's CPU per task over the phase, µs, when measured.
+    pub worker_cpu_us_per_task: Option<f64>,
 }
 
 impl Efficiency {
@@ -74,6 +78,8 @@ impl Efficiency {
                     calls: d.calls,
                 })
                 .collect(),
+            dispatcher_cpu_us_per_task: None,
+            worker_cpu_us_per_task: None,
         }
     }
 }

@@ -63,12 +63,21 @@ pub async fn enqueue_sleeps(api: &Api, n: u64, ms: u64) -> Result<Vec<String>, B
     Ok(ids)
 }
 
-/// One counter of the queue's stats hash (0 when absent).
+/// One counter of the queue's stats hash (0 when absent); `running` is the group's pending
+/// count, as `GET /api/queues` derives it (no script counts starts).
 pub async fn stat(
     con: &mut MultiplexedConnection,
     keys: &Keys,
     name: &str,
 ) -> Result<u64, BenchError> {
+    if name == "running" {
+        let summary: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+            .arg(keys.stream(QUEUE))
+            .arg(switchyard_shared::keys::GROUP)
+            .query_async(con)
+            .await?;
+        return Ok(summary.count() as u64);
+    }
     let v: Option<u64> = redis::cmd("HGET")
         .arg(keys.stats(QUEUE))
         .arg(name)

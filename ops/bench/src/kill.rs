@@ -8,7 +8,6 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 use switchyard_shared::keys::Keys;
-use switchyard_shared::record;
 use tokio::time::Instant;
 
 use crate::api::Api;
@@ -58,24 +57,25 @@ async fn starts(
     keys: &Keys,
     ids: &[String],
 ) -> Result<Vec<(u32, String, i64)>, BenchError> {
-    let mut pipe = redis::pipe();
+    // Through the reader: a running task is its entry pending in the group (no hash).
+    let mut rows = Vec::with_capacity(ids.len());
     for id in ids {
-        pipe.cmd("HMGET")
-            .arg(keys.task(QUEUE, id))
-            .arg(record::ATTEMPTS)
-            .arg(record::WORKER)
-            .arg(record::STARTED_AT);
+        let t = switchyard_shared::store::load_task(con, keys, QUEUE, id)
+            .await
+            .map_err(|e| BenchError::Reply(e.to_string()))?;
+        rows.push(match t {
+            Some(t) => {
+                let ms = t
+                    .started_at
+                    .as_deref()
+                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                    .map_or(0, |t| t.timestamp_millis());
+                (t.attempts, t.worker.unwrap_or_default(), ms)
+            }
+            None => (0, String::new(), 0),
+        });
     }
-    let rows: Vec<(Option<u32>, Option<String>, Option<String>)> = pipe.query_async(con).await?;
-    Ok(rows
-        .into_iter()
-        .map(|(a, w, s)| {
-            let ms = s
-                .and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok())
-                .map_or(0, |t| t.timestamp_millis());
-            (a.unwrap_or(0), w.unwrap_or_default(), ms)
-        })
-        .collect())
+    Ok(rows)
 }
 
 /// Runs the kill phase with `tasks` held by the victim.

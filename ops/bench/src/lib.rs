@@ -67,7 +67,7 @@ use crate::api::Api;
 use crate::efficiency::Efficiency;
 use crate::enqueue::{Mode, closed_loop};
 use crate::info::Snapshot;
-use crate::procs::{Rss, RunDir, first_exit, own_cpu_s};
+use crate::procs::{Rss, RunDir, cpu_s, first_exit, own_cpu_s};
 use crate::redis_server::{RedisServer, connect};
 use crate::services::Launcher;
 
@@ -425,9 +425,14 @@ async fn system_load(
     );
     let at = run.deadline(E2E_BUDGET);
     let before = Snapshot::take(&mut run.admin).await?;
+    // procs: redis, dispatcher, worker; the services' CPU per task is reported beside Redis's.
+    let services_cpu =
+        || -> Result<Vec<f64>, BenchError> { procs[1..].iter().map(|p| cpu_s(p.pid())).collect() };
+    let services_before = services_cpu()?;
     let (cpu, wall) = (own_cpu_s()?, Instant::now());
     let load = e2e::run(api, &mut run.admin, keys, mode, cfg.tasks, clients, at);
     let e = watched(procs, load).await?;
+    let services_after = services_cpu()?;
     run.report.bench_cpu.e2e_cpu_s = Some(own_cpu_s()? - cpu);
     run.report.bench_cpu.e2e_wall_s = Some(wall.elapsed().as_secs_f64());
     let after = Snapshot::take(&mut run.admin).await?;
@@ -440,7 +445,19 @@ async fn system_load(
     let e2e_rate = e.tasks_per_s;
     let (stop, none) = (e.timed_out, e.succeeded == 0);
     if !none {
-        run.report.efficiency = Some(Efficiency::between(&before, &after, e.succeeded, e.polls));
+        let mut eff = Efficiency::between(&before, &after, e.succeeded, e.polls);
+        let per_task =
+            |i: usize| (services_after[i] - services_before[i]).max(0.0) * 1e6 / e.succeeded as f64;
+        eff.dispatcher_cpu_us_per_task = Some(per_task(0));
+        eff.worker_cpu_us_per_task = Some(per_task(1));
+        progress!(
+            "e2e: Redis {:.2} commands, {:.1} µs CPU per task; dispatcher {:.1} µs, worker {:.1} µs",
+            eff.commands_per_task,
+            eff.cpu_us_per_task,
+            per_task(0),
+            per_task(1)
+        );
+        run.report.efficiency = Some(eff);
     }
     run.report.e2e = Some(e);
     if stop {

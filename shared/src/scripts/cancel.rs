@@ -56,6 +56,8 @@ pub async fn cancel<C: ConnectionLike>(
         .arg(retention.result_ttl.as_secs())
         .arg(retention.events_maxlen)
         .arg(keys.cancel_channel())
+        .arg(crate::task::entry_of(id).unwrap_or(""))
+        .arg(queue)
         .invoke_async(con)
         .await?;
     decode("cancel", raw)

@@ -1,13 +1,15 @@
 //! Committing successes under fencing (`complete.lua`): a batch of one queue per call, each
-//! result recorded only while this consumer still holds its entry.
+//! result recorded only while this consumer still holds its entry, the finished record written
+//! in one HSET.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use redis::Script;
 use redis::aio::ConnectionLike;
 use serde::Deserialize;
 
 use super::BatchCall;
+use crate::record::QueuedTask;
 use crate::store::StoreError;
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("complete.lua")));
@@ -21,6 +23,13 @@ pub struct Completion {
     pub id: String,
     /// Result JSON text.
     pub result: String,
+    /// The attempt's number, from 1.
+    pub attempts: u32,
+    /// When the attempt started, RFC 3339.
+    pub started_at: String,
+    /// The queued record when no hash holds it yet (see
+    /// [`Runnable::record`](super::Runnable::record)).
+    pub record: Option<Arc<QueuedTask>>,
 }
 
 /// What happened to one completion.
@@ -54,10 +63,21 @@ pub async fn complete<C: ConnectionLike>(
     let (keys, queue) = (call.keys, call.queue);
     let mut inv = call.invocation(&SCRIPT, &[], batch.iter().map(|c| c.entry.as_str()));
     for c in batch {
+        let fields = c
+            .record
+            .as_deref()
+            .map(QueuedTask::record_fields)
+            .unwrap_or_default();
         inv.key(keys.task(queue, &c.id))
             .arg(&c.entry)
             .arg(&c.id)
-            .arg(&c.result);
+            .arg(&c.result)
+            .arg(c.attempts)
+            .arg(&c.started_at)
+            .arg(fields.len());
+        for (f, v) in &fields {
+            inv.arg(*f).arg(v);
+        }
     }
     // The script names only the fenced positions: encoding a status per task cost Redis more
     // than the answer is worth.

@@ -1,6 +1,7 @@
-//! Writing new tasks: each record is queued on its stream or parked in the delayed set, honouring
-//! idempotency keys and the queue's depth limit (`enqueue.lua`). Records with none of those to
-//! decide skip the script and go in a MULTI block of plain commands.
+//! Writing new tasks: each is queued on its stream as an entry carrying its whole record (its id
+//! is then `{queue}-{entry id}`, known from XADD's reply), or parked in the delayed set with its
+//! record in a hash, honouring idempotency keys and the queue's depth limit (`enqueue.lua`).
+//! Tasks with none of those to decide skip the script: one plain `XADD` each, pipelined.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use serde::Deserialize;
 
 use super::decode;
 use crate::keys::Keys;
+use crate::record::QueuedTask;
 use crate::store::StoreError;
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("enqueue.lua")));
@@ -38,26 +40,48 @@ pub struct EnqueueReply {
     pub id: String,
 }
 
-/// A task record to write, as field/value pairs.
+/// A new task to write.
 #[derive(Debug, Clone)]
-pub struct NewRecord<'a> {
-    /// Task id (carries the queue).
-    pub id: &'a str,
-    /// Queue.
-    pub queue: &'a str,
-    /// Field/value pairs of the record.
-    pub fields: Vec<(&'static str, String)>,
+pub struct NewRecord {
+    /// Its record. Its `id` is used only when it is delayed (a `{queue}-{ULID}` id, see
+    /// [`crate::task::new_task_id`]); a task queued now gets `{queue}-{entry id}`.
+    pub task: QueuedTask,
     /// Due time in ms since the epoch, for a delayed task.
     pub due_ms: Option<u64>,
-    /// Idempotency key and its lifetime.
-    pub idempotency: Option<(&'a str, Duration)>,
+    /// Lifetime of its idempotency key (`task.idempotency_key`), if it has one.
+    pub idempotency_ttl: Duration,
+}
+
+impl NewRecord {
+    fn queue(&self) -> &str {
+        &self.task.queue
+    }
+
+    /// The key and lifetime of its idempotency key, within its tenant's space (one tenant's key
+    /// never answers with another tenant's task).
+    fn idempotency(&self) -> Option<(String, Duration)> {
+        self.task.idempotency_key.as_deref().map(|k| {
+            (
+                crate::keys::tenant_scoped(self.task.tenant.as_deref(), k),
+                self.idempotency_ttl,
+            )
+        })
+    }
+
+    /// What is written: the entry's fields, or the hash's of a delayed task.
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        match self.due_ms {
+            Some(_) => self.task.fields(),
+            None => self.task.entry_fields(),
+        }
+    }
 }
 
 /// Writes a new task and queues (or delays) it, as [`enqueue_many`] does for one record.
 pub async fn enqueue<C: ConnectionLike>(
     con: &mut C,
     keys: &Keys,
-    rec: &NewRecord<'_>,
+    rec: &NewRecord,
     max_depth: u64,
 ) -> Result<EnqueueReply, StoreError> {
     let mut replies = enqueue_many(con, keys, std::slice::from_ref(rec), max_depth).await?;
@@ -70,29 +94,29 @@ pub async fn enqueue<C: ConnectionLike>(
 /// One result per record, filled in as the replies of their groups arrive.
 type Answers = Vec<Option<Result<EnqueueReply, StoreError>>>;
 
-/// Enqueues many tasks in one round trip: per queue, one MULTI block for the plain records and
-/// one `enqueue.lua` call for the rest (each written atomically; the groups are pipelined).
+/// Enqueues many tasks in one round trip: per queue, one XADD per plain record and one
+/// `enqueue.lua` call for the rest (the groups are pipelined).
 /// Answers one result per record, in order. An error of the whole round trip (Redis
 /// unreachable) is the outer error: then some of the tasks may have been written, as with a
 /// single enqueue whose reply is lost.
 pub async fn enqueue_many<C: ConnectionLike>(
     con: &mut C,
     keys: &Keys,
-    recs: &[NewRecord<'_>],
+    recs: &[NewRecord],
     max_depth: u64,
 ) -> Result<Vec<Result<EnqueueReply, StoreError>>, StoreError> {
     let groups = groups(keys, recs, max_depth);
     let mut out: Answers = (0..recs.len()).map(|_| None).collect();
-    let mut todo: Vec<&Group<'_, '_>> = groups.iter().collect();
+    let mut todo: Vec<&Group<'_>> = groups.iter().collect();
     // The second pass only runs when Redis had not cached the script (first use after a
     // restart or SCRIPT FLUSH): a refused call wrote nothing, so resending it writes nothing
-    // twice. MULTI blocks never need it.
+    // twice. Plain groups never need it.
     for pass in 0..2 {
         let replies = send(con, keys, &todo).await?;
         let mut refused = Vec::new();
         for (g, reply) in todo.into_iter().zip(replies) {
             match reply {
-                Some(Err(e)) if pass == 0 && g.is_script() && is_no_script(&e) => refused.push(g),
+                Some(ref r) if pass == 0 && g.is_script() && refused_script(r) => refused.push(g),
                 reply => g.settle(&mut out, g.decode(reply)),
             }
         }
@@ -115,34 +139,35 @@ fn reply_error(message: &str) -> StoreError {
     }
 }
 
-fn is_no_script(e: &redis::RedisError) -> bool {
-    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+/// Whether a script group's reply is Redis refusing a script it had not cached.
+fn refused_script(replies: &[RedisResult<Value>]) -> bool {
+    matches!(replies, [Err(e)] if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
 }
 
 /// How one group of records is written.
 enum Write {
     /// One `enqueue.lua` call: idempotency keys, due times or a depth limit to honour.
     Script(redis::ScriptInvocation<'static>),
-    /// One MULTI block of plain commands.
+    /// One XADD per record, then the counter.
     Plain,
 }
 
 /// Records of one queue written the same way, with their places in the caller's slice.
-struct Group<'r, 'a> {
-    queue: &'a str,
+struct Group<'r> {
+    queue: &'r str,
     places: Vec<usize>,
-    recs: Vec<&'r NewRecord<'a>>,
+    recs: Vec<&'r NewRecord>,
     write: Write,
 }
 
 /// Groups `recs` by queue and kind of write, in order of first appearance.
-fn groups<'r, 'a>(keys: &Keys, recs: &'r [NewRecord<'a>], max_depth: u64) -> Vec<Group<'r, 'a>> {
-    let mut groups: Vec<(bool, Group<'r, 'a>)> = Vec::new();
+fn groups<'r>(keys: &Keys, recs: &'r [NewRecord], max_depth: u64) -> Vec<Group<'r>> {
+    let mut groups: Vec<(bool, Group<'r>)> = Vec::new();
     for (i, r) in recs.iter().enumerate() {
         let plain = is_plain(r, max_depth);
         match groups
             .iter_mut()
-            .find(|(p, g)| g.queue == r.queue && *p == plain)
+            .find(|(p, g)| g.queue == r.queue() && *p == plain)
         {
             Some((_, g)) => {
                 g.places.push(i);
@@ -151,7 +176,7 @@ fn groups<'r, 'a>(keys: &Keys, recs: &'r [NewRecord<'a>], max_depth: u64) -> Vec
             None => groups.push((
                 plain,
                 Group {
-                    queue: r.queue,
+                    queue: r.queue(),
                     places: vec![i],
                     recs: vec![r],
                     write: Write::Plain,
@@ -167,53 +192,65 @@ fn groups<'r, 'a>(keys: &Keys, recs: &'r [NewRecord<'a>], max_depth: u64) -> Vec
     groups.into_iter().map(|(_, g)| g).collect()
 }
 
-/// Pipelines the writes of `groups` and answers the reply of each (the script's, or the
-/// block's EXEC), in their order.
+/// The replies of one group: the script's, or one per XADD of a plain group.
+type GroupReply = Option<Vec<RedisResult<Value>>>;
+
+/// Pipelines the writes of `groups` and answers the replies of each, in their order.
 async fn send<C: ConnectionLike>(
     con: &mut C,
     keys: &Keys,
-    groups: &[&Group<'_, '_>],
-) -> Result<Vec<Option<RedisResult<Value>>>, StoreError> {
+    groups: &[&Group<'_>],
+) -> Result<Vec<GroupReply>, StoreError> {
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     let mut answer_at = Vec::with_capacity(groups.len());
     for g in groups {
+        let from = pipe.len();
         match &g.write {
             Write::Script(inv) => {
                 pipe.invoke_script(inv);
             }
             Write::Plain => queue_plain(&mut pipe, keys, g.queue, &g.recs),
         }
-        answer_at.push(pipe.len() - 1);
+        answer_at.push(from..from + g.answers());
     }
-    let mut replies: Vec<Option<RedisResult<Value>>> = pipe
-        .query_async::<Vec<RedisResult<Value>>>(con)
-        .await?
-        .into_iter()
-        .map(Some)
-        .collect();
+    let replies: Vec<RedisResult<Value>> = pipe.query_async(con).await?;
     Ok(answer_at
         .into_iter()
-        .map(|at| replies.get_mut(at).and_then(Option::take))
+        .map(|at| replies.get(at).map(<[_]>::to_vec))
         .collect())
 }
 
-impl Group<'_, '_> {
+impl Group<'_> {
+    /// How many of the pipeline's replies are this group's answers: one per XADD, or the
+    /// script's one (the counter's reply after the XADDs is not an answer).
+    fn answers(&self) -> usize {
+        match self.write {
+            Write::Script(_) => 1,
+            Write::Plain => self.recs.len(),
+        }
+    }
+
     fn is_script(&self) -> bool {
         matches!(self.write, Write::Script(_))
     }
 
-    /// The answers of this group's records from its reply.
-    fn decode(&self, reply: Option<RedisResult<Value>>) -> Result<Vec<EnqueueReply>, String> {
-        match (reply, &self.write) {
-            (None, _) => Err("no reply in the pipeline".to_owned()),
-            (Some(Err(e)), _) => Err(e.to_string()),
-            (Some(Ok(v)), Write::Plain) => plain_replies(&self.recs, v),
-            (Some(Ok(v)), Write::Script(_)) => redis::from_redis_value::<String>(v)
-                .map_err(|e| e.to_string())
-                .and_then(|raw| {
-                    decode::<Vec<EnqueueReply>>("enqueue", raw).map_err(|e| e.to_string())
-                }),
+    /// The answers of this group's records from its replies.
+    fn decode(&self, reply: GroupReply) -> Result<Vec<EnqueueReply>, String> {
+        let Some(mut replies) = reply else {
+            return Err("no reply in the pipeline".to_owned());
+        };
+        match &self.write {
+            Write::Plain => plain_replies(&self.recs, replies),
+            Write::Script(_) => match replies.pop() {
+                Some(Ok(v)) => redis::from_redis_value::<String>(v)
+                    .map_err(|e| e.to_string())
+                    .and_then(|raw| {
+                        decode::<Vec<EnqueueReply>>("enqueue", raw).map_err(|e| e.to_string())
+                    }),
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err("no reply in the pipeline".to_owned()),
+            },
         }
     }
 
@@ -246,22 +283,31 @@ impl Group<'_, '_> {
 fn invocation(
     keys: &Keys,
     queue: &str,
-    recs: &[&NewRecord<'_>],
+    recs: &[&NewRecord],
     max_depth: u64,
 ) -> redis::ScriptInvocation<'static> {
     let mut inv = SCRIPT.prepare_invoke();
     inv.key(keys.stream(queue))
         .key(keys.stats(queue))
         .key(keys.delayed(queue))
-        .arg(max_depth);
+        .arg(max_depth)
+        .arg(queue);
     for rec in recs {
-        inv.key(keys.task(queue, rec.id))
-            .key(keys.idempotency(queue, rec.idempotency.map_or("-", |(k, _)| k)))
-            .arg(rec.id)
+        // Only a delayed task's id is known (and its hash written) before the script runs.
+        let id = if rec.due_ms.is_some() {
+            rec.task.id.as_str()
+        } else {
+            ""
+        };
+        let idem = rec.idempotency();
+        let fields = rec.fields();
+        inv.key(keys.task(queue, if id.is_empty() { "-" } else { id }))
+            .key(keys.idempotency(queue, idem.as_ref().map_or("-", |(k, _)| k.as_str())))
+            .arg(id)
             .arg(rec.due_ms.unwrap_or(0))
-            .arg(rec.idempotency.map_or(0, |(_, ttl)| ttl.as_secs().max(1)))
-            .arg(rec.fields.len());
-        for (f, v) in &rec.fields {
+            .arg(idem.as_ref().map_or(0, |(_, ttl)| ttl.as_secs().max(1)))
+            .arg(fields.len());
+        for (f, v) in &fields {
             inv.arg(*f).arg(v);
         }
     }
@@ -269,66 +315,52 @@ fn invocation(
 }
 
 /// Whether `rec` leaves enqueue nothing to decide (no due time, no idempotency key, no depth
-/// limit), so a MULTI block of plain commands can write it instead of `enqueue.lua`.
-fn is_plain(rec: &NewRecord<'_>, max_depth: u64) -> bool {
-    max_depth == 0 && rec.due_ms.is_none() && rec.idempotency.is_none()
+/// limit), so a plain XADD can write it instead of `enqueue.lua`.
+fn is_plain(rec: &NewRecord, max_depth: u64) -> bool {
+    max_depth == 0 && rec.due_ms.is_none() && rec.task.idempotency_key.is_none()
 }
 
-/// Queues `recs` (all of `queue`, all plain) in one MULTI block: XADD and HSET per record, then
-/// the counters once. The same writes as `enqueue.lua`, atomic as a transaction, without the
-/// script: measured with callgrind, Lua's argument tables and interpreter cost Redis more than
-/// the two commands themselves (85k instructions per task through the script, 38k as MULTI).
-fn queue_plain(pipe: &mut redis::Pipeline, keys: &Keys, queue: &str, recs: &[&NewRecord<'_>]) {
+/// Queues `recs` (all of `queue`, all plain): one XADD per record, its fields the record, then
+/// the counter once. One command per task is the whole cost of a plain enqueue: no hash, no
+/// script (Lua's argument tables cost Redis more than the commands they run).
+fn queue_plain(pipe: &mut redis::Pipeline, keys: &Keys, queue: &str, recs: &[&NewRecord]) {
     let stream = keys.stream(queue);
-    let stats = keys.stats(queue);
-    pipe.cmd("MULTI");
     for rec in recs {
-        pipe.cmd("XADD").arg(&stream).arg("*").arg("id").arg(rec.id);
-        let mut hset = redis::cmd("HSET");
-        hset.arg(keys.task(queue, rec.id));
-        for (f, v) in &rec.fields {
-            hset.arg(*f).arg(v);
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(&stream).arg("*");
+        for (f, v) in rec.task.entry_fields() {
+            xadd.arg(f).arg(v);
         }
-        pipe.add_command(hset);
+        pipe.add_command(xadd);
     }
     pipe.cmd("HINCRBY")
-        .arg(&stats)
+        .arg(keys.stats(queue))
         .arg("enqueued")
         .arg(recs.len());
-    pipe.cmd("HINCRBY")
-        .arg(&stats)
-        .arg("queued")
-        .arg(recs.len());
-    pipe.cmd("EXEC");
 }
 
-/// Decodes the EXEC reply of [`queue_plain`]: every XADD must have answered an entry id and
-/// every HSET a count, else the whole block is reported failed.
-fn plain_replies(recs: &[&NewRecord<'_>], exec: Value) -> Result<Vec<EnqueueReply>, String> {
-    let results: Vec<Value> = match exec {
-        Value::Array(results) => results,
-        Value::Nil => return Err("the transaction was aborted".to_owned()),
-        other => return Err(format!("EXEC answered {other:?}")),
-    };
-    if results.len() != 2 * recs.len() + 2 {
+/// Decodes the XADD replies of [`queue_plain`]: each an entry id, which names the task. A
+/// refused XADD fails the whole group (it cannot happen short of a wrong key type).
+fn plain_replies(
+    recs: &[&NewRecord],
+    replies: Vec<RedisResult<Value>>,
+) -> Result<Vec<EnqueueReply>, String> {
+    if replies.len() != recs.len() {
         return Err(format!(
-            "EXEC answered {} results for {} tasks",
-            results.len(),
+            "{} replies for {} tasks",
+            replies.len(),
             recs.len()
         ));
     }
     let mut out = Vec::with_capacity(recs.len());
-    for (rec, pair) in recs.iter().zip(results.chunks_exact(2)) {
-        let [xadd, hset] = pair else {
-            unreachable!("chunks_exact(2) yields pairs")
-        };
-        redis::from_redis_value_ref::<String>(xadd)
-            .map_err(|e| format!("XADD of task {}: {e}", rec.id))?;
-        redis::from_redis_value_ref::<i64>(hset)
-            .map_err(|e| format!("HSET of task {}: {e}", rec.id))?;
+    for (rec, reply) in recs.iter().zip(replies) {
+        let entry: String = reply
+            .map_err(|e| e.to_string())
+            .and_then(|v| redis::from_redis_value(v).map_err(|e| e.to_string()))
+            .map_err(|e| format!("XADD of a task of {}: {e}", rec.queue()))?;
         out.push(EnqueueReply {
             status: EnqueueStatus::Queued,
-            id: rec.id.to_owned(),
+            id: crate::task::entry_task_id(rec.queue(), &entry),
         });
     }
     Ok(out)

@@ -7,7 +7,7 @@ use redis::Script;
 use redis::aio::ConnectionLike;
 use serde::Deserialize;
 
-use super::{Retention, StatusReply, decode};
+use super::{Retention, Runnable, StatusReply, decode};
 use crate::keys::Keys;
 use crate::store::StoreError;
 
@@ -48,10 +48,8 @@ pub enum FailStatus {
 pub struct Failure<'a> {
     /// Queue.
     pub queue: &'a str,
-    /// Entry id.
-    pub entry: &'a str,
-    /// Task id.
-    pub id: &'a str,
+    /// The attempt that failed: its entry, task id, number, start and record.
+    pub task: &'a Runnable,
     /// Error text recorded on the task.
     pub error: &'a str,
     /// What to do with it.
@@ -73,23 +71,33 @@ pub async fn fail<C: ConnectionLike>(
         FailMode::Fail => ("fail", 0),
         FailMode::Cancel => ("cancel", 0),
     };
-    let raw: String = SCRIPT
-        .key(keys.stream(q))
+    let t = f.task;
+    let d = &t.delivered;
+    let fields = t.record_fields();
+    let mut inv = SCRIPT.prepare_invoke();
+    inv.key(keys.stream(q))
         .key(keys.stats(q))
         .key(keys.events(q))
         .key(keys.delayed(q))
         .key(keys.dead(q))
-        .key(keys.task(q, f.id))
+        .key(keys.task(q, &d.id))
         .arg(consumer)
-        .arg(f.entry)
-        .arg(f.id)
+        .arg(&d.entry)
+        .arg(&d.id)
         .arg(f.error)
         .arg(mode)
         .arg(due)
         .arg(now)
         .arg(retention.result_ttl.as_secs())
         .arg(retention.events_maxlen)
-        .invoke_async(con)
-        .await?;
+        .arg(t.attempts)
+        .arg(t.max_attempts)
+        .arg(&t.started_at)
+        .arg(q)
+        .arg(fields.len());
+    for (k, v) in &fields {
+        inv.arg(*k).arg(v);
+    }
+    let raw: String = inv.invoke_async(con).await?;
     decode::<StatusReply<FailStatus>>("fail", raw).map(|r| r.status)
 }

@@ -9,11 +9,12 @@
 //! touches is passed in `KEYS`, and all keys of one call share the queue's hash tag.
 //!
 //! # Layout (one module per transition, beside its script)
-//! - [`enqueue`](mod@enqueue): a new task queued or delayed (or a MULTI block for plain ones).
+//! - [`enqueue`](mod@enqueue): a new task queued or delayed (or a plain XADD for plain ones).
 //! - [`start`](mod@start): delivered entries become running, skipped or dead.
 //! - [`complete`](mod@complete): successes recorded under fencing.
 //! - [`fail`](mod@fail): a failed attempt retried, dead-lettered, failed or cancelled.
 //! - [`cancel`](mod@cancel): a cancel request.
+//! - [`lookup`](mod@lookup): one task read wherever it lives (hash, entry, pending list).
 //! - [`replay_dead`](mod@replay_dead): a dead-lettered task queued again.
 //! - [`requeue`](mod@requeue): a running task handed back at once.
 //! - [`extend`](mod@extend): the lease of running entries refreshed.
@@ -29,6 +30,7 @@ pub mod extend;
 pub mod fail;
 pub mod limit_reserve;
 pub mod limit_settle;
+pub mod lookup;
 pub mod promote;
 pub mod replay_dead;
 pub mod requeue;
@@ -42,6 +44,7 @@ pub use extend::extend;
 pub use fail::{FailMode, FailStatus, Failure, fail};
 pub use limit_reserve::{Reservation, Reserved, limit_reserve};
 pub use limit_settle::{Settlement, limit_settle};
+pub use lookup::lookup;
 pub use promote::promote;
 pub use replay_dead::{ReplayReply, ReplayStatus, replay_dead};
 pub use requeue::{RequeueStatus, requeue};
@@ -73,6 +76,15 @@ pub struct Delivered {
     pub entry: String,
     /// Task id.
     pub id: String,
+}
+
+impl Delivered {
+    /// The delivery of `entry` of `queue`'s stream whose `id` field is `reference`: a reference
+    /// entry names its task; a fresh entry (no `id` field) is its task, `{queue}-{entry}`.
+    pub fn of(queue: &str, entry: String, reference: Option<String>) -> Self {
+        let id = reference.unwrap_or_else(|| crate::task::entry_task_id(queue, &entry));
+        Self { entry, id }
+    }
 }
 
 /// Who calls a batch script over delivered entries of a queue (`start`, `complete`), and when:

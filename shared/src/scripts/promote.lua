@@ -1,4 +1,5 @@
--- Move due tasks from the delayed set back into their stream as `queued`. The caller reads the
+-- Move due tasks from the delayed set back into their stream as `queued`, each under a
+-- reference entry (`id` alone: the hash holds the record and names the entry). The caller reads the
 -- due ids first; each is re-checked here, so concurrent promoters never move one twice.
 -- KEYS[1] delayed zset   KEYS[2] stream   KEYS[3] stats   KEYS[4..] task hashes
 -- ARGV[1] now ms   ARGV[2..] task ids, in the order of KEYS[4..]
@@ -19,7 +20,6 @@ for i = 4, #KEYS do
       redis.call('HDEL', task, 'run_at_ms')
       if state == 'retrying' then
         redis.call('HINCRBY', stats, 'retrying', -1)
-        redis.call('HINCRBY', stats, 'queued', 1)
       end
       moved = moved + 1
     end

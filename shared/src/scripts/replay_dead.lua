@@ -1,5 +1,5 @@
 -- Replay a dead-lettered task: remove its dead-letter entry and queue it again with a fresh
--- attempt budget.
+-- attempt budget, under a reference entry (`id` alone; the hash holds the record).
 -- KEYS[1] stream   KEYS[2] stats   KEYS[3] dead stream   KEYS[4] task hash
 -- ARGV[1] task id
 -- Returns JSON {status = "queued"|"not_dead"|"missing", state, entry}
@@ -17,6 +17,5 @@ local entry = redis.call('XADD', stream, '*', 'id', id)
 redis.call('HSET', task, 'state', 'queued', 'attempts', 0, 'entry', entry)
 redis.call('HDEL', task, 'dead_entry', 'finished_at')
 redis.call('PERSIST', task)
-redis.call('HINCRBY', stats, 'queued', 1)
 redis.call('HINCRBY', stats, 'replayed', 1)
 return cjson.encode({status = 'queued', state = 'queued', entry = entry})

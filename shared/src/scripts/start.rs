@@ -1,15 +1,19 @@
-//! Starting delivered entries (`start.lua`): each becomes running under the consumer that holds
-//! it, is skipped (acked and dropped), or is dead-lettered when its attempts were used up by lost
-//! workers. The answer is decoded here, once, into a [`Started`] per entry: a run carries its
-//! task kind and parsed payload, so no caller reads the record's text again.
+//! Starting entries that may have a task hash (`start.lua`): reference entries and reclaimed
+//! ones. Each runs under the consumer that holds it, is skipped (acked and dropped), or is
+//! dead-lettered when its attempts were used up by lost workers. The answer is decoded here,
+//! once, into a [`Started`] per entry: a run carries its task kind and parsed payload, so no
+//! caller reads the record's text again. A fresh entry delivered once skips the script:
+//! [`Runnable::fresh`] makes its run from the entry alone.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 use redis::{Script, Value};
 
 use super::{BatchCall, Delivered};
+use crate::record::{Entry, QueuedTask};
 use crate::store::StoreError;
 use crate::task::TaskKind;
 
@@ -77,10 +81,45 @@ pub struct Runnable {
     pub max_attempts: u32,
     /// The attempt's time limit; `None` when the record names none (the worker's default).
     pub timeout: Option<Duration>,
-    /// The task was already running under this consumer (a re-sent start): not a new attempt.
-    pub resumed: bool,
     /// What to run, or why the record cannot be run (the attempt then fails for good).
     pub work: Result<Work, String>,
+    /// The queued record when no hash holds it yet (a task born in its stream): the hash the
+    /// end of the attempt writes gets all of it. `None` when the hash holds the record.
+    pub record: Option<Arc<QueuedTask>>,
+    /// When this attempt started (RFC 3339), written with its outcome.
+    pub started_at: String,
+}
+
+impl Runnable {
+    /// The first attempt of a fresh entry, delivered once, that carries its whole record: no
+    /// hash exists, so nothing needs deciding or writing before it runs.
+    pub fn fresh(entry: String, q: QueuedTask, started_at: String) -> Self {
+        Self::from_entry(entry, q, 1, started_at)
+    }
+
+    fn from_entry(entry: String, q: QueuedTask, attempts: u32, started_at: String) -> Self {
+        Self {
+            delivered: Delivered {
+                entry,
+                id: q.id.clone(),
+            },
+            attempts,
+            max_attempts: q.max_attempts,
+            timeout: (q.timeout_ms > 0).then(|| Duration::from_millis(q.timeout_ms)),
+            work: work(Some(q.kind.as_str().to_owned()), Some(q.payload.clone())),
+            record: Some(Arc::new(q)),
+            started_at,
+        }
+    }
+
+    /// The record's fields to write with the outcome: all of them when no hash holds them yet,
+    /// none otherwise.
+    pub fn record_fields(&self) -> Vec<(&'static str, String)> {
+        self.record
+            .as_deref()
+            .map(QueuedTask::record_fields)
+            .unwrap_or_default()
+    }
 }
 
 /// What a runnable task asks for.
@@ -102,7 +141,7 @@ impl Work {
     }
 }
 
-/// Marks a batch of delivered entries of `call.queue` running under `call.consumer`: `start.lua`.
+/// Starts a batch of delivered entries of `call.queue` under `call.consumer`: `start.lua`.
 pub async fn start<C: ConnectionLike>(
     con: &mut C,
     call: &BatchCall<'_>,
@@ -118,21 +157,25 @@ pub async fn start<C: ConnectionLike>(
         inv.key(keys.task(queue, &d.id)).arg(&d.entry).arg(&d.id);
     }
     let reply: Vec<Value> = inv.invoke_async(con).await?;
-    decode(batch, reply).map_err(|message| StoreError::Reply {
+    decode(call, batch, reply).map_err(|message| StoreError::Reply {
         script: "start",
         message,
     })
 }
 
 /// Decodes `start.lua`'s flat answer: one record per entry of `batch`, in its order, each led
-/// by its status (`run` and six fields, or `skip`/`dead` and a reason).
-fn decode(batch: &[Delivered], reply: Vec<Value>) -> Result<Vec<Started>, String> {
+/// by its status (`run` and its fields, or `skip`/`dead` and a reason).
+fn decode(
+    call: &BatchCall<'_>,
+    batch: &[Delivered],
+    reply: Vec<Value>,
+) -> Result<Vec<Started>, String> {
     let mut fields = reply.into_iter();
     let mut out = Vec::with_capacity(batch.len());
     for d in batch {
         let delivered = d.clone();
         let started = match text(fields.next(), "a status")?.as_deref() {
-            Some("run") => Started::Run(decode_run(delivered, &mut fields)?),
+            Some("run") => Started::Run(decode_run(call, delivered, &mut fields)?),
             Some("skip") => Started::Skip {
                 delivered,
                 reason: reason(fields.next())?,
@@ -154,24 +197,45 @@ fn decode(batch: &[Delivered], reply: Vec<Value>) -> Result<Vec<Started>, String
     }
 }
 
-/// The six fields after `run`: kind, payload, attempts, max_attempts, timeout_ms, resumed.
+/// The fields after `run`: attempts, then `hash` and kind, payload, max_attempts, timeout_ms,
+/// or `entry` and the entry's fields.
 fn decode_run(
+    call: &BatchCall<'_>,
     delivered: Delivered,
     fields: &mut impl Iterator<Item = Value>,
 ) -> Result<Runnable, String> {
+    let attempts = number(fields.next(), "attempts")?;
+    let started_at = call.now.to_owned();
+    if text(fields.next(), "source")?.as_deref() == Some("entry") {
+        let entry: HashMap<String, String> = number(fields.next(), "entry fields")?;
+        return Ok(match Entry::decode(call.queue, &delivered.entry, entry) {
+            Ok(Entry::Fresh(q)) if q.id == delivered.id => {
+                Runnable::from_entry(delivered.entry, q, attempts, started_at)
+            }
+            // Not what a dispatcher writes: the attempt fails for good with this text.
+            other => Runnable {
+                delivered,
+                attempts,
+                max_attempts: attempts,
+                timeout: None,
+                work: Err(format!("the task's entry holds no valid record: {other:?}")),
+                record: None,
+                started_at,
+            },
+        });
+    }
     let kind = text(fields.next(), "kind")?;
     let payload = text(fields.next(), "payload")?;
-    let attempts = number(fields.next(), "attempts")?;
     let max_attempts = number(fields.next(), "max_attempts")?;
     let timeout_ms: u64 = number(fields.next(), "timeout_ms")?;
-    let resumed = number::<u8>(fields.next(), "resumed")? == 1;
     Ok(Runnable {
         delivered,
         attempts,
         max_attempts,
         timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
-        resumed,
         work: work(kind, payload),
+        record: None,
+        started_at,
     })
 }
 

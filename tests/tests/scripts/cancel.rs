@@ -14,7 +14,7 @@ use switchyard_tests::shared_redis;
 use crate::env::{Env, LATER, QUEUE, ttl_is_result_ttl};
 
 #[tokio::test]
-async fn cancelling_a_queued_task_ends_it_and_the_next_start_drops_its_entry() {
+async fn cancelling_a_queued_task_ends_it_and_removes_its_entry() {
     let mut env = Env::new().await;
     let id = env.enqueue(3).await;
 
@@ -26,24 +26,39 @@ async fn cancelling_a_queued_task_ends_it_and_the_next_start_drops_its_entry() {
     let t = env.task(&id).await;
     assert_eq!(t["state"], "cancelled");
     assert_eq!(t["finished_at"], LATER);
+    assert_eq!(t["id"], id, "the entry's record moved into the hash");
+    assert_eq!(t["payload"], crate::env::PAYLOAD);
+    assert_eq!(t["attempts"], "0");
     assert!(ttl_is_result_ttl(env.task_ttl(&id).await));
     env.assert_event(&id, "cancelled").await;
     env.assert_stats(&[("queued", 0), ("cancelled", 1)]).await;
 
-    // A fresh record names no entry (enqueue cannot know it cheaply), so the entry waits for
-    // the next worker, whose start acks and deletes it without running the task.
-    assert_eq!(env.stream_len().await, 1);
-    let d = env.deliver_one("w1").await;
-    let s = env.start_one("w1", &d).await;
+    // The id names the entry, so it goes at once: no worker ever gets it.
+    assert_eq!(env.stream_len().await, 0);
+    assert!(env.deliver("w1", 1).await.is_empty());
+    assert!(env.pending().await.is_empty());
+    assert_eq!(env.state(&id).await, "cancelled");
+    env.assert_stats(&[("queued", 0), ("running", 0), ("cancelled", 1)])
+        .await;
+}
+
+#[tokio::test]
+async fn a_reference_entry_of_a_cancelled_task_is_dropped_by_start() {
+    let (mut env, d) = Env::with_running("w1", 3).await;
+    assert_eq!(env.requeue("w1", &d).await, RequeueStatus::Queued);
+    let r = env.deliver_one("w2").await;
+    assert_eq!(r.id, d.id, "a reference entry names the task");
+    // The hash was cancelled behind the reference entry's back (an operator's edit).
+    let () = env
+        .redis("HSET", (env.keys.task(QUEUE, &d.id), "state", "cancelled"))
+        .await;
+    let s = env.start_one("w2", &r).await;
     assert!(
         matches!(&s, Started::Skip { reason, .. } if reason == "task is cancelled"),
         "{s:?}"
     );
     assert_eq!(env.stream_len().await, 0);
     assert!(env.pending().await.is_empty());
-    assert_eq!(env.task(&id).await["state"], "cancelled");
-    env.assert_stats(&[("queued", 0), ("running", 0), ("cancelled", 1)])
-        .await;
 }
 
 #[tokio::test]
@@ -91,7 +106,7 @@ async fn cancelling_a_retrying_task_removes_it_from_the_delayed_set() {
     let c = env.cancel(&d.id).await;
     assert_eq!(c.status, CancelStatus::Cancelled);
     assert_eq!(env.zscore(&d.id).await, None);
-    assert_eq!(env.task(&d.id).await["state"], "cancelled");
+    assert_eq!(env.state(&d.id).await, "cancelled");
     env.assert_stats(&[("retrying", 0), ("cancelled", 1)]).await;
 }
 
@@ -108,9 +123,13 @@ async fn cancelling_a_running_task_flags_it_and_notifies_workers() {
         (c.status, c.state.as_str()),
         (CancelStatus::Cancelling, "running")
     );
+    // Only the request is stored: the entry still holds the record, the group its run.
     let t = env.task(&d.id).await;
-    assert_eq!(t["state"], "running", "the worker ends it");
-    assert_eq!(t["cancel_requested"], "1");
+    assert_eq!(t.get("cancel_requested").map(String::as_str), Some("1"));
+    assert!(!t.contains_key("state"));
+    let t = env.lookup(&d.id).await.expect("readable");
+    assert_eq!(t.state.as_str(), "running", "the worker ends it");
+    assert!(t.cancel_requested);
     assert_eq!(env.stream_len().await, 1);
     assert_eq!(env.pending().await.len(), 1);
     env.assert_stats(&[("running", 1), ("cancelled", 0)]).await;
@@ -142,7 +161,7 @@ async fn cancelling_a_finished_or_unknown_task_changes_nothing() {
         (c.status, c.state.as_str()),
         (CancelStatus::Terminal, "succeeded")
     );
-    assert_eq!(env.task(&d.id).await["state"], "succeeded");
+    assert_eq!(env.state(&d.id).await, "succeeded");
     env.assert_stats(&[("succeeded", 1), ("cancelled", 0)])
         .await;
 

@@ -18,9 +18,16 @@ async fn completion_acks_and_deletes_the_entry_and_records_the_result() {
     assert_eq!(t["state"], "succeeded");
     assert_eq!(t["result"], result);
     assert_eq!(t["finished_at"], LATER);
-    assert_eq!(
-        t["entry"], d.entry,
-        "the finished record keeps the entry it ran under"
+    // One HSET wrote the whole finished record: the entry's fields and the attempt's.
+    assert_eq!(t["id"], d.id);
+    assert_eq!(t["payload"], crate::env::PAYLOAD);
+    assert_eq!(t["created_at"].len(), LATER.len());
+    assert_eq!(t["attempts"], "1");
+    assert_eq!(t["worker"], "w1");
+    assert_eq!(t["started_at"], crate::env::NOW);
+    assert!(
+        !t.contains_key("entry"),
+        "the finished record names no entry"
     );
     env.assert_finished(&d.id, "succeeded").await;
     env.assert_stats(&[("running", 0), ("succeeded", 1)]).await;
@@ -58,10 +65,16 @@ async fn batches_are_decided_entry_by_entry() {
     let completions: Vec<Completion> = batch
         .iter()
         .enumerate()
-        .map(|(i, d)| Completion {
-            entry: d.entry.clone(),
-            id: d.id.clone(),
-            result: format!(r#"{{"n":{i}}}"#),
+        .map(|(i, d)| {
+            let run = env.run_of(d);
+            Completion {
+                entry: d.entry.clone(),
+                id: d.id.clone(),
+                result: format!(r#"{{"n":{i}}}"#),
+                attempts: run.attempts,
+                started_at: run.started_at,
+                record: run.record,
+            }
         })
         .collect();
     let (con, call) = env.batch_call("w1", LATER);
@@ -79,7 +92,7 @@ async fn batches_are_decided_entry_by_entry() {
         ]
     );
     assert_eq!(env.task(&ids[0]).await["result"], r#"{"n":0}"#);
-    assert_eq!(env.task(&ids[1]).await["state"], "running");
+    assert_eq!(env.state(&ids[1]).await, "running");
     assert_eq!(env.task(&ids[2]).await["result"], r#"{"n":2}"#);
     assert_eq!(env.stream_len().await, 1);
     env.assert_stats(&[("running", 1), ("succeeded", 2), ("fenced", 1)])
@@ -95,9 +108,11 @@ async fn completion_by_a_consumer_that_lost_the_entry_is_fenced_and_writes_nothi
         env.complete("a", &d, r#"{"late":true}"#).await,
         CompleteStatus::Fenced
     );
-    let t = env.task(&d.id).await;
-    assert_eq!(t["state"], "running");
-    assert!(!t.contains_key("result"));
+    assert!(env.task(&d.id).await.is_empty(), "nothing written");
+    let t = env.lookup(&d.id).await.expect("readable");
+    assert_eq!(t.state.as_str(), "running");
+    assert_eq!(t.worker.as_deref(), Some("b"));
+    assert_eq!(t.result, None);
     assert_eq!(env.stream_len().await, 1);
     let pending = env.pending().await;
     assert_eq!(pending.len(), 1);
@@ -111,7 +126,7 @@ async fn completion_by_a_consumer_that_lost_the_entry_is_fenced_and_writes_nothi
         FailStatus::Fenced,
         "a late failure is fenced too"
     );
-    assert_eq!(env.task(&d.id).await["state"], "running");
+    assert_eq!(env.state(&d.id).await, "running");
     env.assert_stats(&[("fenced", 2), ("running", 1), ("failed", 0)])
         .await;
 

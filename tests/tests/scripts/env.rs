@@ -9,14 +9,14 @@ use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamRangeReply, StreamReadReply};
 use redis::{FromRedisValue, ToRedisArgs};
 use switchyard_shared::keys::{GROUP, Keys};
+use switchyard_shared::record::{Entry, Task};
 use switchyard_shared::scripts::{
     self, BatchCall, CancelReply, CompleteStatus, Completion, Delivered, EnqueueReply,
     EnqueueStatus, FailMode, FailStatus, Failure, NewRecord, RequeueStatus, Retention, Runnable,
-    StartStatus, Started,
+    Started,
 };
 use switchyard_shared::store;
-use switchyard_shared::task;
-use switchyard_tests::{connection, queued_tool_record, shared_redis, unique_prefix};
+use switchyard_tests::{connection, queued_tool_task, shared_redis, unique_prefix};
 
 pub const QUEUE: &str = "tool";
 pub const PAYLOAD: &str = r#"{"tool":"echo","args":{"x":1}}"#;
@@ -34,14 +34,12 @@ pub fn retention() -> Retention {
     RETENTION
 }
 
-/// A task record as the dispatcher writes it, for `scripts::enqueue_many`.
-pub fn record<'a>(id: &'a str, max_attempts: u32) -> NewRecord<'a> {
+/// A new task as the dispatcher builds it, for `scripts::enqueue_many`.
+pub fn record(max_attempts: u32) -> NewRecord {
     NewRecord {
-        id,
-        queue: QUEUE,
-        fields: queued_tool_record(id, QUEUE, PAYLOAD, max_attempts, TIMEOUT_MS),
+        task: queued_tool_task(QUEUE, PAYLOAD, max_attempts, TIMEOUT_MS),
         due_ms: None,
-        idempotency: None,
+        idempotency_ttl: Duration::from_secs(600),
     }
 }
 
@@ -94,6 +92,9 @@ fn names(fields: &HashMap<String, String>, id: &str) -> bool {
 pub struct Env {
     pub con: MultiplexedConnection,
     pub keys: Keys,
+    /// The latest run of each task (by id), as the worker holds it: what its completion or
+    /// failure writes.
+    pub runs: HashMap<String, Runnable>,
 }
 
 impl Env {
@@ -103,7 +104,11 @@ impl Env {
         store::ensure_groups(&mut con, &keys, &[QUEUE.to_owned()])
             .await
             .expect("ensure_groups");
-        Self { con, keys }
+        Self {
+            con,
+            keys,
+            runs: HashMap::new(),
+        }
     }
 
     /// A fresh view with one task running under `consumer`; its delivery.
@@ -128,18 +133,20 @@ impl Env {
 
     // ---- seeding and transitions ----
 
-    /// Enqueues a new task as the dispatcher does; the script's reply and the id it was given.
+    /// Enqueues a new task as the dispatcher does; the script's reply and the id the task has
+    /// (the reply's for a task queued now, the ULID id for a delayed one, or the id it would
+    /// have had when nothing was written).
     pub async fn enqueue_spec(&mut self, spec: &Spec<'_>) -> (EnqueueReply, String) {
-        let id = task::new_task_id(QUEUE);
-        let mut rec = record(&id, spec.max_attempts);
-        if let Some(k) = spec.idempotency_key {
-            rec.fields.push(("idempotency_key", k.to_owned()));
-        }
+        let mut rec = record(spec.max_attempts);
+        rec.task.idempotency_key = spec.idempotency_key.map(str::to_owned);
         rec.due_ms = spec.due_ms;
-        rec.idempotency = spec.idempotency_key.map(|k| (k, Duration::from_secs(600)));
         let reply = scripts::enqueue(&mut self.con, &self.keys, &rec, spec.max_depth)
             .await
             .expect("enqueue");
+        let id = match reply.status {
+            EnqueueStatus::Queued => reply.id.clone(),
+            _ => rec.task.id,
+        };
         (reply, id)
     }
 
@@ -181,15 +188,24 @@ impl Env {
             ">",
         );
         let reply: Option<StreamReadReply> = self.redis("XREADGROUP", args).await;
-        reply
-            .into_iter()
-            .flat_map(|r| r.keys)
-            .flat_map(|k| k.ids)
-            .map(|e| Delivered {
-                id: e.get::<String>("id").expect("entry has an id field"),
-                entry: e.id,
-            })
-            .collect()
+        let mut out = Vec::new();
+        for e in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+            let fields: HashMap<String, String> = e
+                .map
+                .keys()
+                .map(|k| (k.clone(), e.get::<String>(k).expect("text field")))
+                .collect();
+            // A fresh entry runs at once, as the consumer runs it.
+            match Entry::decode(QUEUE, &e.id, fields).expect("a valid entry") {
+                Entry::Fresh(q) => {
+                    let run = Runnable::fresh(e.id.clone(), q, NOW.to_owned());
+                    out.push(run.delivered.clone());
+                    self.runs.insert(run.delivered.id.clone(), run);
+                }
+                Entry::Reference(id) => out.push(Delivered { entry: e.id, id }),
+            }
+        }
+        out
     }
 
     pub async fn deliver_one(&mut self, consumer: &str) -> Delivered {
@@ -216,7 +232,24 @@ impl Env {
 
     pub async fn start(&mut self, consumer: &str, batch: &[Delivered]) -> Vec<Started> {
         let (con, call) = self.batch_call(consumer, NOW);
-        scripts::start(con, &call, batch).await.expect("start")
+        let started = scripts::start(con, &call, batch).await.expect("start");
+        for s in &started {
+            if let Started::Run(run) = s {
+                self.runs.insert(run.delivered.id.clone(), run.clone());
+            }
+        }
+        started
+    }
+
+    /// The run of `d` this test holds (from its delivery or its start).
+    pub fn run_of(&self, d: &Delivered) -> Runnable {
+        let mut run = self
+            .runs
+            .get(&d.id)
+            .unwrap_or_else(|| panic!("task {} never ran here", d.id))
+            .clone();
+        run.delivered = d.clone();
+        run
     }
 
     /// Starts `d` alone under `consumer`; its one answer.
@@ -226,13 +259,13 @@ impl Env {
         s.remove(0)
     }
 
-    /// Enqueues, delivers to `consumer` and starts one task; its delivery.
+    /// Enqueues and delivers to `consumer` one task, which then runs (a fresh entry needs no
+    /// start); its delivery.
     pub async fn running(&mut self, consumer: &str, max_attempts: u32) -> Delivered {
         let id = self.enqueue(max_attempts).await;
         let d = self.deliver_one(consumer).await;
         assert_eq!(d.id, id);
-        let s = self.start_one(consumer, &d).await;
-        assert_eq!(s.status(), StartStatus::Run, "{s:?}");
+        assert_eq!(self.run_of(&d).attempts, 1);
         d
     }
 
@@ -242,6 +275,7 @@ impl Env {
         d: &Delivered,
         result: &str,
     ) -> CompleteStatus {
+        let run = self.run_of(d);
         let (con, call) = self.batch_call(consumer, LATER);
         let done = scripts::complete(
             con,
@@ -250,6 +284,9 @@ impl Env {
                 entry: d.entry.clone(),
                 id: d.id.clone(),
                 result: result.to_owned(),
+                attempts: run.attempts,
+                started_at: run.started_at.clone(),
+                record: run.record.clone(),
             }],
         )
         .await
@@ -266,10 +303,10 @@ impl Env {
         error: &str,
         mode: FailMode,
     ) -> FailStatus {
+        let run = self.run_of(d);
         let f = Failure {
             queue: QUEUE,
-            entry: &d.entry,
-            id: &d.id,
+            task: &run,
             error,
             mode,
         };
@@ -296,26 +333,67 @@ impl Env {
             .expect("requeue")
     }
 
-    /// Moves `entry` to `consumer`'s pending list, as a reclaimer does.
+    /// Moves `entry` to `consumer`'s pending list, as a reclaimer does (counting a delivery).
     pub async fn xclaim(&mut self, consumer: &str, entry: &str) {
-        let claimed: Vec<String> = self
-            .redis(
-                "XCLAIM",
-                (self.stream(), GROUP, consumer, 0, entry, "JUSTID"),
-            )
+        let claimed: StreamRangeReply = self
+            .redis("XCLAIM", (self.stream(), GROUP, consumer, 0, entry))
             .await;
-        assert_eq!(claimed, vec![entry.to_owned()]);
+        let ids: Vec<String> = claimed.ids.into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, vec![entry.to_owned()]);
+    }
+
+    /// A task whose record is its hash, queued under a reference entry (born delayed, then
+    /// promoted); its id.
+    pub async fn enqueue_reference(&mut self, max_attempts: u32) -> String {
+        let (reply, id) = self
+            .enqueue_spec(&Spec {
+                max_attempts,
+                due_ms: Some(1),
+                ..Spec::default()
+            })
+            .await;
+        assert_eq!(reply.status, EnqueueStatus::Delayed);
+        assert_eq!(self.promote(1, &id).await, 1);
+        id
     }
 
     // ---- reading the state a script left ----
 
+    /// The task's hash as stored (empty while only its stream entry holds it).
     pub async fn task(&mut self, id: &str) -> HashMap<String, String> {
         self.redis("HGETALL", self.keys.task(QUEUE, id)).await
     }
 
-    /// Asserts the listed stats counters (an absent field counts as 0).
+    /// The task as every reader sees it (`lookup.lua`).
+    pub async fn lookup(&mut self, id: &str) -> Option<Task> {
+        store::load_task(&mut self.con, &self.keys, QUEUE, id)
+            .await
+            .expect("lookup")
+    }
+
+    /// The task's state as every reader sees it.
+    pub async fn state(&mut self, id: &str) -> String {
+        self.lookup(id)
+            .await
+            .map_or_else(String::new, |t| t.state.as_str().to_owned())
+    }
+
+    /// Asserts the listed stats counters (an absent field counts as 0), `queued` and `running`
+    /// derived from the stream and the group as `GET /api/queues` derives them.
     pub async fn assert_stats(&mut self, expected: &[(&str, i64)]) {
-        let stats: HashMap<String, String> = self.redis("HGETALL", self.keys.stats(QUEUE)).await;
+        let mut stats: HashMap<String, String> =
+            self.redis("HGETALL", self.keys.stats(QUEUE)).await;
+        let pending = self.pending().await.len() as i64;
+        let waiting = self.stream_len().await as i64 - pending;
+        let delayed: i64 = self.redis("ZCARD", self.keys.delayed(QUEUE)).await;
+        let retrying: i64 = stats
+            .get("retrying")
+            .map_or(0, |v| v.parse().expect("integer"));
+        stats.insert("running".into(), pending.to_string());
+        stats.insert(
+            "queued".into(),
+            (waiting + (delayed - retrying).max(0)).to_string(),
+        );
         for (field, want) in expected {
             let got: i64 = stats
                 .get(*field)

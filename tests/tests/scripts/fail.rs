@@ -28,7 +28,7 @@ async fn retryable_failure_waits_in_the_delayed_set_until_promoted() {
         .await;
 
     assert_eq!(env.promote(due - 1, &d.id).await, 0, "not due yet");
-    assert_eq!(env.task(&d.id).await["state"], "retrying");
+    assert_eq!(env.state(&d.id).await, "retrying");
     assert_eq!(env.zscore(&d.id).await, Some(due as f64));
     assert_eq!(env.stream_len().await, 0);
 

@@ -14,12 +14,17 @@ async fn requeue_hands_a_running_task_back_without_counting_the_attempt() {
         RequeueStatus::Fenced,
         "only the holder hands it back"
     );
-    assert_eq!(env.task(&d.id).await["state"], "running");
+    assert_eq!(env.state(&d.id).await, "running");
 
     assert_eq!(env.requeue("w1", &d).await, RequeueStatus::Queued);
     let t = env.task(&d.id).await;
     assert_eq!(t["state"], "queued");
     assert_eq!(t["attempts"], "0");
+    assert_eq!(
+        t["payload"],
+        crate::env::PAYLOAD,
+        "the entry's record moved into the hash"
+    );
     let entries = env.entries().await;
     assert_eq!(
         entries.len(),

@@ -30,16 +30,22 @@ async fn start_marks_the_task_running_under_its_consumer() {
         })
     );
     assert_eq!(
-        (run.attempts, run.max_attempts, run.timeout, run.resumed),
-        (1, 3, Some(Duration::from_millis(30_000)), false)
+        (run.attempts, run.max_attempts, run.timeout),
+        (1, 3, Some(Duration::from_millis(30_000)))
+    );
+    assert_eq!(run.started_at, NOW);
+    assert!(
+        run.record.is_some(),
+        "the entry's record, for the final write"
     );
 
-    let t = env.task(&id).await;
-    assert_eq!(t["state"], "running");
-    assert_eq!(t["attempts"], "1");
-    assert_eq!(t["worker"], "w1");
-    assert_eq!(t["started_at"], NOW);
-    assert_eq!(t["entry"], d.entry);
+    // Running is the entry pending in the group: nothing is written.
+    assert!(env.task(&id).await.is_empty(), "no hash while it runs");
+    let t = env.lookup(&id).await.expect("readable");
+    assert_eq!(t.state.as_str(), "running");
+    assert_eq!(t.attempts, 1);
+    assert_eq!(t.worker.as_deref(), Some("w1"));
+    assert!(t.started_at.is_some());
     let pending = env.pending().await;
     assert_eq!(pending.len(), 1);
     assert_eq!(
@@ -57,9 +63,9 @@ async fn start_marks_the_task_running_under_its_consumer() {
 #[tokio::test]
 async fn start_skips_and_drops_entries_of_cancelled_missing_or_superseded_tasks() {
     let mut env = Env::new().await;
-    let cancelled = env.enqueue(3).await;
-    let missing = env.enqueue(3).await;
-    let superseded = env.enqueue(3).await;
+    let cancelled = env.enqueue_reference(3).await;
+    let missing = env.enqueue_reference(3).await;
+    let superseded = env.enqueue_reference(3).await;
     let batch = env.deliver("w1", 3).await;
     assert_eq!(batch.len(), 3);
     assert_eq!(env.pending().await.len(), 3);
@@ -82,24 +88,22 @@ async fn start_skips_and_drops_entries_of_cancelled_missing_or_superseded_tasks(
     }
     assert_eq!(env.stream_len().await, 0, "skipped entries are deleted");
     assert!(env.pending().await.is_empty(), "skipped entries are acked");
-    assert_eq!(env.task(&cancelled).await["state"], "cancelled");
+    assert_eq!(env.state(&cancelled).await, "cancelled");
     assert!(env.task(&missing).await.is_empty(), "no record is made up");
-    assert_eq!(env.task(&superseded).await["state"], "queued");
+    assert_eq!(env.state(&superseded).await, "queued");
     env.assert_stats(&[("running", 0)]).await;
 }
 
 #[tokio::test]
 async fn start_skips_a_task_cancelled_between_delivery_and_start() {
     let mut env = Env::new().await;
-    let id = env.enqueue(3).await;
+    let id = env.enqueue_reference(3).await;
     let d = env.deliver_one("w1").await;
+    assert_eq!(d.id, id);
+    // Delivered is running (its entry is pending): the request waits for the worker.
     let c = env.cancel(&id).await;
-    assert_eq!(c.status, CancelStatus::Cancelled);
-    assert_eq!(
-        env.pending().await.len(),
-        1,
-        "a fresh record names no entry, so the delivered one waits for its start"
-    );
+    assert_eq!(c.status, CancelStatus::Cancelling);
+    assert_eq!(env.pending().await.len(), 1);
 
     let s = env.start_one("w1", &d).await;
     assert_eq!(s.status(), StartStatus::Skip);
@@ -107,7 +111,7 @@ async fn start_skips_a_task_cancelled_between_delivery_and_start() {
         env.pending().await.is_empty(),
         "start acks the entry it skips"
     );
-    assert_eq!(env.task(&id).await["state"], "cancelled");
+    assert_eq!(env.state(&id).await, "cancelled");
     assert_eq!(env.stream_len().await, 0);
     env.assert_stats(&[("queued", 0), ("running", 0), ("cancelled", 1)])
         .await;
@@ -127,13 +131,17 @@ async fn start_of_a_batch_skips_only_the_entry_another_consumer_holds() {
         statuses,
         vec![StartStatus::Run, StartStatus::Skip, StartStatus::Run]
     );
-    assert_eq!(env.task(&batch[1].id).await["state"], "queued");
+    let t = env.lookup(&batch[1].id).await.expect("readable");
+    assert_eq!(
+        (t.state.as_str(), t.worker.as_deref()),
+        ("running", Some("w2"))
+    );
     assert_eq!(
         env.stream_len().await,
         3,
         "a skipped entry held elsewhere is not dropped"
     );
-    env.assert_stats(&[("queued", 1), ("running", 2)]).await;
+    env.assert_stats(&[("queued", 0), ("running", 3)]).await;
 }
 
 #[tokio::test]
@@ -192,17 +200,18 @@ async fn redelivery_within_max_attempts_runs_again_under_the_new_consumer() {
 
     let s = env.start_one("b", &d).await;
     assert_eq!(runnable(&s).attempts, 2);
-    let t = env.task(&d.id).await;
-    assert_eq!(t["worker"], "b");
-    assert_eq!(t["attempts"], "2");
+    assert!(env.task(&d.id).await.is_empty(), "a run writes nothing");
+    let t = env.lookup(&d.id).await.expect("readable");
+    assert_eq!(t.worker.as_deref(), Some("b"));
+    assert_eq!(t.attempts, 2, "the delivery count counts the attempts");
     env.assert_stats(&[("running", 1), ("reclaimed", 1)]).await;
 }
 
 #[tokio::test]
 async fn start_runs_a_record_it_cannot_read_with_the_reason_its_attempt_fails_for() {
     let mut env = Env::new().await;
-    let bad_payload = env.enqueue(3).await;
-    let bad_kind = env.enqueue(3).await;
+    let bad_payload = env.enqueue_reference(3).await;
+    let bad_kind = env.enqueue_reference(3).await;
     let batch = env.deliver("w1", 2).await;
     let key = env.keys.task(QUEUE, &bad_payload);
     let () = env.redis("HSET", (key, "payload", "{not json")).await;

@@ -14,10 +14,10 @@ use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamPendingCountReply, StreamReadReply};
 use switchyard_shared::config::{RedisConfig, WorkerConfig};
 use switchyard_shared::keys::{GROUP, Keys};
-use switchyard_shared::record::Task;
-use switchyard_shared::scripts::{self, BatchCall, Delivered, NewRecord, Retention};
-use switchyard_shared::{clock, store, task};
-use switchyard_tests::queued_tool_record;
+use switchyard_shared::record::{Entry, Task};
+use switchyard_shared::scripts::{self, Delivered, NewRecord, Retention, Runnable};
+use switchyard_shared::{clock, store};
+use switchyard_tests::new_tool_record;
 use switchyard_worker::context::{Ctx, WorkerContext};
 use switchyard_worker::executor::Executor;
 use switchyard_worker::providers::Provider;
@@ -80,28 +80,19 @@ pub async fn enqueue(con: &mut MultiplexedConnection, keys: &Keys, n: usize) -> 
     store::ensure_groups(con, keys, &[QUEUE.to_owned()])
         .await
         .expect("groups");
-    let ids: Vec<String> = (0..n).map(|_| task::new_task_id(QUEUE)).collect();
-    let recs: Vec<NewRecord<'_>> = ids
-        .iter()
-        .map(|id| NewRecord {
-            id,
-            queue: QUEUE,
-            fields: queued_tool_record(id, QUEUE, ECHO, 3, "30000"),
-            due_ms: None,
-            idempotency: None,
-        })
+    let recs: Vec<NewRecord> = (0..n)
+        .map(|_| new_tool_record(QUEUE, ECHO, 3, "30000"))
         .collect();
-    for r in scripts::enqueue_many(con, keys, &recs, 0)
+    scripts::enqueue_many(con, keys, &recs, 0)
         .await
         .expect("enqueue")
-    {
-        r.expect("enqueued");
-    }
-    ids
+        .into_iter()
+        .map(|r| r.expect("enqueued").id)
+        .collect()
 }
 
-/// Enqueues `n` echo tasks, delivers them to `consumer` and starts them there, as that worker's
-/// consumer would have; their deliveries.
+/// Enqueues `n` echo tasks and delivers them to `consumer`, where they run at once (fresh
+/// entries need no start), as that worker's consumer would have; their deliveries.
 pub async fn running(
     con: &mut MultiplexedConnection,
     keys: &Keys,
@@ -125,23 +116,35 @@ pub async fn running(
         .keys
         .into_iter()
         .flat_map(|k| k.ids)
-        .map(|e| Delivered {
-            id: e.get::<String>("id").expect("entry has an id"),
-            entry: e.id,
+        .map(|e| {
+            let reference = e.get::<String>("id");
+            assert_eq!(reference, None, "a fresh entry");
+            Delivered::of(QUEUE, e.id, reference)
         })
         .collect();
     assert_eq!(delivered.len(), n, "every task delivered");
-    let now = clock::now_rfc3339();
-    let call = BatchCall {
-        keys,
-        queue: QUEUE,
-        consumer,
-        now: &now,
-        retention: &retention(),
-    };
-    let started = scripts::start(con, &call, &delivered).await.expect("start");
-    assert_eq!(started.len(), n, "every task started");
     delivered
+}
+
+/// The run of a fresh entry `d`, as the consumer made it from the entry.
+pub async fn fresh_run(con: &mut MultiplexedConnection, keys: &Keys, d: &Delivered) -> Runnable {
+    let range: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(keys.stream(QUEUE))
+        .arg(&d.entry)
+        .arg(&d.entry)
+        .query_async(con)
+        .await
+        .expect("XRANGE");
+    let e = range.ids.first().expect("the entry exists");
+    let fields = e
+        .map
+        .keys()
+        .map(|k| (k.clone(), e.get::<String>(k).expect("text field")))
+        .collect();
+    match Entry::decode(QUEUE, &d.entry, fields).expect("a valid entry") {
+        Entry::Fresh(q) => Runnable::fresh(d.entry.clone(), q, clock::now_rfc3339()),
+        Entry::Reference(id) => panic!("{id}: a reference entry"),
+    }
 }
 
 /// The consumer that holds `entry` pending, if any does.
