@@ -8,7 +8,7 @@ use redis::streams::StreamRangeReply;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use switchyard_shared::scripts::{self, ReplayStatus};
-use switchyard_shared::store::StoreError;
+use switchyard_shared::store::{self, StoreError};
 use switchyard_shared::task;
 
 use super::access::Caller;
@@ -117,6 +117,15 @@ pub async fn retry(
             "task {id} is {}, not dead; only dead tasks can be replayed",
             reply.state
         ))),
-        ReplayStatus::Missing => Err(ApiError::NotFound(format!("no task {id:?}"))),
+        // No hash: the task may still live only in its stream entry (queued or running).
+        ReplayStatus::Missing => {
+            match store::load_task(&mut *con, &state.keys, queue, &id).await? {
+                Some(t) => Err(ApiError::Conflict(format!(
+                    "task {id} is {}, not dead; only dead tasks can be replayed",
+                    t.state.as_str()
+                ))),
+                None => Err(ApiError::NotFound(format!("no task {id:?}"))),
+            }
+        }
     }
 }
