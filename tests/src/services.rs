@@ -164,6 +164,32 @@ impl Dispatcher {
         &self.secret
     }
 
+    /// Two `/api/chat` turns in session `s`: asserts the second answer is turn 2 and carries the
+    /// first message (the session's history reached the provider).
+    pub async fn assert_chat_keeps_history(&self) {
+        let (s, first) = self
+            .request(
+                "POST",
+                "/api/chat",
+                Some(serde_json::json!({"session_id": "s", "message": "I am Ada"})),
+            )
+            .await;
+        assert_eq!(s, 200, "{first}");
+        let (s, second) = self
+            .request(
+                "POST",
+                "/api/chat",
+                Some(serde_json::json!({"session_id": "s", "message": "who?"})),
+            )
+            .await;
+        assert_eq!(s, 200, "{second}");
+        let answer = second["response"].as_str().unwrap_or_default();
+        assert!(
+            answer.contains("turn 2") && answer.contains("I am Ada"),
+            "{answer}"
+        );
+    }
+
     /// Sends `method path` with the bearer token and an optional JSON body; answers the status
     /// and the JSON body (`Value::Null` when the body is not JSON).
     pub async fn request(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {

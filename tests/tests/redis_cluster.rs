@@ -136,27 +136,7 @@ async fn the_lifecycle_runs_on_a_three_primary_cluster() {
     let _w1 = spawn_worker(&urls, &prefix, "cw1", &wenv).await;
     let _w2 = spawn_worker(&urls, &prefix, "cw2", &wenv).await;
 
-    let (s, first) = d
-        .request(
-            "POST",
-            "/api/chat",
-            Some(json!({"session_id": "s", "message": "I am Ada"})),
-        )
-        .await;
-    assert_eq!(s, 200, "{first}");
-    let (s, second) = d
-        .request(
-            "POST",
-            "/api/chat",
-            Some(json!({"session_id": "s", "message": "who?"})),
-        )
-        .await;
-    assert_eq!(s, 200, "{second}");
-    let answer = second["response"].as_str().unwrap_or_default();
-    assert!(
-        answer.contains("turn 2") && answer.contains("I am Ada"),
-        "{answer}"
-    );
+    d.assert_chat_keeps_history().await;
 
     let took = thousand_tasks(&d, &queues).await;
     report("cluster (3 primaries)", took);

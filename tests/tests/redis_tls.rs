@@ -19,27 +19,7 @@ async fn the_lifecycle_runs_over_rediss_with_a_private_ca_and_a_client_certifica
     let d = spawn_dispatcher(&redis.url(), &prefix, &env).await;
     let _w = spawn_worker(&redis.url(), &prefix, "tls-w1", &env).await;
 
-    let (s, first) = d
-        .request(
-            "POST",
-            "/api/chat",
-            Some(json!({"session_id": "s", "message": "I am Ada"})),
-        )
-        .await;
-    assert_eq!(s, 200, "{first}");
-    let (s, second) = d
-        .request(
-            "POST",
-            "/api/chat",
-            Some(json!({"session_id": "s", "message": "who?"})),
-        )
-        .await;
-    assert_eq!(s, 200, "{second}");
-    let answer = second["response"].as_str().unwrap_or_default();
-    assert!(
-        answer.contains("turn 2") && answer.contains("I am Ada"),
-        "{answer}"
-    );
+    d.assert_chat_keeps_history().await;
 
     let mut ids = Vec::new();
     for i in 0..100 {
