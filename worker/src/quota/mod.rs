@@ -3,11 +3,12 @@
 //!
 //! Before a task of a tenant with `max_running` runs, it takes one of the tenant's slots
 //! ([`switchyard_shared::tenant::running`]); when every slot is held it waits on this worker,
-//! lending its concurrency slot meanwhile (the provider limits' [`Slots`]), and never fails for
-//! it (the waiting room is its own: [`ROOM`] × `WORKER_CONCURRENCY`). Waiters of one tenant on one worker queue in order behind one of them, which asks Redis
-//! again when a task of that tenant ends here, or every [`POLL`] for slots freed elsewhere. A
-//! task's `tpm` budget travels with its provider calls as [`TenantBudget`] (the
-//! [`crate::limiter`] reserves and settles it).
+//! lending its concurrency slot meanwhile (the provider limits' [`Slots`], with a waiting room
+//! of its own: [`ROOM`] × `WORKER_CONCURRENCY`), and never fails for it; granted, it runs at
+//! once and the lent slot comes back as the next one frees. Waiters of one tenant on one worker
+//! queue in order behind one of them, which asks Redis again when a task of that tenant ends
+//! here, or every [`POLL`] for slots freed elsewhere. A task's `tpm` budget travels with its
+//! provider calls as [`TenantBudget`] (the [`crate::limiter`] reserves and settles it).
 //!
 //! A task without a tenant (the admin key's) costs nothing here; a tenant without these quotas
 //! costs one read of its record per `TENANT_CACHE_MS` per worker. Redis trouble never stops a
