@@ -171,6 +171,20 @@ impl Keys {
         format!("{}rpm:{{{}}}", self.prefix, id)
     }
 
+    /// Sorted set: ids of a tenant's tasks running now (its `max_running` quota), each scored by
+    /// when its slot lapses (ms on Redis' clock) unless its worker refreshes it, so a killed
+    /// worker's slots free themselves. Written only for tenants with `max_running`. Its own hash
+    /// tag, the tenant's, like [`Keys::tenant_rpm`].
+    pub fn tenant_running(&self, id: &str) -> String {
+        format!("{}running:{{{}}}", self.prefix, id)
+    }
+
+    /// Hash with TTL, the layout of [`Keys::limit_budget`]: a tenant's `tpm` budget, shared by
+    /// every worker. Written only for tenants with `tpm`.
+    pub fn tenant_tokens(&self, id: &str) -> String {
+        format!("{}tpm:{{{}}}", self.prefix, id)
+    }
+
     /// Which function of this layout builds `key`, with well-formed parts: a valid queue name, a
     /// task id of that queue, an idempotency key or session id the API accepts, a worker id, a
     /// provider and a model name as limit keys hold them.
@@ -217,6 +231,8 @@ impl Keys {
             (KeyKind::Tenant, self.tenant(c)),
             (KeyKind::TenantKey, self.tenant_key(c)),
             (KeyKind::TenantRpm, self.tenant_rpm(c)),
+            (KeyKind::TenantRunning, self.tenant_running(c)),
+            (KeyKind::TenantTokens, self.tenant_tokens(c)),
         ];
         layouts
             .into_iter()
@@ -299,6 +315,10 @@ pub enum KeyKind {
     TenantKey,
     /// [`Keys::tenant_rpm`].
     TenantRpm,
+    /// [`Keys::tenant_running`].
+    TenantRunning,
+    /// [`Keys::tenant_tokens`].
+    TenantTokens,
 }
 
 /// A variable part of a key, stood for by a mark no real key contains (control characters).
@@ -436,6 +456,8 @@ mod tests {
         assert_eq!(k.tenant("tn-1"), "sy:{tenants}:tenant:tn-1");
         assert_eq!(k.tenant_key("ab12"), "sy:{tenants}:key:ab12");
         assert_eq!(k.tenant_rpm("tn-1"), "sy:rpm:{tn-1}");
+        assert_eq!(k.tenant_running("tn-1"), "sy:running:{tn-1}");
+        assert_eq!(k.tenant_tokens("tn-1"), "sy:tpm:{tn-1}");
         assert_eq!(GROUP, "workers");
     }
 
@@ -476,6 +498,8 @@ mod tests {
             (k.tenant("tn-0190a"), KeyKind::Tenant),
             (k.tenant_key("ba7816bf"), KeyKind::TenantKey),
             (k.tenant_rpm("tn-0190a"), KeyKind::TenantRpm),
+            (k.tenant_running("tn-0190a"), KeyKind::TenantRunning),
+            (k.tenant_tokens("tn-0190a"), KeyKind::TenantTokens),
         ];
         for (key, kind) in &cases {
             assert_eq!(k.recognise(key), Some(*kind), "{key}");
@@ -500,6 +524,8 @@ mod tests {
             "t1:{limits}:pause:openai".to_owned(),
             "t1:{tenants}:tenant:a b".to_owned(),
             "t1:rpm:{}".to_owned(),
+            "t1:running:{}".to_owned(),
+            "t1:tpm:tn-1".to_owned(),
         ] {
             assert_eq!(k.recognise(&stranger), None, "{stranger}");
         }

@@ -48,6 +48,13 @@ pub const TASK_LATENCY: &str = "switchyard_task_latency_seconds";
 pub const TENANT_TASKS_ENQUEUED: &str = "switchyard_tenant_tasks_enqueued_total";
 /// Counter{tenant}: requests refused for the tenant's `rpm` quota (429).
 pub const TENANT_RATE_LIMITED: &str = "switchyard_tenant_rate_limited_total";
+/// Histogram{tenant,cause}: how long a worker held a tenant's task back for its quota, seconds:
+/// `running` (all `max_running` slots held) or `tokens` (its `tpm` budget). Recorded only for
+/// tasks that waited; the label is the id of a tenant whose record the worker read.
+pub const TENANT_WAIT: &str = "switchyard_tenant_wait_seconds";
+/// Counter{tenant}: LLM tokens (prompt + completion, as the provider reported them) used by a
+/// tenant's tasks, counted by workers for tenants with a `tpm` quota.
+pub const TENANT_TOKENS: &str = "switchyard_tenant_tokens_total";
 /// Counter{method,route,status}: HTTP requests answered.
 pub const HTTP_REQUESTS: &str = "switchyard_http_requests_total";
 /// Histogram{method,route}: HTTP request duration, seconds.
@@ -160,6 +167,15 @@ fn describe() {
         "Requests refused for a tenant's rpm quota."
     );
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered.");
+    describe_histogram!(
+        TENANT_WAIT,
+        Unit::Seconds,
+        "Time a tenant's task waited for its quota."
+    );
+    describe_counter!(
+        TENANT_TOKENS,
+        "LLM tokens used per tenant with a tpm quota."
+    );
     describe_histogram!(HTTP_DURATION, Unit::Seconds, "HTTP request duration.");
     describe_counter!(WORKER_ATTEMPTS, "Attempts ended, by outcome.");
     describe_histogram!(WORKER_RUN_TIME, Unit::Seconds, "Attempt run time.");

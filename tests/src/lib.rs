@@ -9,7 +9,8 @@
 //! - [`binaries`]: [`bin_path`], the workspace binaries, rebuilt when stale.
 //! - [`provider_server`]: [`ProviderServer`], a local OpenAI / Anthropic API with scripted
 //!   (streamed) answers that records what it received; [`provider_reply`]: the scripts
-//!   ([`Reply`]: text, tool calls, failures); [`provider_wire`]: the bytes of both formats.
+//!   ([`Reply`]: text, tool calls, failures); [`provider_wire`]: the bytes of both formats;
+//!   [`provider_load`]: calls in flight at once and tokens per rolling window, per model.
 //! - [`services`]: [`spawn_dispatcher`] / [`Dispatcher`], [`spawn_worker`] / [`Worker`], started
 //!   and waited for until `/health` answers, and the task and stream requests tests repeat.
 //! - [`cli`]: the `sy` binary run as a process ([`cli::sy`], [`cli::sy_spawn`]).
@@ -30,6 +31,7 @@ pub mod binaries;
 pub mod cli;
 pub mod cluster_redis;
 pub mod process;
+pub mod provider_load;
 pub mod provider_reply;
 pub mod provider_server;
 pub mod provider_wire;

@@ -5,7 +5,9 @@
 
 use serde_json::{Value, json};
 use switchyard_tests::tenants::{call, create_tenant, submit_as, tool_task};
-use switchyard_tests::{Dispatcher, shared_redis, spawn_dispatcher, sse, unique_prefix};
+use switchyard_tests::{
+    Dispatcher, shared_redis, spawn_dispatcher, spawn_worker, sse, unique_prefix,
+};
 
 /// One row: a request and the status each caller must get (A owns the task in `{id}`).
 struct Row {
@@ -51,7 +53,7 @@ fn rows() -> Vec<Row> {
         row("GET", "/v1/models", None, [ok, ok, ok, ok]),
         row("GET", "/api/queues", None, [fb, fb, ok, ok]),
         row("GET", "/api/workers", None, [fb, fb, ok, ok]),
-        row("GET", "/api/dead", None, [fb, fb, ok, ok]),
+        row("GET", "/api/dead", None, [ok, ok, ok, ok]),
         row("GET", "/api/metrics", None, [fb, fb, ok, ok]),
         row("GET", "/api/health/all", None, [fb, fb, ok, ok]),
         row("GET", "/api/tenants", None, [fb, fb, fb, ok]),
@@ -209,4 +211,71 @@ async fn v1_refusals_are_openai_shaped_and_idempotency_keys_are_per_tenant() {
         (answers[0].0.clone(), json!(true)),
         "A's own key dedups"
     );
+}
+
+/// The ids `GET /api/dead` (with `query`) lists for `token`, sorted.
+async fn dead_ids(d: &Dispatcher, token: &str, query: &str) -> Vec<String> {
+    let r = call(d, token, "GET", &format!("/api/dead{query}"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut ids: Vec<String> = r.json()["dead"]
+        .as_array()
+        .expect("dead letters")
+        .iter()
+        .map(|l| l["id"].as_str().expect("an id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_key_lists_and_replays_only_its_own_tenants_dead_letters() {
+    let redis = shared_redis();
+    let prefix = unique_prefix();
+    let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
+    let _w = spawn_worker(redis.url(), &prefix, "w0", &[("WORKER_QUEUES", "tool")]).await;
+    let (_, a) = create_tenant(&d, json!({"name": "a", "scopes": ["submit"]})).await;
+    let (_, b) = create_tenant(&d, json!({"name": "b", "scopes": ["submit"]})).await;
+    let (_, r) = create_tenant(&d, json!({"name": "ops", "scopes": ["read"]})).await;
+    let doomed = json!({"kind": "tool", "payload": {"tool": "fail", "args": {"message": "no"}},
+        "max_attempts": 1});
+    let mut by = Vec::new();
+    for token in [a.as_str(), &a, &b, d.secret()] {
+        let r = call(&d, token, "POST", "/api/tasks", Some(doomed.clone())).await;
+        assert_eq!(r.status, 202, "{}", r.text());
+        let id = r.json()["id"].as_str().expect("an id").to_owned();
+        d.wait_state(&id, "dead", std::time::Duration::from_secs(30))
+            .await;
+        by.push(id);
+    }
+    let sorted = |ids: &[String]| {
+        let mut v = ids.to_vec();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        dead_ids(&d, &a, "").await,
+        sorted(&by[..2]),
+        "A sees its own two"
+    );
+    assert_eq!(
+        dead_ids(&d, &b, "").await,
+        sorted(&by[2..3]),
+        "B sees its one"
+    );
+    assert_eq!(
+        dead_ids(&d, &r, "").await,
+        sorted(&by),
+        "a read key sees all"
+    );
+    assert_eq!(dead_ids(&d, d.secret(), "").await, sorted(&by));
+    // The limit counts A's own letters: its newest, past the newer ones of B and the admin.
+    assert_eq!(dead_ids(&d, &a, "?limit=1").await, vec![by[1].clone()]);
+    for (token, id, want) in [(&b, &by[0], 404), (&a, &by[3], 404), (&a, &by[0], 202)] {
+        let path = format!("/api/dead/{id}/retry");
+        let got = call(&d, token, "POST", &path, None).await.status;
+        assert_eq!(
+            got, want,
+            "replay of {id}: a submit key replays its own only"
+        );
+    }
 }

@@ -15,6 +15,8 @@ use crate::providers::{Provider, Sink};
 use std::sync::Arc;
 use switchyard_shared::output::{AttemptEnd, DEFAULT_MAXLEN};
 
+use crate::limiter::TENANT;
+use crate::quota::Quotas;
 use crate::tools::{ToolError, Toolbox};
 
 /// How an attempt ended; the reporter acts on this alone.
@@ -40,6 +42,7 @@ pub struct Executor {
     ctx: Ctx,
     provider: Provider,
     toolbox: Arc<Toolbox>,
+    quotas: Quotas,
 }
 
 impl Executor {
@@ -49,7 +52,13 @@ impl Executor {
             ctx,
             provider,
             toolbox: Arc::new(toolbox),
+            quotas: Quotas::off(),
         }
+    }
+
+    /// The same executor, holding each task to its tenant's `max_running` and `tpm`.
+    pub fn with_quotas(self, quotas: Quotas) -> Self {
+        Self { quotas, ..self }
     }
 
     /// Runs `task` until it ends, is timed out, or `flight` is stopped.
@@ -59,6 +68,13 @@ impl Executor {
             Err(why) => return Outcome::Fail(why.clone()),
         };
         let timeout = task.timeout.unwrap_or(self.ctx.cfg.worker_timeout);
+        // A task of a tenant at its max_running waits here (not failed, its attempt not yet
+        // timed), stoppable like a running one.
+        let entry = tokio::select! {
+            e = self.quotas.enter(task.tenant.as_deref(), &task.delivered.id) => e,
+            () = flight.stop.cancelled() => return stopped(flight),
+        };
+        let budget = entry.budget.clone();
         let (writer, sink) = match kind {
             TaskKind::Chat => {
                 let (w, s) = OutputWriter::start(
@@ -79,9 +95,15 @@ impl Executor {
         );
         // Its own tokio task, so a panic surfaces as a JoinError instead of unwinding the worker.
         let mut handle = tokio::spawn(async move {
-            match kind {
-                TaskKind::Tool => toolbox.run(&payload).await,
-                TaskKind::Chat => chat::run(&ctx, &provider, &id, &payload, &sink).await,
+            let run = async {
+                match kind {
+                    TaskKind::Tool => toolbox.run(&payload).await,
+                    TaskKind::Chat => chat::run(&ctx, &provider, &id, &payload, &sink).await,
+                }
+            };
+            match budget {
+                Some(b) => TENANT.scope(b, run).await,
+                None => run.await,
             }
         });
         let outcome = tokio::select! {
@@ -98,13 +120,10 @@ impl Executor {
             }
             () = flight.stop.cancelled() => {
                 handle.abort();
-                match flight.stop_reason() {
-                    Some(StopReason::Cancelled) => Outcome::Cancelled,
-                    Some(StopReason::LeaseLost) => Outcome::Abandon,
-                    Some(StopReason::Shutdown) | None => Outcome::HandBack,
-                }
+                stopped(flight)
             }
         };
+        self.quotas.leave(entry).await;
         if let Some(writer) = writer {
             let end = match &outcome {
                 Outcome::Done(_) => Some(AttemptEnd::Finished),
@@ -124,6 +143,15 @@ impl Executor {
             ttl: self.ctx.retention.result_ttl,
             maxlen: DEFAULT_MAXLEN,
         }
+    }
+}
+
+/// The outcome of a task stopped early, by why.
+fn stopped(flight: &InFlight) -> Outcome {
+    match flight.stop_reason() {
+        Some(StopReason::Cancelled) => Outcome::Cancelled,
+        Some(StopReason::LeaseLost) => Outcome::Abandon,
+        Some(StopReason::Shutdown) | None => Outcome::HandBack,
     }
 }
 

@@ -18,6 +18,7 @@
 //! - [`health`]: `GET /health`.
 //! - [`tools`], [`providers`], [`chat`]: what tasks run.
 //! - [`limiter`]: provider limits the fleet shares (budgets and pauses in Redis).
+//! - [`quota`]: tenants' `max_running` slots and `tpm` budgets, shared by the fleet.
 //! - [`output`]: writes a chat attempt's streamed text and tool calls to its output stream,
 //!   coalesced ([`output::buffer`]).
 //! - [`capabilities`]: which tools this worker serves and which queues carry them.
@@ -41,6 +42,7 @@ pub mod limiter;
 pub mod output;
 pub mod paused;
 pub mod providers;
+pub mod quota;
 pub mod reclaimer;
 pub mod reporter;
 pub mod runner;
@@ -256,6 +258,7 @@ impl Duties {
         let stop = background.clone();
         let permits = Arc::new(Semaphore::new(ctx.cfg.worker_concurrency));
         let slots = limiter::Slots::new(permits.clone(), ctx.cfg.worker_concurrency);
+        let quotas = quota::Quotas::of(ctx, permits.clone());
         let limiter =
             limiter::Limiter::new(ctx.pool.clone(), ctx.keys.clone(), &ctx.cfg, Some(slots));
         let provider = provider.with_limiter(&limiter);
@@ -272,6 +275,7 @@ impl Duties {
                 canceller::Canceller::new(ctx.clone(), subscription).run(background.clone()),
             ),
             tokio::spawn(paused::Watcher::new(ctx.clone()).run(background.clone())),
+            tokio::spawn(quotas.refresh(ctx.cfg.lease_refresh(), background.clone())),
             tokio::spawn(switchyard_shared::serve::serve(
                 health.listener,
                 router,
@@ -281,7 +285,7 @@ impl Duties {
         ];
         let runner = runner::Runner::new(
             ctx.clone(),
-            executor::Executor::new(ctx.clone(), provider, toolbox),
+            executor::Executor::new(ctx.clone(), provider, toolbox).with_quotas(quotas),
             reporter,
             permits,
             tracker.clone(),

@@ -89,7 +89,7 @@ async fn settling_moves_the_schedule_by_the_usage_and_calibrates_the_estimate() 
     );
     let reservation = Reservation {
         budget: &budget,
-        pause: &pause,
+        pause: Some(&pause),
         requests: 0,
         tokens: 60_000,
         window: Duration::from_secs(60),

@@ -86,6 +86,11 @@ impl Caller {
         matches!((self.tenant_id(), owner), (Some(me), Some(o)) if me == o)
     }
 
+    /// Whether it may see every tenant's tasks (else only its own tenant's).
+    pub fn reads_all(&self) -> bool {
+        self.has(Scope::Read)
+    }
+
     /// Whether it may see a task recorded under tenant `owner`.
     pub fn may_read(&self, owner: Option<&str>) -> bool {
         self.has(Scope::Read) || (self.has(Scope::Submit) && self.owns(owner))
@@ -105,6 +110,8 @@ pub fn need(method: &Method, path: &str) -> Need {
     match (parts.as_slice(), reading) {
         (["api", "tenants", ..], _) => Need::Admin,
         (["api", "tasks", _] | ["api", "tasks", _, "stream"], true) => Need::SubmitOrRead,
+        // A `submit` key lists its own tenant's dead letters only (`dead::list`).
+        (["api", "dead"], true) => Need::SubmitOrRead,
         (["v1", ..], true) => Need::SubmitOrRead,
         (_, true) => Need::Read,
         (["api", "tasks"] | ["api", "tasks", "batch"] | ["api", "chat"], false)
@@ -162,7 +169,7 @@ mod tests {
             (&get, "/api/tasks/tool-x/stream", Need::SubmitOrRead),
             (&get, "/v1/models", Need::SubmitOrRead),
             (&get, "/api/queues", Need::Read),
-            (&get, "/api/dead", Need::Read),
+            (&get, "/api/dead", Need::SubmitOrRead),
             (&get, "/api/workers", Need::Read),
             (&get, "/api/metrics", Need::Read),
             (&get, "/api/tenants", Need::Admin),

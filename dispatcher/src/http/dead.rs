@@ -1,5 +1,5 @@
 //! `GET /api/dead` and `POST /api/dead/{id}/retry`: list dead-lettered tasks with their last
-//! error, and replay one.
+//! error, and replay one. A `submit` key lists and replays its own tenant's only.
 
 use axum::Json;
 use axum::extract::State;
@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use switchyard_shared::scripts::{self, ReplayStatus};
 use switchyard_shared::store::{self, StoreError};
-use switchyard_shared::task;
+use switchyard_shared::{record, task};
 
 use super::access::Caller;
 use super::error::ApiError;
@@ -18,6 +18,8 @@ use crate::state::AppState;
 
 /// Most dead letters one request may list.
 const MAX_LIMIT: usize = 1_000;
+/// Most dead-letter entries a `submit` key's listing reads per queue looking for its own.
+const MAX_SCANNED: usize = 10_000;
 
 /// Query of `GET /api/dead`.
 #[derive(Debug, Deserialize)]
@@ -48,9 +50,11 @@ pub struct DeadLetter {
     pub entry: String,
 }
 
-/// `GET /api/dead`.
+/// `GET /api/dead`: every dead letter for an admin or `read` key, a `submit` key's own
+/// tenant's only.
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(q): ApiQuery<DeadQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = q.limit.unwrap_or(100);
@@ -69,30 +73,73 @@ pub async fn list(
         }
         None => state.cfg.queues.clone(),
     };
+    let only = (!caller.reads_all()).then(|| caller.tenant_id().unwrap_or_default());
     let mut con = state.pool.get().await?;
     let mut letters = Vec::new();
     for queue in queues {
+        letters.extend(newest(&mut con, &state, &queue, limit, only).await?);
+    }
+    Ok(Json(json!({ "dead": letters, "count": letters.len() })))
+}
+
+/// The newest `limit` dead letters of `queue`, of tenant `only` when given: its entries are
+/// read a page at a time and each page's tasks' `tenant` fields in one pipeline, up to
+/// [`MAX_SCANNED`] entries.
+async fn newest(
+    con: &mut store::PooledConnection,
+    state: &AppState,
+    queue: &str,
+    limit: usize,
+    only: Option<&str>,
+) -> Result<Vec<DeadLetter>, StoreError> {
+    let mut out = Vec::new();
+    let mut from = "+".to_owned();
+    let mut scanned = 0;
+    while out.len() < limit && scanned < MAX_SCANNED {
         let range: StreamRangeReply = redis::cmd("XREVRANGE")
-            .arg(state.keys.dead(&queue))
-            .arg("+")
+            .arg(state.keys.dead(queue))
+            .arg(&from)
             .arg("-")
             .arg("COUNT")
             .arg(limit)
-            .query_async(&mut *con)
-            .await
-            .map_err(StoreError::from)?;
-        for e in range.ids {
-            letters.push(DeadLetter {
-                id: e.get("id").unwrap_or_default(),
-                error: e.get("error").unwrap_or_default(),
-                attempts: e.get::<String>("attempts").and_then(|a| a.parse().ok()),
-                at: e.get("at").unwrap_or_default(),
-                queue: queue.clone(),
-                entry: e.id,
-            });
+            .query_async(&mut **con)
+            .await?;
+        let Some(last) = range.ids.last() else {
+            break;
+        };
+        scanned += range.ids.len();
+        from = format!("({}", last.id);
+        let letters: Vec<DeadLetter> = range.ids.into_iter().map(|e| letter(queue, e)).collect();
+        let Some(tenant) = only else {
+            out.extend(letters);
+            continue;
+        };
+        let mut pipe = redis::pipe();
+        for l in &letters {
+            pipe.hget(state.keys.task(queue, &l.id), record::TENANT);
         }
+        let owners: Vec<Option<String>> = pipe.query_async(&mut **con).await?;
+        out.extend(
+            letters
+                .into_iter()
+                .zip(owners)
+                .filter(|(_, owner)| owner.as_deref() == Some(tenant))
+                .map(|(l, _)| l),
+        );
     }
-    Ok(Json(json!({ "dead": letters, "count": letters.len() })))
+    out.truncate(limit);
+    Ok(out)
+}
+
+fn letter(queue: &str, e: redis::streams::StreamId) -> DeadLetter {
+    DeadLetter {
+        id: e.get("id").unwrap_or_default(),
+        error: e.get("error").unwrap_or_default(),
+        attempts: e.get::<String>("attempts").and_then(|a| a.parse().ok()),
+        at: e.get("at").unwrap_or_default(),
+        queue: queue.to_owned(),
+        entry: e.id,
+    }
 }
 
 /// `POST /api/dead/{id}/retry`: 202 once the task is queued again.

@@ -100,6 +100,10 @@ pub struct WorkerConfig {
     /// `OUTPUT_FLUSH_BYTES`: buffered text written at once without waiting for `OUTPUT_FLUSH_MS`,
     /// 1–1048576 bytes.
     pub output_flush_bytes: usize,
+    /// `TENANT_CACHE_MS`: how long a worker keeps what it read about a tenant's `tpm` and
+    /// `max_running` (the dispatcher's setting of the same name, same default and bound).
+    #[serde(rename = "tenant_cache_ms", with = "millis")]
+    pub tenant_cache: Duration,
     /// The chat settings (`LLM_*`, `OPENAI_*`, `ANTHROPIC_*`, `SESSION_*`, `ECHO_*`).
     #[serde(skip)]
     pub llm: LlmConfig,
@@ -130,6 +134,7 @@ impl Default for WorkerConfig {
             shutdown_grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),
             output_flush: Duration::from_millis(DEFAULT_OUTPUT_FLUSH_MS),
             output_flush_bytes: DEFAULT_OUTPUT_FLUSH_BYTES,
+            tenant_cache: Duration::from_millis(super::dispatcher::DEFAULT_TENANT_CACHE_MS),
             llm: LlmConfig::default(),
             tools: ToolsConfig::default(),
             limits: LimitsConfig::default(),
@@ -188,6 +193,13 @@ impl WorkerConfig {
         let flush_ms = self.output_flush.as_millis();
         if flush_ms == 0 || flush_ms > u128::from(MAX_OUTPUT_FLUSH_MS) {
             return Err(invalid("OUTPUT_FLUSH_MS", "must be 1–10000"));
+        }
+        let max_cache = super::dispatcher::MAX_TENANT_CACHE_MS;
+        if self.tenant_cache > Duration::from_millis(max_cache) {
+            return Err(invalid(
+                "TENANT_CACHE_MS",
+                &format!("must be at most {max_cache}"),
+            ));
         }
         if self.output_flush_bytes == 0 || self.output_flush_bytes > MAX_OUTPUT_FLUSH_BYTES {
             return Err(invalid("OUTPUT_FLUSH_BYTES", "must be 1–1048576"));

@@ -6,16 +6,18 @@
 -- full bucket to spend at once), and a worker learns at once how long to sleep: no polling, and
 -- waiters are served in the order they asked. Time is Redis' own clock, the one clock the fleet
 -- shares.
--- KEYS[1] budget hash   KEYS[2] pause key
+-- KEYS[1] budget hash   KEYS[2] pause key (absent for a budget no provider pauses: a tenant's)
 -- ARGV[1] requests per window (0 = none)   ARGV[2] tokens per window (0 = none)
 -- ARGV[3] window ms   ARGV[4] prompt estimate (tokens, uncalibrated)
 -- ARGV[5] most completion tokens the call may produce (0 = no cap)
 -- Returns {pause_ms, wait_ms, cost}: pause_ms > 0 = paused, nothing reserved; otherwise the call
 -- may start in wait_ms and holds `cost` tokens until settled.
 local budget, pause = KEYS[1], KEYS[2]
-local paused = redis.call('PTTL', pause)
-if paused > 0 then
-  return {paused, 0, 0}
+if pause then
+  local paused = redis.call('PTTL', pause)
+  if paused > 0 then
+    return {paused, 0, 0}
+  end
 end
 local rpm, tpm = tonumber(ARGV[1]), tonumber(ARGV[2])
 local window = tonumber(ARGV[3])

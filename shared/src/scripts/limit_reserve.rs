@@ -17,8 +17,9 @@ static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lim
 pub struct Reservation<'a> {
     /// The budget's key ([`Keys::limit_budget`](crate::keys::Keys::limit_budget)).
     pub budget: &'a str,
-    /// The pause key of the call's provider and model.
-    pub pause: &'a str,
+    /// The pause key of the call's provider and model; `None` for a budget nothing pauses (a
+    /// tenant's `tpm`, [`Keys::tenant_tokens`](crate::keys::Keys::tenant_tokens)).
+    pub pause: Option<&'a str>,
     /// Requests per window; 0 = none.
     pub requests: u64,
     /// Tokens per window; 0 = none.
@@ -50,9 +51,11 @@ pub async fn limit_reserve<C: ConnectionLike>(
     con: &mut C,
     r: &Reservation<'_>,
 ) -> Result<Reserved, StoreError> {
-    let reply: (i64, i64, i64) = SCRIPT
-        .key(r.budget)
-        .key(r.pause)
+    let mut inv = SCRIPT.key(r.budget);
+    if let Some(pause) = r.pause {
+        inv.key(pause);
+    }
+    let reply: (i64, i64, i64) = inv
         .arg(r.requests)
         .arg(r.tokens)
         .arg(r.window.as_millis() as u64)

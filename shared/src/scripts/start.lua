@@ -11,7 +11,7 @@
 -- ARGV[5] lowest, ARGV[6] highest entry id of the batch
 -- ARGV[7..] entry id, task id pairs, in the order of KEYS[5..]
 -- Returns one flat list, per entry in the order given: "run", attempts, "hash", kind, payload,
---   max_attempts, timeout_ms  or  "run", attempts, "entry", {entry fields}  or
+--   max_attempts, timeout_ms, tenant  or  "run", attempts, "entry", {entry fields}  or
 --   "skip"|"dead", reason.
 local stream, stats, events, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local consumer, now, ttl, maxlen = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
@@ -67,7 +67,7 @@ for i = 5, #KEYS do
     push('skip', 'entry held by another consumer')
   else
     local r = redis.call('HMGET', task, 'state', 'attempts', 'max_attempts', 'entry',
-      'cancel_requested', 'kind', 'payload', 'timeout_ms', 'queue')
+      'cancel_requested', 'kind', 'payload', 'timeout_ms', 'queue', 'tenant')
     local state, fields, max_attempts, attempts = r[1], nil, nil, nil
     if state then
       attempts, max_attempts = tonumber(r[2]) + deliveries, tonumber(r[3])
@@ -102,7 +102,7 @@ for i = 5, #KEYS do
         local queue = r[9] or string.sub(id, 1, #id - #entry - 1)
         dead_letter(task, id, entry, fields, queue, attempts, max_attempts)
       elseif state then
-        push('run', attempts, 'hash', r[6], r[7], r[3], r[8])
+        push('run', attempts, 'hash', r[6], r[7], r[3], r[8], r[10])
       else
         push('run', attempts, 'entry', fields)
       end

@@ -88,6 +88,8 @@ pub struct Runnable {
     pub record: Option<Arc<QueuedTask>>,
     /// When this attempt started (RFC 3339), written with its outcome.
     pub started_at: String,
+    /// The tenant whose key submitted it (`None`: the admin key), for its quotas.
+    pub tenant: Option<String>,
 }
 
 impl Runnable {
@@ -107,6 +109,7 @@ impl Runnable {
             max_attempts: q.max_attempts,
             timeout: (q.timeout_ms > 0).then(|| Duration::from_millis(q.timeout_ms)),
             work: work(Some(q.kind.as_str().to_owned()), Some(q.payload.clone())),
+            tenant: q.tenant.clone(),
             record: Some(Arc::new(q)),
             started_at,
         }
@@ -198,7 +201,7 @@ fn decode(
 }
 
 /// The fields after `run`: attempts, then `hash` and kind, payload, max_attempts, timeout_ms,
-/// or `entry` and the entry's fields.
+/// tenant, or `entry` and the entry's fields.
 fn decode_run(
     call: &BatchCall<'_>,
     delivered: Delivered,
@@ -221,6 +224,7 @@ fn decode_run(
                 work: Err(format!("the task's entry holds no valid record: {other:?}")),
                 record: None,
                 started_at,
+                tenant: None,
             },
         });
     }
@@ -228,6 +232,7 @@ fn decode_run(
     let payload = text(fields.next(), "payload")?;
     let max_attempts = number(fields.next(), "max_attempts")?;
     let timeout_ms: u64 = number(fields.next(), "timeout_ms")?;
+    let tenant = text(fields.next(), "tenant")?;
     Ok(Runnable {
         delivered,
         attempts,
@@ -236,6 +241,7 @@ fn decode_run(
         work: work(kind, payload),
         record: None,
         started_at,
+        tenant,
     })
 }
 

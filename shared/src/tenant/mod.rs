@@ -1,7 +1,13 @@
 //! Tenants (issue 21): a tenant is an API key with scopes and quotas. The stored record (one
 //! typed writer, [`Tenant::fields`], and one reader, [`Tenant::decode`]), the key's hash, and the
 //! few Redis operations on them. The dispatcher checks keys and enforces `rpm` at enqueue
-//! ([`rpm`]); workers read `tpm` and `max_running` from the same record ([`load`]).
+//! ([`rpm`]); workers read `tpm` and `max_running` from the same record ([`load`]) and enforce
+//! `max_running` through [`running`] (`tpm` through the provider limits' budget scripts, on
+//! [`Keys::tenant_tokens`](crate::keys::Keys::tenant_tokens)).
+//!
+//! # Layout
+//! - [`rpm`]: the requests-per-minute window at enqueue.
+//! - [`running`]: the slots of `max_running`, shared by every worker.
 //!
 //! Only the SHA-256 of a key is stored: keys are 256 random bits, so a fast hash is enough (no
 //! password-style stretching) and a key → tenant lookup is one `GET` of
@@ -9,6 +15,7 @@
 //! the `{tenants}` hash tag, so create and revoke are one `MULTI` on one cluster slot.
 
 pub mod rpm;
+pub mod running;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

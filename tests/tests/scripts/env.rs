@@ -49,6 +49,7 @@ pub struct Spec<'a> {
     pub due_ms: Option<u64>,
     pub idempotency_key: Option<&'a str>,
     pub max_depth: u64,
+    pub tenant: Option<&'a str>,
 }
 
 impl Default for Spec<'_> {
@@ -58,6 +59,7 @@ impl Default for Spec<'_> {
             due_ms: None,
             idempotency_key: None,
             max_depth: 0,
+            tenant: None,
         }
     }
 }
@@ -139,6 +141,7 @@ impl Env {
     pub async fn enqueue_spec(&mut self, spec: &Spec<'_>) -> (EnqueueReply, String) {
         let mut rec = record(spec.max_attempts);
         rec.task.idempotency_key = spec.idempotency_key.map(str::to_owned);
+        rec.task.tenant = spec.tenant.map(str::to_owned);
         rec.due_ms = spec.due_ms;
         let reply = scripts::enqueue(&mut self.con, &self.keys, &rec, spec.max_depth)
             .await

@@ -18,3 +18,4 @@ mod replay_dead;
 mod requeue;
 mod session_append;
 mod start;
+mod tenant_running;

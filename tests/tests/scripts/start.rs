@@ -7,7 +7,7 @@ use std::time::Duration;
 use switchyard_shared::scripts::{CancelStatus, StartStatus, Started, Work};
 use switchyard_shared::task::TaskKind;
 
-use crate::env::{Env, NOW, PAYLOAD, QUEUE, runnable};
+use crate::env::{Env, NOW, PAYLOAD, QUEUE, Spec, runnable};
 
 #[tokio::test]
 async fn start_marks_the_task_running_under_its_consumer() {
@@ -230,4 +230,34 @@ async fn start_runs_a_record_it_cannot_read_with_the_reason_its_attempt_fails_fo
         Err(r#"task record has unknown kind Some("bogus")"#.to_owned())
     );
     env.assert_stats(&[("queued", 0), ("running", 2)]).await;
+}
+
+#[tokio::test]
+async fn a_run_carries_its_tenant_from_the_hash_or_the_entry() {
+    let mut env = Env::new().await;
+    // Born delayed, then promoted: the hash holds the record.
+    let (_, held) = env
+        .enqueue_spec(&Spec {
+            due_ms: Some(1),
+            tenant: Some("tn-a"),
+            ..Spec::default()
+        })
+        .await;
+    assert_eq!(env.promote(1, &held).await, 1);
+    let d = env.deliver_one("w1").await;
+    assert_eq!(d.id, held);
+    let s = env.start_one("w1", &d).await;
+    assert!(runnable(&s).record.is_none(), "run from the hash");
+    assert_eq!(runnable(&s).tenant.as_deref(), Some("tn-a"));
+    // Born in its stream: the entry holds it, tenant included.
+    let (_, fresh) = env
+        .enqueue_spec(&Spec {
+            tenant: Some("tn-b"),
+            ..Spec::default()
+        })
+        .await;
+    let d = env.deliver_one("w1").await;
+    assert_eq!(d.id, fresh);
+    let s = env.start_one("w1", &d).await;
+    assert_eq!(runnable(&s).tenant.as_deref(), Some("tn-b"));
 }

@@ -5,15 +5,20 @@
 //! provider and model for every worker (a key with a PX TTL); a task that meets a pause sleeps
 //! until it expires, lending its slot meanwhile ([`slots`]), and other models go on.
 //!
+//! A call of a task whose tenant has a `tpm` quota reserves on the tenant's budget first, the
+//! same way ([`tenant`]).
+//!
 //! Redis trouble never stops a call: the limiter then lets it through (the provider's own 429s
 //! still apply) and logs why.
 //!
 //! # Layout
 //! - [`estimate`]: the cost of a call, read from its request body.
 //! - [`slots`]: a sleeping task's slot lent to other work.
+//! - [`tenant`]: a tenant's `tpm` budget on its tasks' calls.
 
 pub mod estimate;
 pub mod slots;
+pub mod tenant;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +34,7 @@ use tracing::{debug, warn};
 
 pub use estimate::Estimate;
 pub use slots::Slots;
+pub use tenant::{TENANT, TenantBudget};
 
 /// The fleet's provider limits, as this worker applies them; cheap to clone. [`Limiter::off`]
 /// applies none (tests that build providers by hand).
@@ -49,9 +55,16 @@ struct Inner {
     slots: Option<Slots>,
 }
 
-/// A reservation to settle after the call.
+/// The reservations of one call, to settle after it.
 #[derive(Debug)]
 pub struct Ticket {
+    provider: Option<ProviderTicket>,
+    tenant: Option<tenant::TenantTicket>,
+}
+
+/// A reservation on a provider's budget.
+#[derive(Debug)]
+struct ProviderTicket {
     budget: String,
     tokens: u64,
     reserved: u64,
@@ -91,8 +104,9 @@ impl Limiter {
         }
     }
 
-    /// Waits until a call of `model` to `provider` may be made: through any pause of that
-    /// model, and until its reservation on the budget starts. `None` when nothing is to settle.
+    /// Waits until a call of `model` to `provider` may be made: until its reservation on the
+    /// task's tenant budget starts (if it has one), through any pause of that model, and until
+    /// its reservation on the provider's budget starts. `None` when nothing is to settle.
     pub async fn admit(
         &self,
         provider: &'static str,
@@ -100,16 +114,35 @@ impl Limiter {
         estimate: Estimate,
     ) -> Option<Ticket> {
         let inner = self.inner.as_ref()?;
+        let tenant = match tenant::current() {
+            Some(b) => inner.admit_tenant(b, estimate).await.map_or_else(
+                |e| {
+                    warn!(component = "limiter", provider, error = %e, "tenant token budget unavailable; calling without it");
+                    None
+                },
+                Some,
+            ),
+            None => None,
+        };
         let admitted = inner.admit(provider, model, estimate).await;
-        admitted.unwrap_or_else(|e| {
+        let provider = admitted.unwrap_or_else(|e| {
             warn!(component = "limiter", provider, error = %e, "provider limit unavailable; calling without it");
             None
-        })
+        });
+        (provider.is_some() || tenant.is_some()).then_some(Ticket { provider, tenant })
     }
 
-    /// Corrects the budget by the tokens the call used (`prompt`, `completion`, as reported).
+    /// Corrects the budgets by the tokens the call used (`prompt`, `completion`, as reported).
     pub async fn settle(&self, ticket: Option<Ticket>, prompt: u64, completion: u64) {
-        let (Some(inner), Some(t)) = (&self.inner, ticket) else {
+        let (Some(inner), Some(ticket)) = (&self.inner, ticket) else {
+            return;
+        };
+        if let Some(t) = ticket.tenant
+            && let Err(e) = inner.settle_tenant(t, prompt, completion).await
+        {
+            warn!(component = "limiter", error = %e, "could not settle a tenant's call; its estimate stands");
+        }
+        let Some(t) = ticket.provider else {
             return;
         };
         // Only a token limit has anything to correct; a server that reports no usage leaves the
@@ -192,7 +225,7 @@ impl Inner {
         provider: &'static str,
         model: &str,
         estimate: Estimate,
-    ) -> Result<Option<Ticket>, StoreError> {
+    ) -> Result<Option<ProviderTicket>, StoreError> {
         let pause = self.keys.limit_pause(provider, model);
         let budget = self.budget(provider, model);
         loop {
@@ -213,7 +246,7 @@ impl Inner {
                             self.sleep(provider, model, Cause::Pause, d).await;
                         }
                     }
-                    return Ok(budget.map(|(key, rate)| Ticket {
+                    return Ok(budget.map(|(key, rate)| ProviderTicket {
                         budget: key,
                         tokens: rate.tokens.unwrap_or(0),
                         reserved: cost,
@@ -244,7 +277,7 @@ impl Inner {
     ) -> Result<Reserved, StoreError> {
         let r = Reservation {
             budget,
-            pause,
+            pause: Some(pause),
             requests: rate.requests.unwrap_or(0),
             tokens: rate.tokens.unwrap_or(0),
             window: self.limits.llm_limit_window,
