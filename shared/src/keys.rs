@@ -171,6 +171,12 @@ impl Keys {
         format!("{}rpm:{{{}}}", self.prefix, id)
     }
 
+    /// String (JSON) with a PX TTL: one signed-in browser of the web console, named by the
+    /// SHA-256 (hex) of its session cookie; format in [`crate::console`].
+    pub fn console_session(&self, token_hash: &str) -> String {
+        format!("{}console:{}", self.prefix, token_hash)
+    }
+
     /// Which function of this layout builds `key`, with well-formed parts: a valid queue name, a
     /// task id of that queue, an idempotency key or session id the API accepts, a worker id, a
     /// provider and a model name as limit keys hold them.
@@ -217,6 +223,7 @@ impl Keys {
             (KeyKind::Tenant, self.tenant(c)),
             (KeyKind::TenantKey, self.tenant_key(c)),
             (KeyKind::TenantRpm, self.tenant_rpm(c)),
+            (KeyKind::ConsoleSession, self.console_session(c)),
         ];
         layouts
             .into_iter()
@@ -299,6 +306,8 @@ pub enum KeyKind {
     TenantKey,
     /// [`Keys::tenant_rpm`].
     TenantRpm,
+    /// [`Keys::console_session`].
+    ConsoleSession,
 }
 
 /// A variable part of a key, stood for by a mark no real key contains (control characters).
@@ -476,6 +485,7 @@ mod tests {
             (k.tenant("tn-0190a"), KeyKind::Tenant),
             (k.tenant_key("ba7816bf"), KeyKind::TenantKey),
             (k.tenant_rpm("tn-0190a"), KeyKind::TenantRpm),
+            (k.console_session("ba7816bf"), KeyKind::ConsoleSession),
         ];
         for (key, kind) in &cases {
             assert_eq!(k.recognise(key), Some(*kind), "{key}");

@@ -22,6 +22,8 @@
 //! - [`bad_requests`]: a seeded generator of bad requests over every route and field of the API.
 //! - [`tenants`]: requests with tenant keys, tenants created with the admin secret.
 //! - [`python`]: the official OpenAI Python SDK as a client ([`python::run_scenario`]).
+//! - [`webdriver`]: headless Chromium through chromedriver ([`webdriver::Browser`]), for the
+//!   web console's test.
 //! - here: [`poll_until`], [`unique_prefix`], [`connection`], [`free_port`],
 //!   [`queued_tool_task`], [`new_tool_record`], [`group_consumers`], [`output_entries`], [`TempDir`].
 
@@ -42,6 +44,7 @@ pub mod services;
 pub mod sse;
 pub mod tenants;
 pub mod tls_redis;
+pub mod webdriver;
 
 use std::future::Future;
 use std::net::TcpListener;

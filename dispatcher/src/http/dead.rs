@@ -72,27 +72,42 @@ pub async fn list(
     let mut con = state.pool.get().await?;
     let mut letters = Vec::new();
     for queue in queues {
-        let range: StreamRangeReply = redis::cmd("XREVRANGE")
-            .arg(state.keys.dead(&queue))
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(limit)
-            .query_async(&mut *con)
-            .await
-            .map_err(StoreError::from)?;
-        for e in range.ids {
-            letters.push(DeadLetter {
-                id: e.get("id").unwrap_or_default(),
-                error: e.get("error").unwrap_or_default(),
-                attempts: e.get::<String>("attempts").and_then(|a| a.parse().ok()),
-                at: e.get("at").unwrap_or_default(),
-                queue: queue.clone(),
-                entry: e.id,
-            });
-        }
+        letters.extend(read_dead(&mut *con, &state, &queue, None, limit).await?);
     }
     Ok(Json(json!({ "dead": letters, "count": letters.len() })))
+}
+
+/// Up to `limit` dead letters of `queue`, newest first, older than entry `before` when given
+/// (the cursor of the next page: the `entry` of the last letter of this one). One `XREVRANGE`.
+pub async fn read_dead<C: redis::aio::ConnectionLike>(
+    con: &mut C,
+    state: &AppState,
+    queue: &str,
+    before: Option<&str>,
+    limit: usize,
+) -> Result<Vec<DeadLetter>, StoreError> {
+    let end = before.map_or_else(|| "+".to_owned(), |b| format!("({b}"));
+    let range: StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(state.keys.dead(queue))
+        .arg(end)
+        .arg("-")
+        .arg("COUNT")
+        .arg(limit)
+        .query_async(con)
+        .await
+        .map_err(StoreError::from)?;
+    Ok(range
+        .ids
+        .into_iter()
+        .map(|e| DeadLetter {
+            id: e.get("id").unwrap_or_default(),
+            error: e.get("error").unwrap_or_default(),
+            attempts: e.get::<String>("attempts").and_then(|a| a.parse().ok()),
+            at: e.get("at").unwrap_or_default(),
+            queue: queue.to_owned(),
+            entry: e.id,
+        })
+        .collect())
 }
 
 /// `POST /api/dead/{id}/retry`: 202 once the task is queued again.
