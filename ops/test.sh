@@ -2,7 +2,8 @@
 # Checks and tests the whole workspace, as CI does: formatting, clippy (warnings are errors), the
 # Python venv of the OpenAI SDK tests (ops/test-pyenv.sh), a debug build of the binaries (the
 # end-to-end tests spawn target/debug/dispatcher and target/debug/worker against a real
-# redis-server), then the tests.
+# redis-server; the console test drives Debian's headless chromium through chromedriver), then
+# the tests.
 #
 # usage: ops/test.sh [ARGS…]   ARGS are passed to the test runner (cargo nextest run / cargo test)
 set -euo pipefail
@@ -43,6 +44,37 @@ error: the end-to-end tests need redis-server, redis-sentinel, redis-cli and ope
   macOS:          brew install redis openssl
 Then run ops/test.sh again. (The tests start their own servers on free ports; a system Redis is
 not used.)
+EOF
+  exit 1
+}
+
+# The console test (tests/tests/console.rs) drives a headless Chromium over WebDriver.
+BROWSER_COMMANDS=(chromium chromedriver)
+BROWSER_PACKAGES=(chromium chromium-driver)
+
+browser_commands_present() {
+  local c
+  for c in "${BROWSER_COMMANDS[@]}"; do
+    command -v "$c" >/dev/null 2>&1 || return 1
+  done
+}
+
+ensure_browser_installed() {
+  if browser_commands_present; then
+    return
+  fi
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    say "installing ${BROWSER_PACKAGES[*]} with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${BROWSER_PACKAGES[@]}"
+    browser_commands_present && return
+    say "error: apt-get did not install ${BROWSER_COMMANDS[*]}" >&2
+    exit 1
+  fi
+  cat >&2 <<'EOF'
+error: the console test needs chromium and chromedriver.
+  Debian/Ubuntu:  sudo apt-get update && sudo apt-get install -y chromium chromium-driver
+Then run ops/test.sh again.
 EOF
   exit 1
 }
@@ -97,6 +129,8 @@ command -v cargo >/dev/null 2>&1 || {
 }
 ensure_redis_installed
 say "redis-server: $(redis-server --version | head -n 1)"
+ensure_browser_installed
+say "$(chromium --version 2>/dev/null | head -n 1)"
 say "$(cargo --version)"
 
 # Lints do not stop the build and tests from running (so one run shows everything), but a failed

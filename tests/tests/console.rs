@@ -333,3 +333,203 @@ async fn a_console_session_expires_and_then_leads_to_the_login_page() {
         began.elapsed()
     );
 }
+
+/// Logs in with `key` over plain HTTP; the cookie pair and the session's CSRF token.
+async fn http_login(d: &Dispatcher, client: &reqwest::Client, key: &str) -> (String, String) {
+    let r = client
+        .post(format!("{}/ui/login", d.base_url()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("key={key}"))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned();
+    let page = client
+        .get(format!("{}/ui/workers", d.base_url()))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text");
+    let csrf = page
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a CSRF field")
+        .to_owned();
+    (cookie, csrf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_console_requests_get_documented_errors_never_a_5xx() {
+    let redis = shared_redis();
+    let prefix = unique_prefix();
+    let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let (cookie, csrf) = http_login(&d, &client, d.secret()).await;
+    // A task that is not dead, for the actions on dead letters.
+    let queued = d
+        .submit(json!({"kind": "tool", "payload": {"tool": "echo", "args": {}}}))
+        .await;
+    let big = format!("csrf={csrf}&pad={}", "x".repeat(2 << 20));
+    let cases: Vec<(&str, String, Option<String>, u16)> = vec![
+        ("GET", "/ui/queues/tool?state=nope".into(), None, 400),
+        ("GET", "/ui/queues/tool?after=12".into(), None, 400),
+        (
+            "GET",
+            "/ui/queues/tool?state=delayed&after=-1".into(),
+            None,
+            400,
+        ),
+        ("GET", "/ui/queues/tool?n=0".into(), None, 400),
+        ("GET", "/ui/queues/tool?n=101".into(), None, 400),
+        ("GET", "/ui/queues/tool?n=abc".into(), None, 400),
+        ("GET", "/ui/queues/tool?bogus=1".into(), None, 400),
+        ("GET", "/ui/queues/nope".into(), None, 404),
+        ("GET", "/ui/queues/No%20Way".into(), None, 400),
+        ("GET", "/ui/queues/%FF".into(), None, 400),
+        ("GET", "/ui/tasks/nope".into(), None, 404),
+        ("GET", "/ui/tasks/tool-1-0".into(), None, 404),
+        ("GET", "/ui/tasks/nope/stream".into(), None, 404),
+        ("GET", "/ui/dead?before=xyz".into(), None, 400),
+        ("GET", "/ui/dead?queue=nope".into(), None, 404),
+        ("GET", "/ui/nowhere".into(), None, 404),
+        ("DELETE", "/ui/overview".into(), None, 405),
+        (
+            "POST",
+            format!("/ui/dead/{queued}/retry"),
+            Some(format!("csrf={csrf}")),
+            409,
+        ),
+        (
+            "POST",
+            format!("/ui/dead/{queued}/delete"),
+            Some(format!("csrf={csrf}")),
+            409,
+        ),
+        (
+            "POST",
+            "/ui/dead/nope/delete".into(),
+            Some(format!("csrf={csrf}")),
+            404,
+        ),
+        (
+            "POST",
+            "/ui/queues/nope/pause".into(),
+            Some(format!("csrf={csrf}")),
+            404,
+        ),
+        (
+            "POST",
+            "/ui/tenants".into(),
+            Some(format!("csrf={csrf}&name=")),
+            400,
+        ),
+        (
+            "POST",
+            "/ui/tenants".into(),
+            Some(format!("csrf={csrf}&name=x&scopes=root")),
+            400,
+        ),
+        (
+            "POST",
+            "/ui/tenants".into(),
+            Some(format!("csrf={csrf}&name=x&scopes=read&rpm=0")),
+            400,
+        ),
+        (
+            "POST",
+            "/ui/tenants/tn-nope".into(),
+            Some(format!("csrf={csrf}&rpm=5")),
+            404,
+        ),
+        (
+            "POST",
+            "/ui/tenants/tn-nope/revoke".into(),
+            Some(format!("csrf={csrf}")),
+            404,
+        ),
+        ("POST", "/ui/queues/tool/pause".into(), Some(big), 413),
+        (
+            "POST",
+            "/ui/queues/tool/pause".into(),
+            Some("csrf=%FF%FE".into()),
+            403,
+        ),
+    ];
+    for (method, path, body, want) in cases {
+        let url = format!("{}{path}", d.base_url());
+        let req = match method {
+            "GET" => client.get(url),
+            "DELETE" => client.delete(url),
+            _ => client
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.unwrap_or_default()),
+        };
+        let r = req.header("cookie", &cookie).send().await.expect("request");
+        let status = r.status().as_u16();
+        let kind = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = r.text().await.unwrap_or_default();
+        assert_eq!(status, want, "{method} {path}: {text}");
+        assert!(
+            kind.starts_with("application/json"),
+            "{method} {path}: {kind}"
+        );
+        let v: Value = serde_json::from_str(&text).expect("JSON error");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{v}"
+        );
+    }
+    // Without a session, or with a made-up one, every page and action leads to the login page.
+    for cookie in [
+        None,
+        Some(format!("sy_session={}", "ab".repeat(32))),
+        Some("sy_session=x".into()),
+    ] {
+        for (method, path) in [
+            ("GET", "/ui/overview"),
+            ("GET", "/ui/live"),
+            ("POST", "/ui/queues/tool/pause"),
+        ] {
+            let url = format!("{}{path}", d.base_url());
+            let mut req = if method == "GET" {
+                client.get(url)
+            } else {
+                client.post(url)
+            };
+            if let Some(c) = &cookie {
+                req = req.header("cookie", c);
+            }
+            let r = req.send().await.expect("request");
+            assert_eq!(r.status(), 303, "{method} {path} with {cookie:?}");
+            assert_eq!(r.headers()["location"], "/ui/login?expired=1");
+        }
+    }
+    let (_, q) = d.request("GET", "/api/queues/tool", None).await;
+    assert_eq!(
+        q["paused"], false,
+        "no refused request changed anything: {q}"
+    );
+}

@@ -16,7 +16,6 @@ use crate::http::access::{Caller, Need};
 use crate::http::dead::{read_dead, retry};
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiPath, ApiQuery};
-use crate::http::queues::all_queue_stats;
 use crate::http::tasks::queue_of;
 use crate::state::AppState;
 
@@ -66,7 +65,7 @@ pub async fn page(
         )));
     }
     let mut body = html::flash(q.done.as_deref());
-    let total: u64 = all_queue_stats(&state).await?.iter().map(|x| x.dead).sum();
+    let total = dead_total(&state).await?;
     let _ = write!(
         body,
         r#"<p class="numbers">dead letters in all queues: <b id="dead-count">{total}</b></p>"#
@@ -128,6 +127,20 @@ pub async fn page(
     Ok(html::page(&s, "dead letters", "Dead letters", &body))
 }
 
+/// Dead letters in every queue: one `XLEN` per dead-letter stream, in one pipeline.
+async fn dead_total(state: &AppState) -> Result<u64, ApiError> {
+    let mut pipe = redis::pipe();
+    for q in &state.cfg.queues {
+        pipe.cmd("XLEN").arg(state.keys.dead(q));
+    }
+    let mut con = state.pool.get().await?;
+    let lens: Vec<u64> = pipe
+        .query_async(&mut *con)
+        .await
+        .map_err(switchyard_shared::store::StoreError::from)?;
+    Ok(lens.iter().sum())
+}
+
 /// `POST /ui/dead/{id}/retry`: the API's retry (scope and ownership checks included).
 pub async fn retry_one(
     State(state): State<AppState>,
@@ -155,7 +168,16 @@ pub async fn delete_one(
             "task {id} is {}, not dead; only dead letters can be deleted",
             reply.state
         ))),
-        DeleteStatus::Missing => Err(ApiError::NotFound(format!("no task {id:?}"))),
+        // No hash: the task may still live only in its stream entry (queued or running).
+        DeleteStatus::Missing => {
+            match switchyard_shared::store::load_task(&mut *con, &state.keys, queue, &id).await? {
+                Some(t) => Err(ApiError::Conflict(format!(
+                    "task {id} is {}, not dead; only dead letters can be deleted",
+                    t.state.as_str()
+                ))),
+                None => Err(ApiError::NotFound(format!("no task {id:?}"))),
+            }
+        }
     }
 }
 
@@ -167,7 +189,7 @@ pub async fn retry_all(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let total: u64 = all_queue_stats(&state).await?.iter().map(|x| x.dead).sum();
+    let total = dead_total(&state).await?;
     if html::form(&body).remove("confirm").is_none() {
         let page = format!(
             r#"<p>Queue <b id="confirm-count">{total}</b> dead letters again (at most {RETRY_ALL_MAX} at once)?</p><form method="post" action="/ui/dead/retry-all">{}<input type="hidden" name="confirm" value="{total}"><button id="confirm" type="submit">yes, retry {total}</button></form> <a href="/ui/dead">cancel</a>"#,

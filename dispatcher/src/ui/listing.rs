@@ -7,7 +7,7 @@
 //! | `running` | `XPENDING stream workers (cursor + n`, then the entries' `id` fields | last entry id |
 //! | `delayed` | `ZRANGE delayed i i+n-1` (by due time) | next index |
 //! | `dead` | `XREVRANGE dead (cursor - COUNT n` (newest first) | last entry id |
-//! | `finished` | `XREVRANGE events (cursor - COUNT n` (newest first; the events stream is capped at `EVENTS_MAXLEN`) | last entry id |
+//! | `finished` | `XREVRANGE events (cursor - COUNT n` (newest first; the events stream is capped at `EVENTS_MAXLEN`) | last entry id, `~k` within a batch entry |
 //!
 //! Each task named is then read with the shared reader (`lookup.lua`), at most one page of
 //! them: the record, wherever the task lives.
@@ -152,6 +152,8 @@ async fn delayed<C: ConnectionLike + Send>(
     Ok((ids, next))
 }
 
+/// A page of the events stream, newest first. An entry may name a whole completion batch, so the
+/// cursor is `<entry>` (every id of it shown) or `<entry>~<k>` (its first `k` ids shown).
 async fn finished<C: ConnectionLike + Send>(
     con: &mut C,
     state: &AppState,
@@ -159,7 +161,11 @@ async fn finished<C: ConnectionLike + Send>(
     cursor: Option<&str>,
     n: usize,
 ) -> Result<Ids, StoreError> {
-    let end = cursor.map_or_else(|| "+".to_owned(), |c| format!("({c}"));
+    let (end, mut skip) = match cursor.map(|c| c.split_once('~')) {
+        None => ("+".to_owned(), 0),
+        Some(None) => (format!("({}", cursor.unwrap_or_default()), 0),
+        Some(Some((entry, k))) => (entry.to_owned(), k.parse().unwrap_or(0)),
+    };
     let r: StreamRangeReply = redis::cmd("XREVRANGE")
         .arg(state.keys.events(queue))
         .arg(end)
@@ -168,14 +174,24 @@ async fn finished<C: ConnectionLike + Send>(
         .arg(n)
         .query_async(con)
         .await?;
-    let entries: Vec<String> = r.ids.iter().map(|e| e.id.clone()).collect();
-    let mut ids: Vec<String> = Vec::new();
+    let mut ids: Vec<String> = Vec::with_capacity(n);
+    let mut next = None;
     for e in &r.ids {
-        if let Ok(ev) = events::decode(e) {
-            ids.extend(ev.ids);
+        let named = events::decode(e).map(|ev| ev.ids).unwrap_or_default();
+        let room = n - ids.len();
+        let rest: Vec<String> = named.into_iter().skip(skip).collect();
+        if rest.len() > room {
+            ids.extend(rest.into_iter().take(room));
+            next = Some(format!("{}~{}", e.id, skip + room));
+            break;
+        }
+        ids.extend(rest);
+        skip = 0;
+        next = Some(e.id.clone());
+        if ids.len() == n {
+            break;
         }
     }
-    // A completion batch names many tasks in one entry: a page shows at most 4n of them.
-    ids.truncate(n * 4);
-    Ok((ids, next_of(entries.len(), n, entries.last())))
+    let more = ids.len() == n || r.ids.len() == n;
+    Ok((ids, next.filter(|_| more)))
 }

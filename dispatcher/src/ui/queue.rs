@@ -119,6 +119,10 @@ fn valid_cursor(tab: &str, c: &str) -> bool {
     let digits = |s: &str| (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
     match tab {
         "delayed" => digits(c) && c.parse::<u32>().is_ok(),
+        "finished" => match c.split_once('~') {
+            Some((entry, k)) => valid_cursor("stream", entry) && k.parse::<u32>().is_ok(),
+            None => valid_cursor("stream", c),
+        },
         _ => c
             .split_once('-')
             .is_some_and(|(a, b)| digits(a) && digits(b)),
@@ -194,4 +198,26 @@ pub async fn resume_action(
 ) -> Result<Response, ApiError> {
     let _changed = pause::resume(State(state), ApiPath(queue.clone())).await?;
     Ok(html::see_other(&format!("/ui/queues/{queue}?done=resumed")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_is_an_entry_id_or_for_the_delayed_tab_an_index() {
+        assert!(valid_cursor("stream", "1733250000000-0"));
+        assert!(valid_cursor("finished", "1-12"));
+        assert!(!valid_cursor("stream", "12"));
+        assert!(!valid_cursor("dead", "1-x"));
+        assert!(!valid_cursor("running", "-1"));
+        assert!(!valid_cursor("stream", &format!("{}-0", "9".repeat(21))));
+        assert!(valid_cursor("delayed", "50"));
+        assert!(!valid_cursor("delayed", "-1"));
+        assert!(!valid_cursor("delayed", "1-0"));
+        assert!(!valid_cursor("delayed", "99999999999"));
+        assert!(valid_cursor("finished", "5-0~25"));
+        assert!(!valid_cursor("finished", "5-0~x"));
+        assert!(!valid_cursor("stream", "5-0~25"));
+    }
 }
