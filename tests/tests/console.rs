@@ -533,3 +533,82 @@ async fn bad_console_requests_get_documented_errors_never_a_5xx() {
         "no refused request changed anything: {q}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_all_confirms_with_the_count_and_delete_removes_a_dead_letter_for_good() {
+    let redis = shared_redis();
+    let prefix = unique_prefix();
+    let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
+    let _w = spawn_worker(redis.url(), &prefix, "ui-dead", &[]).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let (cookie, csrf) = http_login(&d, &client, d.secret()).await;
+    let post = |path: String, body: String| {
+        let req = client
+            .post(format!("{}{path}", d.base_url()))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        async move { req.send().await.expect("post") }
+    };
+    let mut dead = Vec::new();
+    for _ in 0..3 {
+        let id = d
+            .submit(
+                json!({"kind": "tool", "max_attempts": 1, "payload": {"tool": "fail", "args": {}}}),
+            )
+            .await;
+        d.wait_state(&id, "dead", LONG).await;
+        dead.push(id);
+    }
+    // Without `confirm`: a page that asks, with the count, and changes nothing.
+    let r = post("/ui/dead/retry-all".into(), format!("csrf={csrf}")).await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.expect("page");
+    assert!(page.contains(r#"<b id="confirm-count">3</b>"#), "{page}");
+    assert_eq!(d.task(&dead[0]).await["state"], "dead");
+    // Confirmed, with the queue paused so the replayed tasks stay queued.
+    let (s, _) = d.request("POST", "/api/queues/tool/pause", None).await;
+    assert_eq!(s, 200);
+    let r = post(
+        "/ui/dead/retry-all".into(),
+        format!("csrf={csrf}&confirm=3"),
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        "/ui/dead?done=3+dead+letters+queued+again"
+    );
+    for id in &dead {
+        assert_eq!(d.task(id).await["state"], "queued", "{id}");
+    }
+    let (_, q) = d.request("GET", "/api/queues/tool", None).await;
+    assert_eq!(
+        (q["dead"].clone(), q["counts"]["replayed"].clone()),
+        (json!(0), json!(3)),
+        "{q}"
+    );
+    let (s, _) = d.request("POST", "/api/queues/tool/resume", None).await;
+    assert_eq!(s, 200);
+    for id in &dead {
+        d.wait_state(id, "dead", LONG).await;
+    }
+    // Delete one for good: its record goes, the other two stay.
+    let r = post(
+        format!("/ui/dead/{}/delete", dead[0]),
+        format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let (s, _) = d
+        .request("GET", &format!("/api/tasks/{}", dead[0]), None)
+        .await;
+    assert_eq!(s, 404);
+    let (_, list) = d.request("GET", "/api/dead?queue=tool", None).await;
+    assert_eq!(list["count"], 2, "{list}");
+    assert!(!list.to_string().contains(&dead[0]), "{list}");
+}
