@@ -18,26 +18,36 @@ say() { printf '%s\n' "$*"; }
 REDIS_COMMANDS=(redis-server redis-sentinel redis-cli openssl)
 REDIS_PACKAGES=(redis-server redis-sentinel redis-tools openssl)
 
-redis_commands_present() {
+# Whether every command named is on PATH.
+commands_present() {
   local c
-  for c in "${REDIS_COMMANDS[@]}"; do
+  for c in "$@"; do
     command -v "$c" >/dev/null 2>&1 || return 1
   done
 }
 
-ensure_redis_installed() {
-  if redis_commands_present; then
+# ensure_commands HINT COMMANDS PACKAGES: when a command of the array COMMANDS is missing,
+# installs the array PACKAGES with apt-get (as root on Debian), else prints HINT's text and exits.
+ensure_commands() {
+  local hint=$1
+  local -n cmds=$2 pkgs=$3
+  if commands_present "${cmds[@]}"; then
     return
   fi
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    say "installing ${REDIS_PACKAGES[*]} with apt-get"
+    say "installing ${pkgs[*]} with apt-get"
     DEBIAN_FRONTEND=noninteractive apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "${REDIS_PACKAGES[@]}"
-    redis_commands_present && return
-    say "error: apt-get did not install ${REDIS_COMMANDS[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}"
+    commands_present "${cmds[@]}" && return
+    say "error: apt-get did not install ${cmds[*]}" >&2
     exit 1
   fi
-  cat >&2 <<'EOF'
+  "$hint" >&2
+  exit 1
+}
+
+redis_hint() {
+  cat <<'EOF'
 error: the end-to-end tests need redis-server, redis-sentinel, redis-cli and openssl.
   Debian/Ubuntu:  sudo apt-get update && sudo apt-get install -y redis-server redis-sentinel redis-tools openssl
   Fedora:         sudo dnf install -y redis openssl
@@ -45,38 +55,18 @@ error: the end-to-end tests need redis-server, redis-sentinel, redis-cli and ope
 Then run ops/test.sh again. (The tests start their own servers on free ports; a system Redis is
 not used.)
 EOF
-  exit 1
 }
 
 # The console test (tests/tests/console.rs) drives a headless Chromium over WebDriver.
 BROWSER_COMMANDS=(chromium chromedriver)
 BROWSER_PACKAGES=(chromium chromium-driver)
 
-browser_commands_present() {
-  local c
-  for c in "${BROWSER_COMMANDS[@]}"; do
-    command -v "$c" >/dev/null 2>&1 || return 1
-  done
-}
-
-ensure_browser_installed() {
-  if browser_commands_present; then
-    return
-  fi
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    say "installing ${BROWSER_PACKAGES[*]} with apt-get"
-    DEBIAN_FRONTEND=noninteractive apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "${BROWSER_PACKAGES[@]}"
-    browser_commands_present && return
-    say "error: apt-get did not install ${BROWSER_COMMANDS[*]}" >&2
-    exit 1
-  fi
-  cat >&2 <<'EOF'
+browser_hint() {
+  cat <<'EOF'
 error: the console test needs chromium and chromedriver.
   Debian/Ubuntu:  sudo apt-get update && sudo apt-get install -y chromium chromium-driver
 Then run ops/test.sh again.
 EOF
-  exit 1
 }
 
 now_ms() {
@@ -127,9 +117,9 @@ command -v cargo >/dev/null 2>&1 || {
   say "error: cargo is not installed; install Rust from https://rustup.rs" >&2
   exit 1
 }
-ensure_redis_installed
+ensure_commands redis_hint REDIS_COMMANDS REDIS_PACKAGES
 say "redis-server: $(redis-server --version | head -n 1)"
-ensure_browser_installed
+ensure_commands browser_hint BROWSER_COMMANDS BROWSER_PACKAGES
 say "$(chromium --version 2>/dev/null | head -n 1)"
 say "$(cargo --version)"
 

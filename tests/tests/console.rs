@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use switchyard_tests::console;
 use switchyard_tests::provider_server::Wire;
 use switchyard_tests::webdriver::{Browser, screenshot_dir};
 use switchyard_tests::{
@@ -34,11 +35,7 @@ async fn login(b: &Browser, d: &Dispatcher, key: &str) {
 /// A POST to the console with only `cookie` (and `csrf` when given), as another site would
 /// forge it: the status and the `Location`.
 async fn forged(d: &Dispatcher, path: &str, cookie: &str, csrf: Option<&str>) -> (u16, String) {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
+    let client = console::client();
     let body = csrf.map_or_else(String::new, |c| format!("csrf={c}"));
     let r = client
         .post(format!("{}{path}", d.base_url()))
@@ -283,30 +280,12 @@ async fn a_console_session_expires_and_then_leads_to_the_login_page() {
     let redis = shared_redis();
     let prefix = unique_prefix();
     let d = spawn_dispatcher(redis.url(), &prefix, &[("UI_SESSION_TTL_S", "1")]).await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let r = client
-        .post(format!("{}/ui/login", d.base_url()))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("key={}", d.secret()))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(r.status(), 303);
-    let set = r
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .expect("a cookie")
-        .to_owned();
+    let client = console::client();
+    let (set, cookie, _) = console::login(&d, &client, d.secret()).await;
     assert!(
         set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Max-Age=1"),
         "{set}"
     );
-    let cookie = set.split(';').next().expect("name=value").to_owned();
     let page = || async {
         let r = client
             .get(format!("{}/ui/workers", d.base_url()))
@@ -334,52 +313,13 @@ async fn a_console_session_expires_and_then_leads_to_the_login_page() {
     );
 }
 
-/// Logs in with `key` over plain HTTP; the cookie pair and the session's CSRF token.
-async fn http_login(d: &Dispatcher, client: &reqwest::Client, key: &str) -> (String, String) {
-    let r = client
-        .post(format!("{}/ui/login", d.base_url()))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("key={key}"))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(r.status(), 303);
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("pair")
-        .to_owned();
-    let page = client
-        .get(format!("{}/ui/workers", d.base_url()))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("page")
-        .text()
-        .await
-        .expect("text");
-    let csrf = page
-        .split(r#"name="csrf" value=""#)
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("a CSRF field")
-        .to_owned();
-    (cookie, csrf)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_console_requests_get_documented_errors_never_a_5xx() {
     let redis = shared_redis();
     let prefix = unique_prefix();
     let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let (cookie, csrf) = http_login(&d, &client, d.secret()).await;
+    let client = console::client();
+    let (_, cookie, csrf) = console::login(&d, &client, d.secret()).await;
     // A task that is not dead, for the actions on dead letters.
     let queued = d
         .submit(json!({"kind": "tool", "payload": {"tool": "echo", "args": {}}}))
@@ -540,12 +480,8 @@ async fn retry_all_confirms_with_the_count_and_delete_removes_a_dead_letter_for_
     let prefix = unique_prefix();
     let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
     let _w = spawn_worker(redis.url(), &prefix, "ui-dead", &[]).await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let (cookie, csrf) = http_login(&d, &client, d.secret()).await;
+    let client = console::client();
+    let (_, cookie, csrf) = console::login(&d, &client, d.secret()).await;
     let post = |path: String, body: String| {
         let req = client
             .post(format!("{}{path}", d.base_url()))

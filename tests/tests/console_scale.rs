@@ -13,6 +13,7 @@ use redis::streams::StreamReadReply;
 use switchyard_shared::keys::{GROUP, Keys};
 use switchyard_shared::record::Entry;
 use switchyard_shared::scripts::{self, BatchCall, Completion, Retention, Runnable};
+use switchyard_tests::console;
 use switchyard_tests::{RedisServer, connection, new_tool_record, spawn_dispatcher, unique_prefix};
 
 const QUEUES: usize = 50;
@@ -122,25 +123,8 @@ async fn console_pages_with_fifty_queues_and_a_million_finished_tasks() {
     let task = fill(redis.url(), &keys).await;
     let names: Vec<String> = (0..QUEUES).map(queue).collect();
     let d = spawn_dispatcher(redis.url(), &prefix, &[("QUEUES", &names.join(","))]).await;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let r = client
-        .post(format!("{}/ui/login", d.base_url()))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("key={}", d.secret()))
-        .send()
-        .await
-        .expect("login");
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("pair")
-        .to_owned();
+    let client = console::client();
+    let (_, cookie, _) = console::login(&d, &client, d.secret()).await;
     let pages = [
         "/ui/overview".to_owned(),
         "/ui/queues/q00?state=finished".to_owned(),

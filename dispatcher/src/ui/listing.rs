@@ -68,6 +68,24 @@ pub async fn page<C: ConnectionLike + Send>(
 
 type Ids = (Vec<String>, Option<String>);
 
+/// `XRANGE`/`XREVRANGE` (`cmd`) of `key` between `bounds`, at most `n` entries.
+async fn range<C: ConnectionLike + Send>(
+    con: &mut C,
+    cmd: &str,
+    key: &str,
+    bounds: (&str, &str),
+    n: usize,
+) -> Result<StreamRangeReply, StoreError> {
+    Ok(redis::cmd(cmd)
+        .arg(key)
+        .arg(bounds.0)
+        .arg(bounds.1)
+        .arg("COUNT")
+        .arg(n)
+        .query_async(con)
+        .await?)
+}
+
 fn next_of(len: usize, n: usize, last: Option<&String>) -> Option<String> {
     (len == n).then(|| last.cloned()).flatten()
 }
@@ -80,14 +98,7 @@ async fn in_stream<C: ConnectionLike + Send>(
     n: usize,
 ) -> Result<Ids, StoreError> {
     let start = cursor.map_or_else(|| "-".to_owned(), |c| format!("({c}"));
-    let r: StreamRangeReply = redis::cmd("XRANGE")
-        .arg(state.keys.stream(queue))
-        .arg(start)
-        .arg("+")
-        .arg("COUNT")
-        .arg(n)
-        .query_async(con)
-        .await?;
+    let r = range(con, "XRANGE", &state.keys.stream(queue), (&start, "+"), n).await?;
     let entries: Vec<String> = r.ids.iter().map(|e| e.id.clone()).collect();
     let ids = r
         .ids
@@ -166,14 +177,7 @@ async fn finished<C: ConnectionLike + Send>(
         Some(None) => (format!("({}", cursor.unwrap_or_default()), 0),
         Some(Some((entry, k))) => (entry.to_owned(), k.parse().unwrap_or(0)),
     };
-    let r: StreamRangeReply = redis::cmd("XREVRANGE")
-        .arg(state.keys.events(queue))
-        .arg(end)
-        .arg("-")
-        .arg("COUNT")
-        .arg(n)
-        .query_async(con)
-        .await?;
+    let r = range(con, "XREVRANGE", &state.keys.events(queue), (&end, "-"), n).await?;
     let mut ids: Vec<String> = Vec::with_capacity(n);
     let mut next = None;
     for e in &r.ids {
