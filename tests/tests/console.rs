@@ -81,23 +81,36 @@ async fn the_console_in_a_real_browser_logs_in_watches_live_acts_and_refuses_a_r
     let env = provider.worker_env(Wire::OpenAi);
     let _w = spawn_worker(redis.url(), &prefix, "ui-w1", &env_pairs(&env)).await;
     let b = Browser::start(1280, 860).await;
-    let base = d.base_url();
 
+    let admin_cookie = log_in_as_admin(&b, &d).await;
+    a_task_appears_live_and_opens(&b, &d).await;
+    a_streamed_chat_grows(&b, &d).await;
+    let dead = pause_retry_and_resume(&b, &d).await;
+    workers_and_forged_admin_actions(&b, &d, &admin_cookie).await;
+    let read_key = create_a_read_only_tenant_and_log_out(&b, &d, &admin_cookie).await;
+    the_read_only_key_gets_no_action(&b, &d, &read_key, &dead).await;
+}
+
+/// Refused with a wrong key, then logged in as admin: the admin's cookie value.
+async fn log_in_as_admin(b: &Browser, d: &Dispatcher) -> String {
+    let base = d.base_url();
     // Without a session every page leads to the login page; a wrong key is refused.
     b.goto(&format!("{base}/ui/overview")).await;
     assert!(b.url().await.contains("/ui/login"), "{}", b.url().await);
-    login(&b, &d, "sy_wrong").await;
+    login(b, d, "sy_wrong").await;
     b.wait_for("#refused", LONG).await;
     b.screenshot(&shot("login")).await;
 
     // The admin key: the overview, with an HttpOnly, SameSite=Strict cookie.
-    login(&b, &d, d.secret()).await;
+    login(b, d, d.secret()).await;
     b.wait_for("#queues-table", LONG).await;
-    let cookie = session_cookie(&b).await;
+    let cookie = session_cookie(b).await;
     assert_eq!(cookie["httpOnly"], true, "{cookie}");
     assert_eq!(cookie["sameSite"], "Strict", "{cookie}");
-    let admin_cookie = cookie["value"].as_str().expect("cookie value").to_owned();
+    cookie["value"].as_str().expect("cookie value").to_owned()
+}
 
+async fn a_task_appears_live_and_opens(b: &Browser, d: &Dispatcher) {
     // A task appears live: the page is not reloaded (a mark set on it survives).
     b.run("window.__kept = 1;", json!([])).await;
     let live = d
@@ -121,7 +134,10 @@ async fn the_console_in_a_real_browser_logs_in_watches_live_acts_and_refuses_a_r
         .await;
     assert_eq!(b.text_of("#task-state").await, "succeeded");
     b.screenshot(&shot("task-tool")).await;
+}
 
+async fn a_streamed_chat_grows(b: &Browser, d: &Dispatcher) {
+    let base = d.base_url();
     // A streamed chat's text grows on its page.
     let chat = d
         .submit(json!({"kind": "chat", "payload": {"session_id": "ui-s1", "message": "count"}}))
@@ -153,7 +169,11 @@ async fn the_console_in_a_real_browser_logs_in_watches_live_acts_and_refuses_a_r
     })
     .await;
     b.screenshot(&shot("task-chat")).await;
+}
 
+/// A dead letter retried while its queue is paused, then the queue resumed: the dead task's id.
+async fn pause_retry_and_resume(b: &Browser, d: &Dispatcher) -> String {
+    let base = d.base_url();
     // A dead letter.
     let dead = d
         .submit(json!({"kind": "tool", "max_attempts": 1, "payload": {"tool": "fail", "args": {}}}))
@@ -199,17 +219,30 @@ async fn the_console_in_a_real_browser_logs_in_watches_live_acts_and_refuses_a_r
     let (_, q) = d.request("GET", "/api/queues/tool", None).await;
     assert_eq!(q["counts"]["replayed"], 1, "{q}");
 
+    dead
+}
+
+async fn workers_and_forged_admin_actions(b: &Browser, d: &Dispatcher, admin_cookie: &str) {
+    let base = d.base_url();
     b.goto(&format!("{base}/ui/workers")).await;
     b.wait_for("#workers", LONG).await;
     assert!(b.text_of("#workers").await.contains("ui-w1"));
     b.screenshot(&shot("workers")).await;
 
     // An admin action without the CSRF token is refused, even with the admin's cookie.
-    let (s, _) = forged(&d, "/ui/queues/tool/pause", &admin_cookie, None).await;
+    let (s, _) = forged(d, "/ui/queues/tool/pause", admin_cookie, None).await;
     assert_eq!(s, 403);
-    let (s, _) = forged(&d, "/ui/queues/tool/pause", &admin_cookie, Some("00")).await;
+    let (s, _) = forged(d, "/ui/queues/tool/pause", admin_cookie, Some("00")).await;
     assert_eq!(s, 403);
+}
 
+/// The new tenant's key.
+async fn create_a_read_only_tenant_and_log_out(
+    b: &Browser,
+    d: &Dispatcher,
+    admin_cookie: &str,
+) -> String {
+    let base = d.base_url();
     // A read-only tenant, created here; its key is shown once.
     b.goto(&format!("{base}/ui/tenants")).await;
     b.type_into("#tenant-name", "auditors").await;
@@ -226,15 +259,20 @@ async fn the_console_in_a_real_browser_logs_in_watches_live_acts_and_refuses_a_r
 
     b.click("#logout").await;
     b.wait_for("#key", LONG).await;
-    let (s, location) = forged(&d, "/ui/queues/tool/pause", &admin_cookie, None).await;
+    let (s, location) = forged(d, "/ui/queues/tool/pause", admin_cookie, None).await;
     assert_eq!(
         (s, location.as_str()),
         (303, "/ui/login?expired=1"),
         "logged out"
     );
 
+    read_key
+}
+
+async fn the_read_only_key_gets_no_action(b: &Browser, d: &Dispatcher, read_key: &str, dead: &str) {
+    let base = d.base_url();
     // The read-only key sees the pages and no action.
-    login(&b, &d, &read_key).await;
+    login(b, d, read_key).await;
     b.wait_for("#queues-table", LONG).await;
     assert!(b.text_of("#who").await.contains("auditors"));
     b.goto(&format!("{base}/ui/queues/tool?state=dead")).await;
@@ -250,11 +288,11 @@ async fn the_console_in_a_real_browser_logs_in_watches_live_acts_and_refuses_a_r
 
     // The server refuses what the page does not offer: with its cookie, without and with its
     // CSRF token.
-    let read_cookie = session_cookie(&b).await["value"]
+    let read_cookie = session_cookie(b).await["value"]
         .as_str()
         .expect("cookie")
         .to_owned();
-    let read_csrf = csrf_of_page(&b).await;
+    let read_csrf = csrf_of_page(b).await;
     for csrf in [None, Some(read_csrf.as_str())] {
         for path in [
             "/ui/queues/tool/pause".to_owned(),
@@ -263,288 +301,14 @@ async fn the_console_in_a_real_browser_logs_in_watches_live_acts_and_refuses_a_r
             format!("/ui/dead/{dead}/delete"),
             "/ui/tenants".to_owned(),
         ] {
-            let (s, _) = forged(&d, &path, &read_cookie, csrf).await;
+            let (s, _) = forged(d, &path, &read_cookie, csrf).await;
             assert_eq!(s, 403, "{path} with csrf {csrf:?}");
         }
     }
     let (_, q) = d.request("GET", "/api/queues/tool", None).await;
     assert_eq!(q["paused"], false, "{q}");
-    assert_eq!(d.task(&dead).await["state"], "dead");
+    assert_eq!(d.task(dead).await["state"], "dead");
     // The tenants page is the admin's.
     b.goto(&format!("{base}/ui/tenants")).await;
     assert!(b.find("#create-tenant").await.is_none());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_console_session_expires_and_then_leads_to_the_login_page() {
-    let redis = shared_redis();
-    let prefix = unique_prefix();
-    let d = spawn_dispatcher(redis.url(), &prefix, &[("UI_SESSION_TTL_S", "1")]).await;
-    let client = console::client();
-    let (set, cookie, _) = console::login(&d, &client, d.secret()).await;
-    assert!(
-        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Max-Age=1"),
-        "{set}"
-    );
-    let page = || async {
-        let r = client
-            .get(format!("{}/ui/workers", d.base_url()))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .expect("page");
-        let location = r
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        (r.status().as_u16(), location)
-    };
-    assert_eq!(page().await.0, 200);
-    let began = Instant::now();
-    poll_until("the session to expire", Duration::from_secs(10), || async {
-        (page().await == (303, Some("/ui/login?expired=1".to_owned()))).then_some(())
-    })
-    .await;
-    assert!(
-        began.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        began.elapsed()
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_console_requests_get_documented_errors_never_a_5xx() {
-    let redis = shared_redis();
-    let prefix = unique_prefix();
-    let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
-    let client = console::client();
-    let (_, cookie, csrf) = console::login(&d, &client, d.secret()).await;
-    // A task that is not dead, for the actions on dead letters.
-    let queued = d
-        .submit(json!({"kind": "tool", "payload": {"tool": "echo", "args": {}}}))
-        .await;
-    let big = format!("csrf={csrf}&pad={}", "x".repeat(2 << 20));
-    let cases: Vec<(&str, String, Option<String>, u16)> = vec![
-        ("GET", "/ui/queues/tool?state=nope".into(), None, 400),
-        ("GET", "/ui/queues/tool?after=12".into(), None, 400),
-        (
-            "GET",
-            "/ui/queues/tool?state=delayed&after=-1".into(),
-            None,
-            400,
-        ),
-        ("GET", "/ui/queues/tool?n=0".into(), None, 400),
-        ("GET", "/ui/queues/tool?n=101".into(), None, 400),
-        ("GET", "/ui/queues/tool?n=abc".into(), None, 400),
-        ("GET", "/ui/queues/tool?bogus=1".into(), None, 400),
-        ("GET", "/ui/queues/nope".into(), None, 404),
-        ("GET", "/ui/queues/No%20Way".into(), None, 400),
-        ("GET", "/ui/queues/%FF".into(), None, 400),
-        ("GET", "/ui/tasks/nope".into(), None, 404),
-        ("GET", "/ui/tasks/tool-1-0".into(), None, 404),
-        ("GET", "/ui/tasks/nope/stream".into(), None, 404),
-        ("GET", "/ui/dead?before=xyz".into(), None, 400),
-        ("GET", "/ui/dead?queue=nope".into(), None, 404),
-        ("GET", "/ui/nowhere".into(), None, 404),
-        ("DELETE", "/ui/overview".into(), None, 405),
-        (
-            "POST",
-            format!("/ui/dead/{queued}/retry"),
-            Some(format!("csrf={csrf}")),
-            409,
-        ),
-        (
-            "POST",
-            format!("/ui/dead/{queued}/delete"),
-            Some(format!("csrf={csrf}")),
-            409,
-        ),
-        (
-            "POST",
-            "/ui/dead/nope/delete".into(),
-            Some(format!("csrf={csrf}")),
-            404,
-        ),
-        (
-            "POST",
-            "/ui/queues/nope/pause".into(),
-            Some(format!("csrf={csrf}")),
-            404,
-        ),
-        (
-            "POST",
-            "/ui/tenants".into(),
-            Some(format!("csrf={csrf}&name=")),
-            400,
-        ),
-        (
-            "POST",
-            "/ui/tenants".into(),
-            Some(format!("csrf={csrf}&name=x&scopes=root")),
-            400,
-        ),
-        (
-            "POST",
-            "/ui/tenants".into(),
-            Some(format!("csrf={csrf}&name=x&scopes=read&rpm=0")),
-            400,
-        ),
-        (
-            "POST",
-            "/ui/tenants/tn-nope".into(),
-            Some(format!("csrf={csrf}&rpm=5")),
-            404,
-        ),
-        (
-            "POST",
-            "/ui/tenants/tn-nope/revoke".into(),
-            Some(format!("csrf={csrf}")),
-            404,
-        ),
-        ("POST", "/ui/queues/tool/pause".into(), Some(big), 413),
-        (
-            "POST",
-            "/ui/queues/tool/pause".into(),
-            Some("csrf=%FF%FE".into()),
-            403,
-        ),
-    ];
-    for (method, path, body, want) in cases {
-        let url = format!("{}{path}", d.base_url());
-        let req = match method {
-            "GET" => client.get(url),
-            "DELETE" => client.delete(url),
-            _ => client
-                .post(url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body.unwrap_or_default()),
-        };
-        let r = req.header("cookie", &cookie).send().await.expect("request");
-        let status = r.status().as_u16();
-        let kind = r
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let text = r.text().await.unwrap_or_default();
-        assert_eq!(status, want, "{method} {path}: {text}");
-        assert!(
-            kind.starts_with("application/json"),
-            "{method} {path}: {kind}"
-        );
-        let v: Value = serde_json::from_str(&text).expect("JSON error");
-        assert!(
-            v["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
-            "{v}"
-        );
-    }
-    // Without a session, or with a made-up one, every page and action leads to the login page.
-    for cookie in [
-        None,
-        Some(format!("sy_session={}", "ab".repeat(32))),
-        Some("sy_session=x".into()),
-    ] {
-        for (method, path) in [
-            ("GET", "/ui/overview"),
-            ("GET", "/ui/live"),
-            ("POST", "/ui/queues/tool/pause"),
-        ] {
-            let url = format!("{}{path}", d.base_url());
-            let mut req = if method == "GET" {
-                client.get(url)
-            } else {
-                client.post(url)
-            };
-            if let Some(c) = &cookie {
-                req = req.header("cookie", c);
-            }
-            let r = req.send().await.expect("request");
-            assert_eq!(r.status(), 303, "{method} {path} with {cookie:?}");
-            assert_eq!(r.headers()["location"], "/ui/login?expired=1");
-        }
-    }
-    let (_, q) = d.request("GET", "/api/queues/tool", None).await;
-    assert_eq!(
-        q["paused"], false,
-        "no refused request changed anything: {q}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_all_confirms_with_the_count_and_delete_removes_a_dead_letter_for_good() {
-    let redis = shared_redis();
-    let prefix = unique_prefix();
-    let d = spawn_dispatcher(redis.url(), &prefix, &[]).await;
-    let _w = spawn_worker(redis.url(), &prefix, "ui-dead", &[]).await;
-    let client = console::client();
-    let (_, cookie, csrf) = console::login(&d, &client, d.secret()).await;
-    let post = |path: String, body: String| {
-        let req = client
-            .post(format!("{}{path}", d.base_url()))
-            .header("cookie", &cookie)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
-        async move { req.send().await.expect("post") }
-    };
-    let mut dead = Vec::new();
-    for _ in 0..3 {
-        let id = d
-            .submit(
-                json!({"kind": "tool", "max_attempts": 1, "payload": {"tool": "fail", "args": {}}}),
-            )
-            .await;
-        d.wait_state(&id, "dead", LONG).await;
-        dead.push(id);
-    }
-    // Without `confirm`: a page that asks, with the count, and changes nothing.
-    let r = post("/ui/dead/retry-all".into(), format!("csrf={csrf}")).await;
-    assert_eq!(r.status(), 200);
-    let page = r.text().await.expect("page");
-    assert!(page.contains(r#"<b id="confirm-count">3</b>"#), "{page}");
-    assert_eq!(d.task(&dead[0]).await["state"], "dead");
-    // Confirmed, with the queue paused so the replayed tasks stay queued.
-    let (s, _) = d.request("POST", "/api/queues/tool/pause", None).await;
-    assert_eq!(s, 200);
-    let r = post(
-        "/ui/dead/retry-all".into(),
-        format!("csrf={csrf}&confirm=3"),
-    )
-    .await;
-    assert_eq!(r.status(), 303);
-    assert_eq!(
-        r.headers()["location"],
-        "/ui/dead?done=3+dead+letters+queued+again"
-    );
-    for id in &dead {
-        assert_eq!(d.task(id).await["state"], "queued", "{id}");
-    }
-    let (_, q) = d.request("GET", "/api/queues/tool", None).await;
-    assert_eq!(
-        (q["dead"].clone(), q["counts"]["replayed"].clone()),
-        (json!(0), json!(3)),
-        "{q}"
-    );
-    let (s, _) = d.request("POST", "/api/queues/tool/resume", None).await;
-    assert_eq!(s, 200);
-    for id in &dead {
-        d.wait_state(id, "dead", LONG).await;
-    }
-    // Delete one for good: its record goes, the other two stay.
-    let r = post(
-        format!("/ui/dead/{}/delete", dead[0]),
-        format!("csrf={csrf}"),
-    )
-    .await;
-    assert_eq!(r.status(), 303);
-    let (s, _) = d
-        .request("GET", &format!("/api/tasks/{}", dead[0]), None)
-        .await;
-    assert_eq!(s, 404);
-    let (_, list) = d.request("GET", "/api/dead?queue=tool", None).await;
-    assert_eq!(list["count"], 2, "{list}");
-    assert!(!list.to_string().contains(&dead[0]), "{list}");
 }
