@@ -40,63 +40,7 @@ async fn fill(url: &str, keys: &Keys) -> String {
     let mut some = String::new();
     for round in 0..TASKS / BATCH {
         let q = &queues[round % QUEUES];
-        let records: Vec<_> = (0..BATCH)
-            .map(|i| {
-                new_tool_record(
-                    q,
-                    &format!(r#"{{"tool":"echo","args":{{"n":{i}}}}}"#),
-                    3,
-                    "30000",
-                )
-            })
-            .collect();
-        scripts::enqueue_many(&mut con, keys, &records, 0)
-            .await
-            .expect("enqueue");
-        let reply: StreamReadReply = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(GROUP)
-            .arg("fill")
-            .arg("COUNT")
-            .arg(BATCH)
-            .arg("STREAMS")
-            .arg(keys.stream(q))
-            .arg(">")
-            .query_async(&mut con)
-            .await
-            .expect("read");
-        let now = switchyard_shared::clock::now_rfc3339();
-        let mut done = Vec::with_capacity(BATCH);
-        for e in reply.keys.into_iter().flat_map(|k| k.ids) {
-            let fields: HashMap<String, String> = e
-                .map
-                .keys()
-                .filter_map(|k| e.get::<String>(k).map(|v| (k.clone(), v)))
-                .collect();
-            let Ok(Entry::Fresh(task)) = Entry::decode(q, &e.id, fields) else {
-                panic!("a fresh entry");
-            };
-            let run = Runnable::fresh(e.id.clone(), task, now.clone());
-            done.push(Completion {
-                entry: run.delivered.entry.clone(),
-                id: run.delivered.id.clone(),
-                result: r#"{"echo":{"n":1}}"#.to_owned(),
-                attempts: run.attempts,
-                started_at: run.started_at.clone(),
-                record: run.record.clone(),
-            });
-        }
-        some = done.last().map(|c| c.id.clone()).unwrap_or(some);
-        let call = BatchCall {
-            keys,
-            queue: q,
-            consumer: "fill",
-            now: &now,
-            retention: &retention,
-        };
-        scripts::complete(&mut con, &call, &done)
-            .await
-            .expect("complete");
+        some = finish_batch(&mut con, keys, q, &retention).await;
     }
     let info: String = redis::cmd("INFO")
         .arg("memory")
@@ -112,6 +56,72 @@ async fn fill(url: &str, keys: &Keys) -> String {
         began.elapsed().as_secs_f64()
     );
     some
+}
+
+/// Enqueues, takes and completes `BATCH` tasks of `q`, as a worker does; the last one's id.
+async fn finish_batch(
+    con: &mut redis::aio::MultiplexedConnection,
+    keys: &Keys,
+    q: &str,
+    retention: &Retention,
+) -> String {
+    let records: Vec<_> = (0..BATCH)
+        .map(|i| {
+            new_tool_record(
+                q,
+                &format!(r#"{{"tool":"echo","args":{{"n":{i}}}}}"#),
+                3,
+                "30000",
+            )
+        })
+        .collect();
+    scripts::enqueue_many(con, keys, &records, 0)
+        .await
+        .expect("enqueue");
+    let reply: StreamReadReply = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(GROUP)
+        .arg("fill")
+        .arg("COUNT")
+        .arg(BATCH)
+        .arg("STREAMS")
+        .arg(keys.stream(q))
+        .arg(">")
+        .query_async(con)
+        .await
+        .expect("read");
+    let now = switchyard_shared::clock::now_rfc3339();
+    let mut done = Vec::with_capacity(BATCH);
+    for e in reply.keys.into_iter().flat_map(|k| k.ids) {
+        let fields: HashMap<String, String> = e
+            .map
+            .keys()
+            .filter_map(|k| e.get::<String>(k).map(|v| (k.clone(), v)))
+            .collect();
+        let Ok(Entry::Fresh(task)) = Entry::decode(q, &e.id, fields) else {
+            panic!("a fresh entry");
+        };
+        let run = Runnable::fresh(e.id.clone(), task, now.clone());
+        done.push(Completion {
+            entry: run.delivered.entry.clone(),
+            id: run.delivered.id.clone(),
+            result: r#"{"echo":{"n":1}}"#.to_owned(),
+            attempts: run.attempts,
+            started_at: run.started_at.clone(),
+            record: run.record.clone(),
+        });
+    }
+    let call = BatchCall {
+        keys,
+        queue: q,
+        consumer: "fill",
+        now: &now,
+        retention,
+    };
+    scripts::complete(con, &call, &done)
+        .await
+        .expect("complete");
+    done.last().map(|c| c.id.clone()).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,8 +192,13 @@ async fn console_pages_with_fifty_queues_and_a_million_finished_tasks() {
         ms(times[RUNS / 2]),
         ms(times[RUNS - 1])
     );
+    print_server_times(&client, &d.base_url()).await;
+}
+
+/// The dispatcher's own time per console route, from its request duration histogram.
+async fn print_server_times(client: &reqwest::Client, base: &str) {
     let metrics = client
-        .get(format!("{}/metrics", d.base_url()))
+        .get(format!("{base}/metrics"))
         .send()
         .await
         .expect("metrics")

@@ -13,7 +13,7 @@ use switchyard_shared::scripts::{self, DeleteStatus};
 use super::html::{self, esc, query_value};
 use super::session::UiSession;
 use crate::http::access::{Caller, Need};
-use crate::http::dead::{read_dead, retry};
+use crate::http::dead::{DeadLetter, read_dead, retry};
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::tasks::queue_of;
@@ -80,33 +80,7 @@ pub async fn page(
     let mut con = state.pool.get().await?;
     for queue in queues {
         let letters = read_dead(&mut *con, &state, &queue, before, PAGE).await?;
-        let rows: Vec<String> = letters
-            .iter()
-            .map(|l| {
-                let id = query_value(&l.id);
-                format!(
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
-                    html::task_link(&l.id),
-                    esc(&l.error.chars().take(160).collect::<String>()),
-                    l.attempts.map_or("—".into(), |a| a.to_string()),
-                    esc(&l.at),
-                    html::button(
-                        &s,
-                        Need::Submit,
-                        &format!("/ui/dead/{id}/retry"),
-                        "retry",
-                        "retry"
-                    ),
-                    html::button(
-                        &s,
-                        Need::Admin,
-                        &format!("/ui/dead/{id}/delete"),
-                        "delete",
-                        "delete"
-                    ),
-                )
-            })
-            .collect();
+        let rows: Vec<String> = letters.iter().map(|l| row(&s, l)).collect();
         let _ = write!(body, "<h2>{}</h2>", esc(&queue));
         body.push_str(&html::table(
             &format!("dead-{queue}"),
@@ -125,6 +99,32 @@ pub async fn page(
         }
     }
     Ok(html::page(&s, "dead letters", "Dead letters", &body))
+}
+
+/// One dead letter's row, with the actions the session may take.
+fn row(s: &UiSession, l: &DeadLetter) -> String {
+    let id = query_value(&l.id);
+    format!(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
+        html::task_link(&l.id),
+        esc(&l.error.chars().take(160).collect::<String>()),
+        l.attempts.map_or("—".into(), |a| a.to_string()),
+        esc(&l.at),
+        html::button(
+            s,
+            Need::Submit,
+            &format!("/ui/dead/{id}/retry"),
+            "retry",
+            "retry"
+        ),
+        html::button(
+            s,
+            Need::Admin,
+            &format!("/ui/dead/{id}/delete"),
+            "delete",
+            "delete"
+        ),
+    )
 }
 
 /// Dead letters in every queue: one `XLEN` per dead-letter stream, in one pipeline.
