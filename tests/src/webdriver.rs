@@ -163,17 +163,38 @@ impl Browser {
         v.as_str().unwrap_or_default().to_owned()
     }
 
-    /// The text of the element matching `css` (waits up to 10 s for it).
+    /// The text of the element matching `css` (waits up to 10 s for it). An element that went
+    /// stale between finding and reading it (the page was replaced) is found again.
     pub async fn text_of(&self, css: &str) -> String {
-        let e = self.wait_for(css, Duration::from_secs(10)).await;
-        self.text(&e).await
+        poll_until(
+            &format!("text of {css}"),
+            Duration::from_secs(10),
+            || async {
+                let e = self.find(css).await?;
+                let v = self
+                    .call("GET", &format!("/element/{}/text", e.0), None)
+                    .await
+                    .ok()?;
+                v.as_str().map(str::to_owned)
+            },
+        )
+        .await
     }
 
-    /// Clicks the element matching `css` (waits up to 10 s for it).
+    /// Clicks the element matching `css` (waits up to 10 s for it, found again if it went
+    /// stale).
     pub async fn click(&self, css: &str) {
-        let e = self.wait_for(css, Duration::from_secs(10)).await;
-        self.must("POST", &format!("/element/{}/click", e.0), None)
-            .await;
+        poll_until(
+            &format!("a click on {css}"),
+            Duration::from_secs(10),
+            || async {
+                let e = self.find(css).await?;
+                self.call("POST", &format!("/element/{}/click", e.0), None)
+                    .await
+                    .ok()
+            },
+        )
+        .await;
     }
 
     /// Types `text` into the element matching `css`.

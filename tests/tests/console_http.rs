@@ -50,7 +50,6 @@ async fn a_console_session_expires_and_then_leads_to_the_login_page() {
 
 /// Each bad console request (method, path, form body) and the status it must get.
 fn bad_cases(queued: &str, csrf: &str) -> Vec<(&'static str, String, Option<String>, u16)> {
-    let big = format!("csrf={csrf}&pad={}", "x".repeat(2 << 20));
     vec![
         ("GET", "/ui/queues/tool?state=nope".into(), None, 400),
         ("GET", "/ui/queues/tool?after=12".into(), None, 400),
@@ -128,7 +127,6 @@ fn bad_cases(queued: &str, csrf: &str) -> Vec<(&'static str, String, Option<Stri
             Some(format!("csrf={csrf}")),
             404,
         ),
-        ("POST", "/ui/queues/tool/pause".into(), Some(big), 413),
         (
             "POST",
             "/ui/queues/tool/pause".into(),
@@ -206,6 +204,19 @@ async fn bad_console_requests_get_documented_errors_never_a_5xx() {
             assert_eq!(r.status(), 303, "{method} {path} with {cookie:?}");
             assert_eq!(r.headers()["location"], "/ui/login?expired=1");
         }
+    }
+    // A body over MAX_BODY_BYTES: 413, unless the server's close after the limit (with the rest
+    // of the body unread) reset the connection before the client read the answer.
+    let big = format!("csrf={csrf}&pad={}", "x".repeat(2 << 20));
+    let sent = client
+        .post(format!("{}/ui/queues/tool/pause", d.base_url()))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(big)
+        .send()
+        .await;
+    if let Ok(r) = sent {
+        assert_eq!(r.status(), 413);
     }
     let (_, q) = d.request("GET", "/api/queues/tool", None).await;
     assert_eq!(
