@@ -2,7 +2,8 @@
 # Checks and tests the whole workspace, as CI does: formatting, clippy (warnings are errors), the
 # Python venv of the OpenAI SDK tests (ops/test-pyenv.sh), a debug build of the binaries (the
 # end-to-end tests spawn target/debug/dispatcher and target/debug/worker against a real
-# redis-server), then the tests.
+# redis-server; the console test drives Debian's headless chromium through chromedriver), then
+# the tests.
 #
 # usage: ops/test.sh [ARGS…]   ARGS are passed to the test runner (cargo nextest run / cargo test)
 set -euo pipefail
@@ -17,26 +18,36 @@ say() { printf '%s\n' "$*"; }
 REDIS_COMMANDS=(redis-server redis-sentinel redis-cli openssl)
 REDIS_PACKAGES=(redis-server redis-sentinel redis-tools openssl)
 
-redis_commands_present() {
+# Whether every command named is on PATH.
+commands_present() {
   local c
-  for c in "${REDIS_COMMANDS[@]}"; do
+  for c in "$@"; do
     command -v "$c" >/dev/null 2>&1 || return 1
   done
 }
 
-ensure_redis_installed() {
-  if redis_commands_present; then
+# ensure_commands HINT COMMANDS PACKAGES: when a command of the array COMMANDS is missing,
+# installs the array PACKAGES with apt-get (as root on Debian), else prints HINT's text and exits.
+ensure_commands() {
+  local hint=$1
+  local -n cmds=$2 pkgs=$3
+  if commands_present "${cmds[@]}"; then
     return
   fi
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    say "installing ${REDIS_PACKAGES[*]} with apt-get"
+    say "installing ${pkgs[*]} with apt-get"
     DEBIAN_FRONTEND=noninteractive apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "${REDIS_PACKAGES[@]}"
-    redis_commands_present && return
-    say "error: apt-get did not install ${REDIS_COMMANDS[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}"
+    commands_present "${cmds[@]}" && return
+    say "error: apt-get did not install ${cmds[*]}" >&2
     exit 1
   fi
-  cat >&2 <<'EOF'
+  "$hint" >&2
+  exit 1
+}
+
+redis_hint() {
+  cat <<'EOF'
 error: the end-to-end tests need redis-server, redis-sentinel, redis-cli and openssl.
   Debian/Ubuntu:  sudo apt-get update && sudo apt-get install -y redis-server redis-sentinel redis-tools openssl
   Fedora:         sudo dnf install -y redis openssl
@@ -44,7 +55,18 @@ error: the end-to-end tests need redis-server, redis-sentinel, redis-cli and ope
 Then run ops/test.sh again. (The tests start their own servers on free ports; a system Redis is
 not used.)
 EOF
-  exit 1
+}
+
+# The console test (tests/tests/console.rs) drives a headless Chromium over WebDriver.
+BROWSER_COMMANDS=(chromium chromedriver)
+BROWSER_PACKAGES=(chromium chromium-driver)
+
+browser_hint() {
+  cat <<'EOF'
+error: the console test needs chromium and chromedriver.
+  Debian/Ubuntu:  sudo apt-get update && sudo apt-get install -y chromium chromium-driver
+Then run ops/test.sh again.
+EOF
 }
 
 now_ms() {
@@ -95,8 +117,10 @@ command -v cargo >/dev/null 2>&1 || {
   say "error: cargo is not installed; install Rust from https://rustup.rs" >&2
   exit 1
 }
-ensure_redis_installed
+ensure_commands redis_hint REDIS_COMMANDS REDIS_PACKAGES
 say "redis-server: $(redis-server --version | head -n 1)"
+ensure_commands browser_hint BROWSER_COMMANDS BROWSER_PACKAGES
+say "$(chromium --version 2>/dev/null | head -n 1)"
 say "$(cargo --version)"
 
 # Lints do not stop the build and tests from running (so one run shows everything), but a failed

@@ -16,6 +16,7 @@
 //! - [`sampler`]: refreshes the Prometheus queue and worker gauges every few seconds.
 //! - [`recent`]: the last minute of finished tasks, for `GET /api/metrics`.
 //! - [`tenants`]: what this dispatcher remembers about tenant API keys (briefly).
+//! - [`ui`]: the web console at `/ui` (pages, login sessions, CSRF, the live feed).
 //! - [`state`]: what handlers and duties share.
 //!
 //! [`run`] is the supervisor: start-up checks, background duties, serving, shutdown order.
@@ -33,6 +34,7 @@ pub mod streams;
 pub mod submit;
 pub mod subscription;
 pub mod tenants;
+pub mod ui;
 pub mod waiter;
 
 use std::net::SocketAddr;

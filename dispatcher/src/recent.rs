@@ -112,6 +112,47 @@ impl Recent {
     }
 }
 
+/// One slice of the window for the console's chart.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Bucket {
+    /// Tasks finished in the slice.
+    pub finished: usize,
+    /// Median enqueue → finish latency of the slice's succeeded tasks, ms.
+    pub p50_ms: Option<u64>,
+}
+
+impl Recent {
+    /// The window ending at `now_ms` in `n` equal slices, oldest first.
+    pub fn series(&self, now_ms: u64, n: usize) -> Vec<Bucket> {
+        let n = n.max(1);
+        let width = WINDOW_MS / n as u64;
+        let since = now_ms.saturating_sub(WINDOW_MS);
+        let mut slices: Vec<(usize, Vec<u64>)> = vec![(0, Vec::new()); n];
+        let w = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for f in w.iter().filter(|f| f.at_ms >= since && f.at_ms <= now_ms) {
+            let i = (((f.at_ms - since) / width.max(1)) as usize).min(n - 1);
+            slices[i].0 += 1;
+            if f.state == "succeeded" {
+                slices[i].1.push(f.latency_ms);
+            }
+        }
+        drop(w);
+        slices
+            .into_iter()
+            .map(|(finished, mut l)| {
+                l.sort_unstable();
+                Bucket {
+                    finished,
+                    p50_ms: l.get(l.len().saturating_sub(1) / 2).copied(),
+                }
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,5 +180,20 @@ mod tests {
         assert_eq!(s.by_queue.get("tool"), Some(&101));
         assert_eq!(r.summary(1_000_000).finished, 0);
         assert_eq!(r.summary(1_000_000).latency_ms, None);
+    }
+
+    #[test]
+    fn the_series_puts_each_task_in_its_slice() {
+        let r = Recent::default();
+        r.record(1_000, "tool", "succeeded", 7);
+        r.record(59_000, "tool", "succeeded", 3);
+        r.record(59_500, "tool", "dead", 9);
+        let s = r.series(60_000, 12);
+        assert_eq!(s.len(), 12);
+        assert_eq!(s[0].finished, 1);
+        assert_eq!(s[0].p50_ms, Some(7));
+        assert_eq!(s[11].finished, 2);
+        assert_eq!(s[11].p50_ms, Some(3));
+        assert_eq!(s.iter().map(|b| b.finished).sum::<usize>(), 3);
     }
 }

@@ -185,6 +185,12 @@ impl Keys {
         format!("{}tpm:{{{}}}", self.prefix, id)
     }
 
+    /// String (JSON) with a PX TTL: one signed-in browser of the web console, named by the
+    /// SHA-256 (hex) of its session cookie; format in [`crate::console`].
+    pub fn console_session(&self, token_hash: &str) -> String {
+        format!("{}console:{}", self.prefix, token_hash)
+    }
+
     /// Which function of this layout builds `key`, with well-formed parts: a valid queue name, a
     /// task id of that queue, an idempotency key or session id the API accepts, a worker id, a
     /// provider and a model name as limit keys hold them.
@@ -233,6 +239,7 @@ impl Keys {
             (KeyKind::TenantRpm, self.tenant_rpm(c)),
             (KeyKind::TenantRunning, self.tenant_running(c)),
             (KeyKind::TenantTokens, self.tenant_tokens(c)),
+            (KeyKind::ConsoleSession, self.console_session(c)),
         ];
         layouts
             .into_iter()
@@ -319,6 +326,8 @@ pub enum KeyKind {
     TenantRunning,
     /// [`Keys::tenant_tokens`].
     TenantTokens,
+    /// [`Keys::console_session`].
+    ConsoleSession,
 }
 
 /// A variable part of a key, stood for by a mark no real key contains (control characters).
@@ -500,6 +509,7 @@ mod tests {
             (k.tenant_rpm("tn-0190a"), KeyKind::TenantRpm),
             (k.tenant_running("tn-0190a"), KeyKind::TenantRunning),
             (k.tenant_tokens("tn-0190a"), KeyKind::TenantTokens),
+            (k.console_session("ba7816bf"), KeyKind::ConsoleSession),
         ];
         for (key, kind) in &cases {
             assert_eq!(k.recognise(key), Some(*kind), "{key}");

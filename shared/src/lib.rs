@@ -12,6 +12,7 @@
 //! - [`completion`]: the `/v1` request a chat task carries and an answer's tool calls.
 //! - [`events`]: the events stream's entry format (`{id, state}` or a batch's `{ids, state}`).
 //! - [`output`]: a task's output stream format (text deltas per attempt, end marks).
+//! - [`console`]: the web console's login sessions (record, writer, reader).
 //! - [`paused`]: which queues are paused (written by the dispatcher's pause/resume routes,
 //!   read by workers on every heartbeat and on a pub/sub notice).
 //! - [`registry`]: the worker registry record and its status (written by the heartbeat, listed
@@ -40,6 +41,7 @@ mod cluster;
 pub mod completion;
 pub mod config;
 pub mod connect;
+pub mod console;
 pub mod duty;
 pub mod events;
 pub mod healthcheck;

@@ -23,6 +23,9 @@
 //! - [`bad_requests`]: a seeded generator of bad requests over every route and field of the API.
 //! - [`tenants`]: requests with tenant keys, tenants created with the admin secret.
 //! - [`python`]: the official OpenAI Python SDK as a client ([`python::run_scenario`]).
+//! - [`console`]: the web console over plain HTTP (login, cookie, CSRF token).
+//! - [`webdriver`]: headless Chromium through chromedriver ([`webdriver::Browser`]), for the
+//!   web console's test.
 //! - here: [`poll_until`], [`unique_prefix`], [`connection`], [`free_port`],
 //!   [`queued_tool_task`], [`new_tool_record`], [`group_consumers`], [`output_entries`], [`TempDir`].
 
@@ -30,6 +33,7 @@ pub mod bad_requests;
 pub mod binaries;
 pub mod cli;
 pub mod cluster_redis;
+pub mod console;
 pub mod process;
 pub mod provider_load;
 pub mod provider_reply;
@@ -44,6 +48,7 @@ pub mod services;
 pub mod sse;
 pub mod tenants;
 pub mod tls_redis;
+pub mod webdriver;
 
 use std::future::Future;
 use std::net::TcpListener;

@@ -83,8 +83,8 @@ pub async fn list(
 }
 
 /// The newest `limit` dead letters of `queue`, of tenant `only` when given: its entries are
-/// read a page at a time and each page's tasks' `tenant` fields in one pipeline, up to
-/// [`MAX_SCANNED`] entries.
+/// read a page at a time ([`read_dead`]) and each page's tasks' `tenant` fields in one
+/// pipeline, up to [`MAX_SCANNED`] entries.
 async fn newest(
     con: &mut store::PooledConnection,
     state: &AppState,
@@ -92,28 +92,19 @@ async fn newest(
     limit: usize,
     only: Option<&str>,
 ) -> Result<Vec<DeadLetter>, StoreError> {
+    let Some(tenant) = only else {
+        return read_dead(&mut **con, state, queue, None, limit).await;
+    };
     let mut out = Vec::new();
-    let mut from = "+".to_owned();
+    let mut before: Option<String> = None;
     let mut scanned = 0;
     while out.len() < limit && scanned < MAX_SCANNED {
-        let range: StreamRangeReply = redis::cmd("XREVRANGE")
-            .arg(state.keys.dead(queue))
-            .arg(&from)
-            .arg("-")
-            .arg("COUNT")
-            .arg(limit)
-            .query_async(&mut **con)
-            .await?;
-        let Some(last) = range.ids.last() else {
+        let letters = read_dead(&mut **con, state, queue, before.as_deref(), limit).await?;
+        let Some(last) = letters.last() else {
             break;
         };
-        scanned += range.ids.len();
-        from = format!("({}", last.id);
-        let letters: Vec<DeadLetter> = range.ids.into_iter().map(|e| letter(queue, e)).collect();
-        let Some(tenant) = only else {
-            out.extend(letters);
-            continue;
-        };
+        scanned += letters.len();
+        before = Some(last.entry.clone());
         let mut pipe = redis::pipe();
         for l in &letters {
             pipe.hget(state.keys.task(queue, &l.id), record::TENANT);
@@ -131,15 +122,37 @@ async fn newest(
     Ok(out)
 }
 
-fn letter(queue: &str, e: redis::streams::StreamId) -> DeadLetter {
-    DeadLetter {
-        id: e.get("id").unwrap_or_default(),
-        error: e.get("error").unwrap_or_default(),
-        attempts: e.get::<String>("attempts").and_then(|a| a.parse().ok()),
-        at: e.get("at").unwrap_or_default(),
-        queue: queue.to_owned(),
-        entry: e.id,
-    }
+/// Up to `limit` dead letters of `queue`, newest first, older than entry `before` when given
+/// (the cursor of the next page: the `entry` of the last letter of this one). One `XREVRANGE`.
+pub async fn read_dead<C: redis::aio::ConnectionLike>(
+    con: &mut C,
+    state: &AppState,
+    queue: &str,
+    before: Option<&str>,
+    limit: usize,
+) -> Result<Vec<DeadLetter>, StoreError> {
+    let end = before.map_or_else(|| "+".to_owned(), |b| format!("({b}"));
+    let range: StreamRangeReply = redis::cmd("XREVRANGE")
+        .arg(state.keys.dead(queue))
+        .arg(end)
+        .arg("-")
+        .arg("COUNT")
+        .arg(limit)
+        .query_async(con)
+        .await
+        .map_err(StoreError::from)?;
+    Ok(range
+        .ids
+        .into_iter()
+        .map(|e| DeadLetter {
+            id: e.get("id").unwrap_or_default(),
+            error: e.get("error").unwrap_or_default(),
+            attempts: e.get::<String>("attempts").and_then(|a| a.parse().ok()),
+            at: e.get("at").unwrap_or_default(),
+            queue: queue.to_owned(),
+            entry: e.id,
+        })
+        .collect())
 }
 
 /// `POST /api/dead/{id}/retry`: 202 once the task is queued again.

@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use redis::streams::{StreamRangeReply, StreamReadReply};
 use serde::Deserialize;
 use serde_json::json;
@@ -53,6 +54,21 @@ pub async fn events(
         }
         None => state.cfg.queues.clone(),
     };
+    let events = tail(&state, queues).await?.map(Ok::<_, Infallible>);
+    let mut r = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(state.cfg.stream_keepalive))
+        .into_response();
+    r.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(r)
+}
+
+/// The `finished` events of `queues` from now on, over a blocking connection of its own; the
+/// stream ends when Redis fails (the client reconnects). Also the web console's live feed.
+pub async fn tail(
+    state: &AppState,
+    queues: Vec<String>,
+) -> Result<impl futures::Stream<Item = Event> + Send + 'static, ApiError> {
     let mut conn = store::blocking_connection(&state.redis, BLOCK).await?;
     // Start after the newest event of each stream, before answering: nothing finished after the
     // answer is missed.
@@ -83,15 +99,9 @@ pub async fn events(
         cursors,
         ready: VecDeque::new(),
     };
-    let events = futures::stream::unfold(tail, |mut t| async move {
-        t.next().await.map(|e| (Ok::<_, Infallible>(e), t))
-    });
-    let mut r = Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(state.cfg.stream_keepalive))
-        .into_response();
-    r.headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(r)
+    Ok(futures::stream::unfold(tail, |mut t| async move {
+        t.next().await.map(|e| (e, t))
+    }))
 }
 
 struct Cursor {

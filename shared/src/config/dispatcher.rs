@@ -29,6 +29,10 @@ pub const DEFAULT_STREAM_KEEPALIVE_MS: u64 = 15_000;
 pub const DEFAULT_STREAM_BUFFER: usize = 64;
 /// Default `TENANT_CACHE_MS`: how long a dispatcher trusts what it read about an API key.
 pub const DEFAULT_TENANT_CACHE_MS: u64 = 5_000;
+/// Default `UI_SESSION_TTL_S`: how long a web console login lasts (8 hours).
+pub const DEFAULT_UI_SESSION_TTL_S: u64 = 28_800;
+/// Longest `UI_SESSION_TTL_S` (7 days).
+pub const MAX_UI_SESSION_TTL_S: u64 = 604_800;
 /// Longest `TENANT_CACHE_MS`: a revoked key must stop working within a bounded time.
 pub const MAX_TENANT_CACHE_MS: u64 = 60_000;
 
@@ -77,6 +81,10 @@ pub struct DispatcherConfig {
     /// revoked it). 0 asks Redis on every request; at most 60 000.
     #[serde(rename = "tenant_cache_ms", with = "millis")]
     pub tenant_cache: Duration,
+    /// `UI_SESSION_TTL_S`: how long a login to the web console (`/ui`) lasts, in seconds; the
+    /// session then ends and the browser is sent back to the login page. 1 to 604 800.
+    #[serde(rename = "ui_session_ttl_s", with = "seconds")]
+    pub ui_session_ttl: Duration,
 }
 
 impl Default for DispatcherConfig {
@@ -96,6 +104,7 @@ impl Default for DispatcherConfig {
             stream_buffer: DEFAULT_STREAM_BUFFER,
             model_routes: ModelRoutes::default(),
             tenant_cache: Duration::from_millis(DEFAULT_TENANT_CACHE_MS),
+            ui_session_ttl: Duration::from_secs(DEFAULT_UI_SESSION_TTL_S),
         }
     }
 }
@@ -121,6 +130,7 @@ impl std::fmt::Debug for DispatcherConfig {
             .field("stream_buffer", &self.stream_buffer)
             .field("model_routes", &self.model_routes)
             .field("tenant_cache", &self.tenant_cache)
+            .field("ui_session_ttl", &self.ui_session_ttl)
             .finish()
     }
 }
@@ -162,6 +172,12 @@ impl DispatcherConfig {
                 &format!("must be at most {MAX_TENANT_CACHE_MS}"),
             ));
         }
+        if c.ui_session_ttl.is_zero() || c.ui_session_ttl.as_secs() > MAX_UI_SESSION_TTL_S {
+            return Err(invalid(
+                "UI_SESSION_TTL_S",
+                &format!("must be from 1 to {MAX_UI_SESSION_TTL_S} seconds"),
+            ));
+        }
         if c.root_node_secret.as_deref().is_some_and(str::is_empty) {
             return Err(invalid(
                 "ROOT_NODE_SECRET",
@@ -192,6 +208,12 @@ mod tests {
         assert_eq!(d.stream_buffer, 64);
         assert_eq!(d.tenant_cache, Duration::from_secs(5));
         assert!(DispatcherConfig::from_vars(&vars(&[("TENANT_CACHE_MS", "60001")])).is_err());
+        assert_eq!(d.ui_session_ttl, Duration::from_secs(28_800));
+        for bad in ["0", "604801", "1h", "-1"] {
+            let e = DispatcherConfig::from_vars(&vars(&[("UI_SESSION_TTL_S", bad)]))
+                .expect_err("refused");
+            assert!(e.to_string().contains("UI_SESSION_TTL_S"), "{bad}: {e}");
+        }
         let d = DispatcherConfig::from_vars(&vars(&[
             ("MAX_WAIT_MS", "1"),
             ("WORKER_TIMEOUT_MS", "2"),

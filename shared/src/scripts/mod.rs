@@ -16,6 +16,7 @@
 //! - [`cancel`](mod@cancel): a cancel request.
 //! - [`lookup`](mod@lookup): one task read wherever it lives (hash, entry, pending list).
 //! - [`replay_dead`](mod@replay_dead): a dead-lettered task queued again.
+//! - [`delete_dead`](mod@delete_dead): a dead-lettered task deleted for good (web console).
 //! - [`requeue`](mod@requeue): a running task handed back at once.
 //! - [`extend`](mod@extend): the lease of running entries refreshed.
 //! - [`promote`](mod@promote): due delayed tasks moved back into their stream.
@@ -25,6 +26,7 @@
 
 pub mod cancel;
 pub mod complete;
+pub mod delete_dead;
 pub mod enqueue;
 pub mod extend;
 pub mod fail;
@@ -39,6 +41,7 @@ pub mod start;
 
 pub use cancel::{CancelReply, CancelStatus, cancel};
 pub use complete::{CompleteStatus, Completed, Completion, complete};
+pub use delete_dead::{DeleteReply, DeleteStatus, delete_dead};
 pub use enqueue::{EnqueueReply, EnqueueStatus, NewRecord, enqueue, enqueue_many};
 pub use extend::extend;
 pub use fail::{FailMode, FailStatus, Failure, fail};

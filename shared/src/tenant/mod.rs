@@ -263,6 +263,10 @@ pub async fn list<C: ConnectionLike>(con: &mut C, keys: &Keys) -> Result<Vec<Ten
         .arg(keys.tenants())
         .query_async(con)
         .await?;
+    // An empty pipeline is an error in the client ("empty command"), not an empty answer.
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut pipe = redis::pipe();
     for id in &ids {
         pipe.hgetall(keys.tenant(id));
