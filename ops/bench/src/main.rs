@@ -21,6 +21,9 @@ fn main() -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
+    if cfg.redis != switchyard_bench::topology::Topology::Plain {
+        return topology(&runtime, &cfg);
+    }
     let outcome = runtime.block_on(async {
         // A backstop over the phases' own deadlines, which normally end the run first.
         let hard = cfg.timeout + std::time::Duration::from_secs(60);
@@ -35,6 +38,26 @@ fn main() -> anyhow::Result<ExitCode> {
     });
     drop(runtime);
     let report = outcome.context("benchmark aborted")?;
+    if !cfg.json_only {
+        println!("{}", report.table());
+    }
+    println!("{}", report.json_line());
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `--redis tls|cluster`: the comparison, its table and its JSON line.
+fn topology(runtime: &tokio::runtime::Runtime, cfg: &config::Config) -> anyhow::Result<ExitCode> {
+    let report = runtime.block_on(async {
+        tokio::select! {
+            r = switchyard_bench::topology::run(cfg) => r.map_err(anyhow::Error::from),
+            s = stop_signal() => Err(anyhow::anyhow!("stopped by {s}")),
+        }
+    });
+    let report = report.context("benchmark aborted")?;
     if !cfg.json_only {
         println!("{}", report.table());
     }
