@@ -38,7 +38,7 @@ pub mod session_append;
 pub mod start;
 
 pub use cancel::{CancelReply, CancelStatus, cancel};
-pub use complete::{CompleteStatus, Completed, Completion, complete};
+pub use complete::{CompleteStatus, Completed, Completion, complete, recorded_as_own};
 pub use enqueue::{EnqueueReply, EnqueueStatus, NewRecord, enqueue, enqueue_many};
 pub use extend::extend;
 pub use fail::{FailMode, FailStatus, Failure, fail};
