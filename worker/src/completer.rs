@@ -97,7 +97,7 @@ impl Completer {
             let mut done =
                 scripts::complete(&mut *con, &ctx.batch_call(queue, &now), completions).await?;
             if redone {
-                self.own_earlier_commits(&mut *con, queue, completions, &mut done)
+                self.own_earlier_commits(&mut con, queue, completions, &mut done)
                     .await?;
             }
             // REDIS_WAIT_REPLICAS: done only once replicas have it. A broken socket redoes the
