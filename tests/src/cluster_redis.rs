@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::redis_nodes::{base_args, cli, poll_sync, start_node};
-use crate::tls_files::TlsFiles;
+use crate::tls_files::{TlsFiles, maybe};
 use crate::{Proc, TempDir, free_port};
 
 /// How the cluster is built.
@@ -106,35 +106,17 @@ impl ClusterSet {
     }
 
     fn cli(&self, port: u16, args: &[&str]) -> Result<String, String> {
-        let tls = self
-            .tls
-            .as_ref()
-            .map(TlsFiles::cli_args)
-            .unwrap_or_default();
-        let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
-        cli(port, &tls, args)
+        maybe::cli(self.tls.as_ref(), port, args)
     }
 
     /// `REDIS_URL` for cluster mode: every node as a seed (`rediss://` over TLS).
     pub fn urls(&self) -> String {
-        let scheme = if self.tls.is_some() {
-            "rediss"
-        } else {
-            "redis"
-        };
-        self.nodes
-            .iter()
-            .map(|(p, _)| format!("{scheme}://127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(",")
+        maybe::urls(self.tls.as_ref(), self.nodes.iter().map(|(p, _)| p))
     }
 
     /// The variables a binary needs besides `REDIS_URL` and `REDIS_MODE` (TLS files, if any).
     pub fn client_env(&self) -> Vec<(&'static str, String)> {
-        self.tls
-            .as_ref()
-            .map(TlsFiles::client_env)
-            .unwrap_or_default()
+        maybe::client_env(self.tls.as_ref())
     }
 
     /// The port of the primary serving `key`'s slot now, as the live nodes see it.

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::redis_nodes::{base_args, cli, poll_sync, start_node};
-use crate::tls_files::TlsFiles;
+use crate::redis_nodes::{base_args, poll_sync, start_node};
+use crate::tls_files::{TlsFiles, maybe};
 use crate::{Proc, TempDir};
 
 /// The master name the sentinels monitor (`REDIS_SENTINEL_MASTER`).
@@ -103,35 +103,17 @@ impl SentinelSet {
     }
 
     fn cli(&self, port: u16, args: &[&str]) -> Result<String, String> {
-        let tls = self
-            .tls
-            .as_ref()
-            .map(TlsFiles::cli_args)
-            .unwrap_or_default();
-        let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
-        cli(port, &tls, args)
+        maybe::cli(self.tls.as_ref(), port, args)
     }
 
     /// The variables a binary needs besides `REDIS_URL` (TLS files, if any).
     pub fn client_env(&self) -> Vec<(&'static str, String)> {
-        self.tls
-            .as_ref()
-            .map(TlsFiles::client_env)
-            .unwrap_or_default()
+        maybe::client_env(self.tls.as_ref())
     }
 
     /// `REDIS_URL` for sentinel mode: the three sentinels.
     pub fn urls(&self) -> String {
-        let scheme = if self.tls.is_some() {
-            "rediss"
-        } else {
-            "redis"
-        };
-        self.sentinels
-            .iter()
-            .map(|(p, _)| format!("{scheme}://127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(",")
+        maybe::urls(self.tls.as_ref(), self.sentinels.iter().map(|(p, _)| p))
     }
 
     /// The port of the primary the sentinels name now.

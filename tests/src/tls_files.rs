@@ -152,3 +152,30 @@ fn make_signed(dir: &Path, name: &str, ca: &str, extensions: &str) {
         ],
     );
 }
+
+/// Helpers of fixtures that run over TLS only when given a [`TlsFiles`].
+pub mod maybe {
+    use super::TlsFiles;
+
+    /// `redis-cli` on `port`, with the client certificate when `tls` is given.
+    pub fn cli(tls: Option<&TlsFiles>, port: u16, args: &[&str]) -> Result<String, String> {
+        let opts = tls.map(TlsFiles::cli_args).unwrap_or_default();
+        let opts: Vec<&str> = opts.iter().map(String::as_str).collect();
+        crate::redis_nodes::cli(port, &opts, args)
+    }
+
+    /// `redis://127.0.0.1:P,…` of `ports` (`rediss://` when `tls` is given).
+    pub fn urls<'a>(tls: Option<&TlsFiles>, ports: impl IntoIterator<Item = &'a u16>) -> String {
+        let scheme = if tls.is_some() { "rediss" } else { "redis" };
+        ports
+            .into_iter()
+            .map(|p| format!("{scheme}://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The variables a binary needs besides `REDIS_URL`: none without TLS.
+    pub fn client_env(tls: Option<&TlsFiles>) -> Vec<(&'static str, String)> {
+        tls.map(TlsFiles::client_env).unwrap_or_default()
+    }
+}

@@ -38,15 +38,12 @@ fn main() -> anyhow::Result<ExitCode> {
     });
     drop(runtime);
     let report = outcome.context("benchmark aborted")?;
-    if !cfg.json_only {
-        println!("{}", report.table());
-    }
-    println!("{}", report.json_line());
-    Ok(if report.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(print(
+        cfg.json_only,
+        || report.table(),
+        &report.json_line(),
+        report.ok,
+    ))
 }
 
 /// `--redis tls|cluster`: the comparison, its table and its JSON line.
@@ -58,15 +55,25 @@ fn topology(runtime: &tokio::runtime::Runtime, cfg: &config::Config) -> anyhow::
         }
     });
     let report = report.context("benchmark aborted")?;
-    if !cfg.json_only {
-        println!("{}", report.table());
+    Ok(print(
+        cfg.json_only,
+        || report.table(),
+        &report.json_line(),
+        report.ok,
+    ))
+}
+
+/// Prints the table (unless `json_only`) and the JSON line; the exit code says `ok`.
+fn print(json_only: bool, table: impl FnOnce() -> String, json: &str, ok: bool) -> ExitCode {
+    if !json_only {
+        println!("{}", table());
     }
-    println!("{}", report.json_line());
-    Ok(if report.ok {
+    println!("{json}");
+    if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM with the signal's name.
