@@ -11,7 +11,10 @@
 #   ops/bench.sh                                      the full run (100k tasks)
 #   ops/bench.sh --tasks 2000 --enqueue-tasks 1000 --latency-secs 2 --wait-samples 100   a quick one
 #   ops/bench.sh --json-only | grep '^BENCH_JSON'     for scripts
-# Needs redis-server on PATH (installed with apt-get when missing and run as root, as ops/test.sh).
+#   ops/bench.sh --redis tls --tasks 5000     end to end on redis:// then rediss:// (a CA it makes)
+#   ops/bench.sh --redis cluster --tasks 6000 per queue on one redis-server then a 3-primary cluster
+# Needs redis-server on PATH (installed with apt-get when missing and run as root, as ops/test.sh);
+# --redis tls also needs openssl, --redis cluster redis-cli.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -14,10 +14,13 @@
 //! - [`services`]: [`spawn_dispatcher`] / [`Dispatcher`], [`spawn_worker`] / [`Worker`], started
 //!   and waited for until `/health` answers, and the task and stream requests tests repeat.
 //! - [`cli`]: the `sy` binary run as a process ([`cli::sy`], [`cli::sy_spawn`]).
+//! - [`tls_files`]: [`tls_files::TlsFiles`], a private CA made with openssl, for TLS nodes.
 //! - [`redis_nodes`]: `redis-server` / `redis-sentinel` children and `redis-cli`, the blocks of
 //!   [`tls_redis`] ([`TlsRedis`]: TLS only, a CA the test makes) and [`sentinel_redis`]
 //!   ([`sentinel_redis::SentinelSet`]: a primary, two replicas, three sentinels) and
-//!   [`cluster_redis`] ([`cluster_redis::ClusterSet`]: three primaries, `redis-cli --cluster create`).
+//!   [`cluster_redis`] ([`cluster_redis::ClusterSet`]: three primaries, with replicas and over TLS if asked,
+//!   `redis-cli --cluster create`).
+//! - [`failover`]: a primary killed while clients submit tasks: seconds refused, tasks lost.
 //! - [`sse`]: an SSE client: parse event streams, read a live one event by event.
 //! - [`raw_http`]: HTTP/1.1 over a bare socket, for bytes no client library sends.
 //! - [`bad_requests`]: a seeded generator of bad requests over every route and field of the API.
@@ -34,6 +37,7 @@ pub mod binaries;
 pub mod cli;
 pub mod cluster_redis;
 pub mod console;
+pub mod failover;
 pub mod process;
 pub mod provider_load;
 pub mod provider_reply;
@@ -47,6 +51,7 @@ pub mod sentinel_redis;
 pub mod services;
 pub mod sse;
 pub mod tenants;
+pub mod tls_files;
 pub mod tls_redis;
 pub mod webdriver;
 

@@ -2,41 +2,28 @@
 //! created with `redis-cli --cluster create`: chat with history (a global session key), a
 //! thousand tool tasks over three queues whose hash tags land on three different primaries,
 //! retries into the dead letters and replay, a SIGKILLed worker's tasks reclaimed; and the
-//! throughput of the same load on one redis-server beside it.
+//! throughput of the same load on one redis-server beside it. With a replica per primary, a
+//! primary SIGKILLed under load hands its slots to its replica and no accepted task is lost;
+//! over TLS, the lifecycle runs between `rediss://` clients and TLS-only nodes.
 
-use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use switchyard_tests::cluster_redis::ClusterSet;
+use serde_json::{Value, json};
+use switchyard_tests::cluster_redis::{ClusterOptions, ClusterSet};
 use switchyard_tests::{
-    Dispatcher, RedisServer, poll_until, spawn_dispatcher, spawn_worker, unique_prefix,
+    Dispatcher, RedisServer, env_pairs, failover, poll_until, spawn_dispatcher, spawn_worker,
+    unique_prefix,
 };
 
 const LONG: Duration = Duration::from_secs(120);
 
-/// Three queue names whose `{queue}` hash tags are served by three different primaries.
-fn queues_on_three_primaries(cluster: &ClusterSet) -> Vec<String> {
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for i in 0..100 {
-        let q = format!("q{i}");
-        if seen.insert(cluster.node_of(&format!("{{{q}}}"))) {
-            out.push(q);
-        }
-        if out.len() == 3 {
-            return out;
-        }
-    }
-    panic!("no three queues on three primaries among q0..q99");
-}
-
-/// Submits 1,000 echo tasks round-robin over the first three `queues` and waits until all
+/// Submits `n` echo tasks round-robin over the first three `queues` and waits until all
 /// succeeded; answers the time taken.
-async fn thousand_tasks(d: &Dispatcher, queues: &[String]) -> Duration {
+async fn tasks_over_three_queues(d: &Dispatcher, queues: &[String], n: usize) -> Duration {
     let began = Instant::now();
     let mut ids = Vec::new();
-    for i in 0..1000 {
+    for i in 0..n {
         let q = &queues[i % 3];
         let body =
             json!({"kind": "tool", "queue": q, "payload": {"tool": "echo", "args": {"i": i}}});
@@ -62,7 +49,7 @@ async fn a_sigkilled_workers_tasks_are_reclaimed_on_the_cluster() {
     let cluster = ClusterSet::start();
     let urls = cluster.urls();
     let prefix = unique_prefix();
-    let queues = queues_on_three_primaries(&cluster);
+    let queues = cluster.queues_on_distinct_primaries(3);
     let list = queues.join(",");
     let d = spawn_dispatcher(
         &urls,
@@ -127,7 +114,7 @@ async fn the_lifecycle_runs_on_a_three_primary_cluster() {
     let cluster = ClusterSet::start();
     let urls = cluster.urls();
     let prefix = unique_prefix();
-    let mut queues = queues_on_three_primaries(&cluster);
+    let mut queues = cluster.queues_on_distinct_primaries(3);
     queues.push("chat".to_owned());
     let list = queues.join(",");
     let env = [("REDIS_MODE", "cluster"), ("QUEUES", list.as_str())];
@@ -138,7 +125,7 @@ async fn the_lifecycle_runs_on_a_three_primary_cluster() {
 
     d.assert_chat_keeps_history().await;
 
-    let took = thousand_tasks(&d, &queues).await;
+    let took = tasks_over_three_queues(&d, &queues, 1000).await;
     report("cluster (3 primaries)", took);
     // The same load on one redis-server in the same run, for the per-queue figure beside it.
     let single = RedisServer::start();
@@ -146,7 +133,10 @@ async fn the_lifecycle_runs_on_a_three_primary_cluster() {
     let d1 = spawn_dispatcher(single.url(), &prefix1, &env[1..]).await;
     let _s1 = spawn_worker(single.url(), &prefix1, "sw1", &wenv[1..]).await;
     let _s2 = spawn_worker(single.url(), &prefix1, "sw2", &wenv[1..]).await;
-    report("single Redis", thousand_tasks(&d1, &queues).await);
+    report(
+        "single Redis",
+        tasks_over_three_queues(&d1, &queues, 1000).await,
+    );
 
     let dead = d
         .submit(
@@ -175,4 +165,76 @@ async fn the_lifecycle_runs_on_a_three_primary_cluster() {
     .await;
     let (s, v) = d.request("GET", "/api/queues", None).await;
     assert_eq!(s, 200, "the sampler reads every queue: {v}");
+}
+
+fn echo(i: u64) -> Value {
+    json!({"kind": "tool", "queue": "tool", "payload": {"tool": "echo", "args": {"i": i}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_primary_killed_under_load_hands_its_slots_to_its_replica() {
+    let opts = ClusterOptions {
+        replicas: 1,
+        tls: false,
+    };
+    let cluster = ClusterSet::start_with(opts, &[]);
+    let urls = cluster.urls();
+    let prefix = unique_prefix();
+    let env = [
+        ("REDIS_MODE", "cluster"),
+        ("QUEUES", "tool"),
+        ("WORKER_QUEUES", "tool"),
+    ];
+    let d = Arc::new(spawn_dispatcher(&urls, &prefix, &env).await);
+    let w = spawn_worker(&urls, &prefix, "cf-w1", &env).await;
+    let run = failover::under_load(&d, echo, || {
+        let old = cluster.node_of("{tool}");
+        cluster.kill(old);
+        let killed_at = Instant::now();
+        let new = cluster.wait_promoted("{tool}", old, Duration::from_secs(60));
+        println!("primary {old} of {{tool}} SIGKILLed; its replica {new} serves the slot");
+        killed_at
+    })
+    .await;
+    run.print("cluster, a queue's primary SIGKILLed");
+    assert!(
+        w.proc.is_running() && d.proc.is_running(),
+        "no process restarted"
+    );
+    assert_eq!(run.lost, 0, "every accepted task ends succeeded");
+    assert!(
+        run.after_promotion < Duration::from_secs(10),
+        "the API accepts within 10 s of the promotion: {:?}",
+        run.after_promotion
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_lifecycle_runs_on_a_tls_cluster() {
+    let opts = ClusterOptions {
+        replicas: 0,
+        tls: true,
+    };
+    let cluster = ClusterSet::start_with(opts, &[]);
+    let urls = cluster.urls();
+    assert!(urls.starts_with("rediss://"), "{urls}");
+    let prefix = unique_prefix();
+    let mut queues = cluster.queues_on_distinct_primaries(3);
+    queues.push("chat".to_owned());
+    let list = queues.join(",");
+    let tls = cluster.client_env();
+    let mut env = vec![
+        ("REDIS_MODE", "cluster"),
+        ("QUEUES", list.as_str()),
+        ("WORKER_QUEUES", list.as_str()),
+    ];
+    env.extend(env_pairs(&tls));
+    let d = spawn_dispatcher(&urls, &prefix, &env).await;
+    let _w = spawn_worker(&urls, &prefix, "tls-cw1", &env).await;
+
+    d.assert_chat_keeps_history().await;
+    let took = tasks_over_three_queues(&d, &queues, 300).await;
+    println!("TLS cluster: 300 tool tasks over 3 queues in {took:?}");
+    let (s, v) = d.request("GET", "/api/queues", None).await;
+    assert_eq!(s, 200, "the sampler reads every queue over TLS: {v}");
 }

@@ -3,9 +3,11 @@
 //! so under load one script call commits many results.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use switchyard_shared::clock;
+use switchyard_shared::connect::Conn;
 use switchyard_shared::retry::while_unavailable;
 use switchyard_shared::scripts::{self, CompleteStatus, Completed, Completion};
 use switchyard_shared::store::{self, StoreError};
@@ -87,17 +89,44 @@ impl Completer {
         completions: &[Completion],
     ) -> Result<Vec<Completed>, StoreError> {
         let ctx = &self.ctx;
+        let tried = AtomicBool::new(false);
         while_unavailable("complete", &self.give_up, || async {
             let mut con = ctx.pool.pinned().await?;
             let now = clock::now_rfc3339();
-            let done =
+            let redone = tried.swap(true, Ordering::Relaxed);
+            let mut done =
                 scripts::complete(&mut *con, &ctx.batch_call(queue, &now), completions).await?;
+            if redone {
+                self.own_earlier_commits(&mut con, queue, completions, &mut done)
+                    .await?;
+            }
             // REDIS_WAIT_REPLICAS: done only once replicas have it. A broken socket redoes the
-            // call (its fencing answers for entries the first call already acked).
+            // call (after a failover the first call's writes may be gone).
             store::wait_replicated(&mut *con, &ctx.redis, &self.give_up).await?;
             Ok(done)
         })
         .await
+    }
+
+    /// On a redone call, a fenced answer may be this worker's own first call, whose reply or
+    /// `WAIT` was lost: such a task is recorded as its success and answered `Succeeded`.
+    async fn own_earlier_commits(
+        &self,
+        con: &mut Conn,
+        queue: &str,
+        completions: &[Completion],
+        done: &mut [Completed],
+    ) -> Result<(), StoreError> {
+        let ctx = &self.ctx;
+        for (c, d) in completions.iter().zip(done.iter_mut()) {
+            if d.status == CompleteStatus::Fenced
+                && scripts::recorded_as_own(&mut *con, &ctx.keys, queue, &ctx.id, c).await?
+            {
+                tracing::info!(task_id = %c.id, queue, "redone completion found its own earlier commit");
+                d.status = CompleteStatus::Succeeded;
+            }
+        }
+        Ok(())
     }
 }
 

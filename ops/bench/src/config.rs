@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::BenchError;
+use crate::topology::Topology;
 
 /// Default `--tasks`: tasks of the ceiling and end-to-end phases.
 pub const DEFAULT_TASKS: u64 = 100_000;
@@ -68,6 +69,11 @@ usage: bench [FLAGS]     (each flag also reads SY_BENCH_<NAME>, e.g. SY_BENCH_TA
   --held-secs S       each measuring window of the held phase          (default 10)
   --kill-tasks K      running tasks of the worker SIGKILLed (kill phase) (default 1000)
   --rss-tasks R       concurrency of the worker whose RSS per task is measured (default 5000)
+  --redis MODE        plain (default): the phases above. tls or cluster: only the end-to-end
+                      load (--tasks, --batch, --clients/4 producers) on the bench's redis-server,
+                      then on a TLS-only redis-server (rediss://, a CA made for the run; with
+                      --wait-samples round trips) or a 3-primary cluster (REDIS_MODE=cluster, 3
+                      queues on 3 primaries), side by side; prints BENCH_TOPOLOGY_JSON
   --held-only         run only the held, kill and RSS phases (issue 19)
   --no-held           skip them
   --json-only         print only the BENCH_JSON line on stdout
@@ -118,6 +124,8 @@ pub struct Config {
     pub rss_tasks: u64,
     /// Which phases run.
     pub phases: Phases,
+    /// `--redis`: the ordinary phases, or a TLS / cluster comparison.
+    pub redis: Topology,
 }
 
 /// Which phases a run includes.
@@ -153,6 +161,7 @@ impl Default for Config {
             kill_tasks: DEFAULT_KILL_TASKS,
             rss_tasks: DEFAULT_RSS_TASKS,
             phases: Phases::All,
+            redis: Topology::Plain,
         }
     }
 }
@@ -184,6 +193,7 @@ const VALUE_FLAGS: &[&str] = &[
     "held-secs",
     "kill-tasks",
     "rss-tasks",
+    "redis",
 ];
 /// Switches (no value); the environment fallback is `1`/`true`.
 const SWITCHES: &[&str] = &["no-drain", "json-only", "held-only", "no-held"];
@@ -279,6 +289,7 @@ fn apply(cfg: &mut Config, flag: &str, v: &str) -> Result<(), String> {
         "held-secs" => cfg.held_secs = positive(v)?,
         "kill-tasks" => cfg.kill_tasks = positive(v)?,
         "rss-tasks" => cfg.rss_tasks = positive(v)?,
+        "redis" => cfg.redis = Topology::parse(v)?,
         _ => cfg.timeout = Duration::from_secs(positive(v)?),
     }
     Ok(())
@@ -350,6 +361,7 @@ mod tests {
             (vec!["--frobnicate"], "--frobnicate"),
             (vec!["stray"], "stray"),
             (vec!["--rate", "-1"], "--rate"),
+            (vec!["--redis", "sentinel"], "--redis"),
             (
                 vec!["--stream-node-max-entries", "0"],
                 "--stream-node-max-entries",

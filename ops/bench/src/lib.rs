@@ -25,6 +25,8 @@
 //!   RSS per running task.
 //! - [`info`]: `INFO` text → typed structs; [`efficiency`]: Redis cost per task from two of them.
 //! - [`percentile`]: latency samples → p50/p95/p99/max.
+//! - [`topology`]: `--redis tls|cluster`, the end-to-end load on the plain redis-server and on
+//!   a TLS one or a cluster in the same run; [`topology_load`]: that load, clocked per queue.
 //! - [`report`]: every figure, targets, failures, the `BENCH_JSON` line; [`table`]: the table.
 //! - here: [`run`], the phases in order, each with its deadline, each raced against the exit
 //!   of a child it needs.
@@ -48,6 +50,8 @@ pub mod services;
 pub mod stream_load;
 pub mod streaming;
 pub mod table;
+pub mod topology;
+pub mod topology_load;
 pub mod v1_load;
 pub mod wait;
 

@@ -21,6 +21,9 @@ fn main() -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
+    if cfg.redis != switchyard_bench::topology::Topology::Plain {
+        return topology(&runtime, &cfg);
+    }
     let outcome = runtime.block_on(async {
         // A backstop over the phases' own deadlines, which normally end the run first.
         let hard = cfg.timeout + std::time::Duration::from_secs(60);
@@ -35,15 +38,42 @@ fn main() -> anyhow::Result<ExitCode> {
     });
     drop(runtime);
     let report = outcome.context("benchmark aborted")?;
-    if !cfg.json_only {
-        println!("{}", report.table());
+    Ok(print(
+        cfg.json_only,
+        || report.table(),
+        &report.json_line(),
+        report.ok,
+    ))
+}
+
+/// `--redis tls|cluster`: the comparison, its table and its JSON line.
+fn topology(runtime: &tokio::runtime::Runtime, cfg: &config::Config) -> anyhow::Result<ExitCode> {
+    let report = runtime.block_on(async {
+        tokio::select! {
+            r = switchyard_bench::topology::run(cfg) => r.map_err(anyhow::Error::from),
+            s = stop_signal() => Err(anyhow::anyhow!("stopped by {s}")),
+        }
+    });
+    let report = report.context("benchmark aborted")?;
+    Ok(print(
+        cfg.json_only,
+        || report.table(),
+        &report.json_line(),
+        report.ok,
+    ))
+}
+
+/// Prints the table (unless `json_only`) and the JSON line; the exit code says `ok`.
+fn print(json_only: bool, table: impl FnOnce() -> String, json: &str, ok: bool) -> ExitCode {
+    if !json_only {
+        println!("{}", table());
     }
-    println!("{}", report.json_line());
-    Ok(if report.ok {
+    println!("{json}");
+    if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM with the signal's name.

@@ -27,6 +27,8 @@ pub struct Launcher<'a> {
     log_level: String,
     secret: String,
     health: reqwest::Client,
+    /// Variables every child gets on top of (or instead of) its own: `REDIS_MODE`, TLS files.
+    extra_env: Vec<(String, String)>,
 }
 
 /// A dispatcher answering on a loopback port.
@@ -79,7 +81,14 @@ impl<'a> Launcher<'a> {
                 .no_proxy()
                 .timeout(Duration::from_secs(2))
                 .build()?,
+            extra_env: Vec::new(),
         })
+    }
+
+    /// This launcher with `env` added to (or overriding) every child's variables.
+    pub fn with_env(mut self, env: Vec<(String, String)>) -> Self {
+        self.extra_env = env;
+        self
     }
 
     /// The bearer token every dispatcher of this run requires.
@@ -154,6 +163,8 @@ impl<'a> Launcher<'a> {
         let launch = || {
             let port = free_port()?;
             let mut env = env.clone();
+            env.retain(|(k, _)| !self.extra_env.iter().any(|(e, _)| e == k));
+            env.extend(self.extra_env.iter().cloned());
             env.push((port_var.to_owned(), port_value(port)));
             let proc = self.dir.spawn(bin, &program).envs(env).start()?;
             Ok((proc, format!("http://127.0.0.1:{port}/health"), port))

@@ -9,8 +9,10 @@ use redis::aio::ConnectionLike;
 use serde::Deserialize;
 
 use super::BatchCall;
+use crate::keys::Keys;
 use crate::record::QueuedTask;
 use crate::store::StoreError;
+use crate::task::TaskState;
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("complete.lua")));
 
@@ -94,4 +96,25 @@ pub async fn complete<C: ConnectionLike>(
             },
         })
         .collect())
+}
+
+/// Whether `c` is already recorded as `consumer`'s own success: the task's finished record says
+/// `succeeded`, by `consumer`, in this attempt started at this time. A completion redone because
+/// the connection broke after its first call (during the script's reply or the `WAIT` after it)
+/// finds its entry acked by that first call and is answered fenced; this tells its own earlier
+/// commit apart from an entry another worker took.
+pub async fn recorded_as_own<C: ConnectionLike>(
+    con: &mut C,
+    keys: &Keys,
+    queue: &str,
+    consumer: &str,
+    c: &Completion,
+) -> Result<bool, StoreError> {
+    let Some(t) = super::lookup(con, keys, queue, &c.id).await? else {
+        return Ok(false);
+    };
+    Ok(t.state == TaskState::Succeeded
+        && t.worker.as_deref() == Some(consumer)
+        && t.attempts == c.attempts
+        && t.started_at.as_deref() == Some(c.started_at.as_str()))
 }

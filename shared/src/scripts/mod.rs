@@ -40,7 +40,7 @@ pub mod session_append;
 pub mod start;
 
 pub use cancel::{CancelReply, CancelStatus, cancel};
-pub use complete::{CompleteStatus, Completed, Completion, complete};
+pub use complete::{CompleteStatus, Completed, Completion, complete, recorded_as_own};
 pub use delete_dead::{DeleteReply, DeleteStatus, delete_dead};
 pub use enqueue::{EnqueueReply, EnqueueStatus, NewRecord, enqueue, enqueue_many};
 pub use extend::extend;

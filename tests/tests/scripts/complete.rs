@@ -141,3 +141,62 @@ async fn completion_by_a_consumer_that_lost_the_entry_is_fenced_and_writes_nothi
     env.assert_stats(&[("fenced", 2), ("running", 0), ("succeeded", 1)])
         .await;
 }
+
+/// A completion redone after its connection broke (the first call's reply or its `WAIT` lost)
+/// is answered fenced; `recorded_as_own` tells that apart from a task another worker took.
+#[tokio::test]
+async fn a_redone_completion_recognises_its_own_earlier_commit() {
+    let (mut env, d) = Env::with_running("w1", 3).await;
+    let run = env.run_of(&d);
+    let c = Completion {
+        entry: d.entry.clone(),
+        id: d.id.clone(),
+        result: r#"{"output":1}"#.to_owned(),
+        attempts: run.attempts,
+        started_at: run.started_at.clone(),
+        record: run.record.clone(),
+    };
+    let (con, call) = env.batch_call("w1", LATER);
+    let keys = call.keys.clone();
+    let first = scripts::complete(&mut *con, &call, std::slice::from_ref(&c)).await;
+    assert_eq!(
+        first.expect("complete")[0].status,
+        CompleteStatus::Succeeded
+    );
+    let again = scripts::complete(&mut *con, &call, std::slice::from_ref(&c)).await;
+    assert_eq!(again.expect("complete")[0].status, CompleteStatus::Fenced);
+
+    let later_attempt = Completion {
+        attempts: c.attempts + 1,
+        ..c.clone()
+    };
+    for (consumer, c, want, what) in [
+        ("w1", &c, true, "its own success"),
+        ("w2", &c, false, "another worker's"),
+        ("w1", &later_attempt, false, "another attempt's"),
+    ] {
+        let own = scripts::recorded_as_own(&mut *con, &keys, crate::env::QUEUE, consumer, c).await;
+        assert_eq!(own.expect("lookup"), want, "{what}");
+    }
+}
+
+/// A task another worker took (its entry claimed away) is fenced and not recognised as own.
+#[tokio::test]
+async fn a_completion_fenced_by_another_worker_is_not_taken_for_its_own() {
+    let (mut env, d) = Env::with_running("w1", 3).await;
+    env.xclaim("w2", &d.entry).await;
+    assert_eq!(env.complete("w1", &d, "{}").await, CompleteStatus::Fenced);
+    let run = env.run_of(&d);
+    let c = Completion {
+        entry: d.entry.clone(),
+        id: d.id.clone(),
+        result: "{}".to_owned(),
+        attempts: run.attempts,
+        started_at: run.started_at,
+        record: run.record,
+    };
+    let (con, call) = env.batch_call("w1", LATER);
+    let keys = call.keys.clone();
+    let own = scripts::recorded_as_own(&mut *con, &keys, crate::env::QUEUE, "w1", &c).await;
+    assert!(!own.expect("lookup"), "the task is still running elsewhere");
+}
