@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::routes::ModelRoutes;
 use super::{ConfigError, check_queues, invalid, millis, parse, seconds, split_list};
+use crate::lane::Priority;
 
 /// Default `DISPATCHER_ADDR`.
 pub const DEFAULT_DISPATCHER_ADDR: &str = "0.0.0.0:3000";
@@ -77,6 +78,10 @@ pub struct DispatcherConfig {
     /// revoked it). 0 asks Redis on every request; at most 60 000.
     #[serde(rename = "tenant_cache_ms", with = "millis")]
     pub tenant_cache: Duration,
+    /// `CHAT_PRIORITY`: the priority of `/api/chat` and `/v1` tasks (`high`, `normal`, `low`).
+    pub chat_priority: String,
+    /// `TASK_PRIORITY`: the priority of `/api/tasks` tasks that name none.
+    pub task_priority: String,
 }
 
 impl Default for DispatcherConfig {
@@ -96,6 +101,8 @@ impl Default for DispatcherConfig {
             stream_buffer: DEFAULT_STREAM_BUFFER,
             model_routes: ModelRoutes::default(),
             tenant_cache: Duration::from_millis(DEFAULT_TENANT_CACHE_MS),
+            chat_priority: Priority::High.as_str().to_owned(),
+            task_priority: Priority::Normal.as_str().to_owned(),
         }
     }
 }
@@ -121,11 +128,23 @@ impl std::fmt::Debug for DispatcherConfig {
             .field("stream_buffer", &self.stream_buffer)
             .field("model_routes", &self.model_routes)
             .field("tenant_cache", &self.tenant_cache)
+            .field("chat_priority", &self.chat_priority)
+            .field("task_priority", &self.task_priority)
             .finish()
     }
 }
 
 impl DispatcherConfig {
+    /// `CHAT_PRIORITY`, checked at start.
+    pub fn chat_priority(&self) -> Priority {
+        Priority::parse(&self.chat_priority).unwrap_or(Priority::High)
+    }
+
+    /// `TASK_PRIORITY`, checked at start.
+    pub fn task_priority(&self) -> Priority {
+        Priority::parse(&self.task_priority).unwrap_or(Priority::Normal)
+    }
+
     /// Reads the dispatcher's variables from `vars`.
     pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
         let c: Self = parse(vars)?;
@@ -161,6 +180,14 @@ impl DispatcherConfig {
                 "TENANT_CACHE_MS",
                 &format!("must be at most {MAX_TENANT_CACHE_MS}"),
             ));
+        }
+        for (var, value) in [
+            ("CHAT_PRIORITY", &c.chat_priority),
+            ("TASK_PRIORITY", &c.task_priority),
+        ] {
+            if Priority::parse(value).is_none() {
+                return Err(invalid(var, "must be high, normal or low"));
+            }
         }
         if c.root_node_secret.as_deref().is_some_and(str::is_empty) {
             return Err(invalid(

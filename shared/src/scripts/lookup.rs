@@ -33,7 +33,7 @@ pub async fn lookup<C: ConnectionLike>(
 ) -> Result<Option<Task>, StoreError> {
     let (hash, entry, fields, pending): Reply = SCRIPT
         .key(keys.task(queue, id))
-        .key(keys.stream(queue))
+        .key(keys.stream(task::source_of(id).unwrap_or(queue)))
         .arg(task::entry_of(id).unwrap_or(""))
         .invoke_async(con)
         .await?;
