@@ -16,7 +16,12 @@
 //! to COUNT entries from each, so a tenant with 100,000 waiting entries gets one turn per read
 //! like a tenant with one. Which priority a read serves follows [`SCHEDULE`].
 
+use redis::aio::ConnectionLike;
+use redis::{RedisResult, Value};
 use serde::{Deserialize, Serialize};
+
+use crate::keys::Keys;
+use crate::store::StoreError;
 
 /// A task's priority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -143,6 +148,55 @@ pub fn is_valid_lane(lane: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// Appends one `SADD` of the lanes set per distinct lane among `sources` (not for a queue's own
+/// stream) to `pipe`, which must already hold the writes to those lanes: a lane is added after
+/// its entry, so `lanes.lua` never removes a lane that holds one. Answers each lane's queue
+/// and its reply's place in the pipeline.
+pub(crate) fn add_to_sets<'s>(
+    pipe: &mut redis::Pipeline,
+    keys: &Keys,
+    sources: impl Iterator<Item = &'s str>,
+) -> Vec<(String, usize)> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for source in sources {
+        let (queue, Some(l)) = split(source) else {
+            continue;
+        };
+        if seen.contains(&source) {
+            continue;
+        }
+        seen.push(source);
+        out.push((queue.to_owned(), pipe.len()));
+        pipe.cmd("SADD").arg(keys.lanes(queue)).arg(l);
+    }
+    out
+}
+
+/// Tells the workers (on the paused-queues channel, which makes them re-read the lanes sets and
+/// end a read over an outdated set) of each queue whose lanes set just gained a lane: those of
+/// `lanes` ([`add_to_sets`]) whose `SADD` answered 1 in `replies`.
+pub(crate) async fn announce_new<C: ConnectionLike>(
+    con: &mut C,
+    keys: &Keys,
+    lanes: &[(String, usize)],
+    replies: &[RedisResult<Value>],
+) -> Result<(), StoreError> {
+    let mut pipe = redis::pipe();
+    for (queue, at) in lanes {
+        if matches!(replies.get(*at), Some(Ok(Value::Int(1)))) {
+            pipe.cmd("PUBLISH")
+                .arg(keys.paused_channel())
+                .arg(queue)
+                .ignore();
+        }
+    }
+    if !pipe.is_empty() {
+        pipe.query_async::<()>(con).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

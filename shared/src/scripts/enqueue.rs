@@ -232,9 +232,9 @@ async fn send<C: ConnectionLike>(
         }
         answer_at.push(from..from + g.answers());
     }
-    let lanes = add_lanes(&mut pipe, keys, groups);
+    let lanes = lane::add_to_sets(&mut pipe, keys, groups.iter().map(|g| g.source.as_str()));
     let replies: Vec<RedisResult<Value>> = pipe.query_async(con).await?;
-    announce_new_lanes(con, keys, &lanes, &replies).await?;
+    lane::announce_new(con, keys, &lanes, &replies).await?;
     Ok(answer_at
         .into_iter()
         .map(|at| replies.get(at).map(<[_]>::to_vec))
@@ -297,52 +297,6 @@ impl Group<'_> {
             }
         }
     }
-}
-
-/// Appends one `SADD` of the lanes set per lane among `groups` (not for a queue's own stream)
-/// to `pipe`, after the writes. Answers each lane's queue and its reply's place in the pipeline.
-fn add_lanes(
-    pipe: &mut redis::Pipeline,
-    keys: &Keys,
-    groups: &[&Group<'_>],
-) -> Vec<(String, usize)> {
-    let mut out: Vec<(String, usize)> = Vec::new();
-    let mut seen: Vec<&str> = Vec::new();
-    for g in groups {
-        let (queue, Some(l)) = lane::split(&g.source) else {
-            continue;
-        };
-        if seen.contains(&g.source.as_str()) {
-            continue;
-        }
-        seen.push(&g.source);
-        out.push((queue.to_owned(), pipe.len()));
-        pipe.cmd("SADD").arg(keys.lanes(queue)).arg(l);
-    }
-    out
-}
-
-/// Tells the workers (on the paused-queues channel, which makes them re-read the lanes sets
-/// and end a read over an outdated set) of each queue whose lanes set just gained a lane.
-async fn announce_new_lanes<C: ConnectionLike>(
-    con: &mut C,
-    keys: &Keys,
-    lanes: &[(String, usize)],
-    replies: &[RedisResult<Value>],
-) -> Result<(), StoreError> {
-    let mut pipe = redis::pipe();
-    for (queue, at) in lanes {
-        if matches!(replies.get(*at), Some(Ok(Value::Int(1)))) {
-            pipe.cmd("PUBLISH")
-                .arg(keys.paused_channel())
-                .arg(queue)
-                .ignore();
-        }
-    }
-    if !pipe.is_empty() {
-        pipe.query_async::<()>(con).await?;
-    }
-    Ok(())
 }
 
 /// One `enqueue.lua` call for `recs`, which all belong to the lane `source`.
