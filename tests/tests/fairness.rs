@@ -115,6 +115,11 @@ impl Fleet {
         .await
     }
 
+    /// A tenant with the `submit` scope and no quota: its id and key.
+    async fn tenant_with_id(&self, name: &str) -> (String, String) {
+        create_tenant(&self.d, json!({"name": name, "scopes": ["submit"]})).await
+    }
+
     /// A tenant with the `submit` scope and no quota: its key.
     async fn tenant(&self, name: &str) -> String {
         create_tenant(&self.d, json!({"name": name, "scopes": ["submit"]}))
@@ -289,4 +294,81 @@ async fn a_bad_priority_is_refused_and_queue_views_show_each_tenants_backlog() {
     let (_, all) = f.d.request("GET", "/api/queues/tool", None).await;
     assert_eq!(all["waiting"], json!(5), "{all}");
     assert_eq!(all["lanes"].as_array().map(Vec::len), Some(2), "{all}");
+}
+
+/// A tenant's `low` and `high` tasks (lanes) go through every path a task of the queue's own
+/// stream does: a delay and its promotion, retries and dead-lettering, a replay of the dead
+/// letter, a cancel while running.
+#[tokio::test(flavor = "multi_thread")]
+async fn lane_tasks_are_delayed_retried_dead_lettered_replayed_and_cancelled() {
+    let mut f = Fleet::new().await;
+    let (a_id, a) = f.tenant_with_id("a").await;
+    f.start_workers(1).await;
+    let send = |body: Value| {
+        let (d, a) = (&f.d, a.clone());
+        async move {
+            let r = call(d, &a, "POST", "/api/tasks", Some(body)).await;
+            assert_eq!(r.status, 202, "{}", r.text());
+            r.json()["id"].as_str().expect("an id").to_owned()
+        }
+    };
+    let delayed = send(json!({"kind": "tool", "priority": "low", "delay_ms": 200,
+                              "payload": {"tool": "echo", "args": {"x": 1}}}))
+    .await;
+    assert!(delayed.starts_with("tool.l.tn-"), "{delayed}");
+    let failing = send(
+        json!({"kind": "tool", "priority": "high", "max_attempts": 2,
+                              "payload": {"tool": "fail", "args": {"message": "boom"}}}),
+    )
+    .await;
+    let long =
+        send(json!({"kind": "tool", "payload": {"tool": "sleep", "args": {"ms": 30000}}})).await;
+    let within = Duration::from_secs(30);
+    let task = |id: String| {
+        let (d, a) = (&f.d, a.clone());
+        async move {
+            call(d, &a, "GET", &format!("/api/tasks/{id}"), None)
+                .await
+                .json()
+        }
+    };
+    let wait = |id: String, state: &'static str| {
+        let task = &task;
+        async move {
+            poll_until(&format!("{id} {state}"), within, || async {
+                let t = task(id.clone()).await;
+                (t["state"] == state).then_some(t)
+            })
+            .await
+        }
+    };
+    assert_eq!(
+        wait(delayed.clone(), "succeeded").await["tenant"],
+        json!(a_id)
+    );
+    assert_eq!(wait(failing.clone(), "dead").await["attempts"], json!(2));
+    let r = call(
+        &f.d,
+        &a,
+        "POST",
+        &format!("/api/dead/{failing}/retry"),
+        None,
+    )
+    .await;
+    assert!(r.status < 300, "{}", r.text());
+    poll_until("the replayed task dead again", within, || async {
+        let t = task(failing.clone()).await;
+        (t["state"] == "dead" && t["attempts"] == json!(2)).then_some(())
+    })
+    .await;
+    wait(long.clone(), "running").await;
+    let r = call(&f.d, &a, "DELETE", &format!("/api/tasks/{long}"), None).await;
+    assert!(r.status < 300, "{}", r.text());
+    wait(long, "cancelled").await;
+    let (_, q) = f.d.request("GET", "/api/queues/tool", None).await;
+    assert_eq!(
+        (q["waiting"].clone(), q["pending"].clone()),
+        (json!(0), json!(0)),
+        "{q}"
+    );
 }
