@@ -3,6 +3,11 @@
 //! sizes, and the per-state counters the scripts keep. Waiting = length − pending, exact even
 //! when Redis cannot tell the lag; the current `queued` and `running` counts are derived from
 //! those ([`derive_current`]), not counted.
+//!
+//! A queue's lanes ([`switchyard_shared::lane`]) are read too (its lanes set first, then per
+//! lane one `XLEN` and one `XPENDING` summary in the same pipeline as the rest): `depth`,
+//! `pending` and `waiting` are totals over the queue's own stream and its lanes, and `lanes`
+//! lists each one's backlog with its priority and tenant.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +15,7 @@ use redis::streams::{StreamInfoGroupsReply, StreamPendingReply};
 use serde::Serialize;
 use switchyard_shared::clock;
 use switchyard_shared::keys::{GROUP, Keys};
+use switchyard_shared::lane::{self, Priority};
 use switchyard_shared::store::{self, StoreError};
 use switchyard_shared::task::TaskState;
 
@@ -37,6 +43,35 @@ pub struct QueueStats {
     /// Counters per state: queued/running/retrying are current counts; the terminal states and
     /// the event counters (enqueued, retries, fenced, …) count since the queue was created.
     pub counts: BTreeMap<String, i64>,
+    /// The backlog of each lane: the queue's own stream (the admin key's `normal` tasks) first.
+    pub lanes: Vec<LaneStats>,
+}
+
+/// One lane's backlog.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LaneStats {
+    /// `high`, `normal` or `low`.
+    pub priority: Priority,
+    /// The tenant whose tasks wait here; `null` for the admin key's.
+    pub tenant: Option<String>,
+    /// Entries not yet delivered.
+    pub waiting: u64,
+    /// Entries delivered and not finished (running).
+    pub running: u64,
+}
+
+impl LaneStats {
+    fn of(lane: Option<&str>, depth: u64, pending: u64) -> Self {
+        let tenant = lane
+            .and_then(|l| l.split_once('.'))
+            .map(|(_, t)| t.to_owned());
+        Self {
+            priority: lane::priority_of(&lane::source("q", lane)),
+            tenant,
+            waiting: depth.saturating_sub(pending),
+            running: pending,
+        }
+    }
 }
 
 type Row = (
@@ -66,13 +101,36 @@ pub async fn sample<C: redis::aio::ConnectionLike>(
     }
 }
 
+/// The lanes of each of `queues` (sorted), from their lanes sets; a malformed member is left
+/// out.
+async fn read_lanes<C: redis::aio::ConnectionLike>(
+    con: &mut C,
+    keys: &Keys,
+    queues: &[String],
+) -> Result<Vec<Vec<String>>, StoreError> {
+    let mut pipe = redis::pipe();
+    for q in queues {
+        pipe.cmd("SMEMBERS").arg(keys.lanes(q));
+    }
+    let sets: Vec<Vec<String>> = pipe.query_async(con).await?;
+    Ok(sets
+        .into_iter()
+        .map(|mut l| {
+            l.retain(|x| lane::is_valid_lane(x));
+            l.sort();
+            l
+        })
+        .collect())
+}
+
 async fn read<C: redis::aio::ConnectionLike>(
     con: &mut C,
     keys: &Keys,
     queues: &[String],
 ) -> Result<Vec<QueueStats>, StoreError> {
+    let lanes = read_lanes(con, keys, queues).await?;
     let mut pipe = redis::pipe();
-    for q in queues {
+    for (q, ls) in queues.iter().zip(&lanes) {
         let stream = keys.stream(q);
         pipe.cmd("XLEN").arg(&stream);
         pipe.cmd("XINFO").arg("GROUPS").arg(&stream);
@@ -80,44 +138,96 @@ async fn read<C: redis::aio::ConnectionLike>(
         pipe.cmd("ZCARD").arg(keys.delayed(q));
         pipe.cmd("XLEN").arg(keys.dead(q));
         pipe.cmd("HGETALL").arg(keys.stats(q));
+        for l in ls {
+            let stream = keys.stream(&lane::source(q, Some(l)));
+            pipe.cmd("XLEN").arg(&stream);
+            // A lane's group may not exist yet (no worker saw the lane): an error reads as 0.
+            pipe.cmd("XPENDING").arg(&stream).arg(GROUP);
+        }
     }
-    let rows: Vec<Row> = pipe.query_async(con).await?;
+    pipe.ignore_errors();
+    let replies: Vec<redis::RedisResult<redis::Value>> = pipe.query_async(con).await?;
+    let mut replies = replies.into_iter();
     let now = clock::now_ms();
-    Ok(queues
+    let mut out = Vec::with_capacity(queues.len());
+    for (q, ls) in queues.iter().zip(&lanes) {
+        let row: Vec<redis::Value> = replies
+            .by_ref()
+            .take(6)
+            .collect::<redis::RedisResult<_>>()?;
+        let row: Row =
+            redis::from_redis_value(redis::Value::Array(row)).map_err(redis::RedisError::from)?;
+        let mut stats = queue_stats(q, row, now);
+        for l in ls {
+            let depth: u64 = replies
+                .next()
+                .and_then(|r| r.ok())
+                .and_then(|v| redis::from_redis_value(v).ok())
+                .unwrap_or(0);
+            let summary = replies
+                .next()
+                .and_then(|r| r.ok())
+                .and_then(|v| redis::from_redis_value::<StreamPendingReply>(v).ok());
+            let (pending, oldest) = match summary {
+                Some(StreamPendingReply::Data(d)) => (d.count as u64, entry_ms(&d.start_id)),
+                _ => (0, None),
+            };
+            stats.add_lane(LaneStats::of(Some(l), depth, pending), oldest, now);
+        }
+        out.push(stats);
+    }
+    Ok(out)
+}
+
+impl QueueStats {
+    /// Adds a lane's numbers to the totals (its oldest pending entry enqueued at `oldest` ms).
+    fn add_lane(&mut self, l: LaneStats, oldest: Option<u64>, now: u64) {
+        self.depth += l.waiting + l.running;
+        self.pending += l.running;
+        self.waiting += l.waiting;
+        if let Some(t) = oldest {
+            self.oldest_pending_ms = self.oldest_pending_ms.max(now.saturating_sub(t));
+        }
+        let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for (state, n) in [
+            (TaskState::Running, l.running),
+            (TaskState::Queued, l.waiting),
+        ] {
+            *self.counts.entry(state.as_str().to_owned()).or_insert(0) += as_i64(n);
+        }
+        self.lanes.push(l);
+    }
+}
+
+/// The numbers of queue `q`'s own stream and its other keys.
+fn queue_stats(q: &str, row: Row, now: u64) -> QueueStats {
+    let (depth, groups, pending_summary, delayed, dead, raw) = row;
+    let group = groups.groups.into_iter().find(|g| g.name == GROUP);
+    let pending = group.as_ref().map_or(0, |g| g.pending as u64);
+    let oldest_pending_ms = match pending_summary {
+        StreamPendingReply::Data(d) => entry_ms(&d.start_id).map_or(0, |t| now.saturating_sub(t)),
+        _ => 0,
+    };
+    let mut counts: BTreeMap<String, i64> = TaskState::ALL
         .iter()
-        .zip(rows)
-        .map(
-            |(q, (depth, groups, pending_summary, delayed, dead, raw))| {
-                let group = groups.groups.into_iter().find(|g| g.name == GROUP);
-                let pending = group.as_ref().map_or(0, |g| g.pending as u64);
-                let oldest_pending_ms = match pending_summary {
-                    StreamPendingReply::Data(d) => {
-                        entry_ms(&d.start_id).map_or(0, |t| now.saturating_sub(t))
-                    }
-                    _ => 0,
-                };
-                let mut counts: BTreeMap<String, i64> = TaskState::ALL
-                    .iter()
-                    .map(|s| (s.as_str().to_owned(), 0))
-                    .collect();
-                counts.extend(raw);
-                let waiting = depth.saturating_sub(pending);
-                derive_current(&mut counts, waiting, pending, delayed);
-                QueueStats {
-                    queue: q.clone(),
-                    depth,
-                    pending,
-                    waiting,
-                    lag: group.as_ref().and_then(|g| g.lag.map(|l| l as u64)),
-                    consumers: group.map_or(0, |g| g.consumers as u64),
-                    oldest_pending_ms,
-                    delayed,
-                    dead,
-                    counts,
-                }
-            },
-        )
-        .collect())
+        .map(|s| (s.as_str().to_owned(), 0))
+        .collect();
+    counts.extend(raw);
+    let waiting = depth.saturating_sub(pending);
+    derive_current(&mut counts, waiting, pending, delayed);
+    QueueStats {
+        queue: q.to_owned(),
+        depth,
+        pending,
+        waiting,
+        lag: group.as_ref().and_then(|g| g.lag.map(|l| l as u64)),
+        consumers: group.map_or(0, |g| g.consumers as u64),
+        oldest_pending_ms,
+        delayed,
+        dead,
+        counts,
+        lanes: vec![LaneStats::of(None, depth, pending)],
+    }
 }
 
 /// Sets the current `queued` and `running` counts from the stream and the group instead of

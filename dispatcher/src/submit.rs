@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 use switchyard_shared::clock;
+use switchyard_shared::lane::{self, Priority};
 use switchyard_shared::record::QueuedTask;
 use switchyard_shared::scripts::{self, EnqueueStatus, NewRecord};
 use switchyard_shared::store::{self, StoreError};
@@ -43,6 +44,9 @@ pub struct NewTask {
     /// `POST /api/tasks?wait_ms=`: cancel the task if the client goes away before the answer.
     #[serde(default)]
     pub cancel_on_disconnect: bool,
+    /// `high`, `normal` or `low`; default `TASK_PRIORITY`.
+    #[serde(default)]
+    pub priority: Option<String>,
 }
 
 /// What enqueueing produced.
@@ -116,6 +120,7 @@ impl SubmitError {
 #[derive(Debug)]
 pub struct Prepared {
     record: QueuedTask,
+    priority: Priority,
     delay_ms: u64,
     due_ms: Option<u64>,
 }
@@ -126,6 +131,7 @@ impl Prepared {
             task: self.record.clone(),
             due_ms: self.due_ms,
             idempotency_ttl: state.cfg.idempotency_ttl.max(Duration::from_secs(1)),
+            priority: self.priority,
         }
     }
 }
@@ -267,12 +273,25 @@ fn prepare(state: &AppState, t: NewTask, tenant: Option<&Tenant>) -> Result<Prep
             .map(str::to_owned),
         TaskKind::Tool => None,
     };
+    let priority = match t.priority.as_deref() {
+        None => state.cfg.task_priority(),
+        Some(p) => Priority::parse(p).ok_or_else(|| {
+            SubmitError::Invalid(format!(
+                "priority: must be \"high\", \"normal\" or \"low\", not {p:?}"
+            ))
+        })?,
+    };
+    let tenant_id = tenant.map(|t| t.id.clone());
     let due_ms = (delay_ms > 0).then(|| clock::now_ms() + delay_ms);
     let record = QueuedTask {
-        // A task queued now is named by its stream entry (`{queue}-{entry id}`), known only
-        // from XADD's reply; a delayed one has its hash from the start, under a ULID id.
+        // A task queued now is named by its stream entry (`{source}-{entry id}`), known only
+        // from XADD's reply; a delayed one has its hash from the start, under a ULID id. Both
+        // start with the source: the queue and the lane of its priority and tenant.
         id: if due_ms.is_some() {
-            task::new_task_id(&queue)
+            task::new_task_id(&lane::source(
+                &queue,
+                lane::lane_of(priority, tenant_id.as_deref()).as_deref(),
+            ))
         } else {
             String::new()
         },
@@ -284,10 +303,11 @@ fn prepare(state: &AppState, t: NewTask, tenant: Option<&Tenant>) -> Result<Prep
         created_at: clock::now_rfc3339(),
         idempotency_key: t.idempotency_key,
         session_id,
-        tenant: tenant.map(|t| t.id.clone()),
+        tenant: tenant_id,
     };
     Ok(Prepared {
         record,
+        priority,
         delay_ms,
         due_ms,
     })

@@ -2,7 +2,12 @@
 //!
 //! Keys of one queue carry the queue name as a hash tag (`sy:{chat}:stream`), so every script
 //! touches a single cluster slot and a queue can live on one Redis Cluster node.
+//!
+//! Every builder that takes a queue also accepts a lane source (`chat.h.tn-…`, see
+//! [`crate::lane`]): the hash tag is the source's queue, and only [`Keys::stream`] names the
+//! lane. So a task id's source leads to all of its keys.
 
+use crate::lane;
 use crate::task::{is_valid_key, is_valid_queue_name, queue_of};
 
 /// Builds key names under one deployment prefix (`QUEUE_PREFIX`, default `sy:`).
@@ -36,13 +41,24 @@ impl Keys {
         &self.prefix
     }
 
-    fn queue_key(&self, queue: &str, suffix: &str) -> String {
-        format!("{}{{{}}}:{}", self.prefix, queue, suffix)
+    fn queue_key(&self, source: &str, suffix: &str) -> String {
+        format!("{}{{{}}}:{}", self.prefix, lane::queue_part(source), suffix)
     }
 
-    /// Stream (consumer group `workers`): waiting and in-flight entries of a queue.
-    pub fn stream(&self, queue: &str) -> String {
-        self.queue_key(queue, "stream")
+    /// Stream (consumer group `workers`): waiting and in-flight entries of a queue's lane; the
+    /// queue's own stream for its default lane (a source without a lane).
+    pub fn stream(&self, source: &str) -> String {
+        match lane::split(source) {
+            (queue, Some(l)) => self.queue_key(queue, &format!("stream:{l}")),
+            (queue, None) => self.queue_key(queue, "stream"),
+        }
+    }
+
+    /// Set: the lanes of a queue that may hold entries (waiting or running), besides its own
+    /// stream. Added to by whoever appends to a lane; a lane is removed only while its stream
+    /// is empty (`lanes.lua`). Workers read it every heartbeat and on a notice.
+    pub fn lanes(&self, queue: &str) -> String {
+        self.queue_key(queue, "lanes")
     }
 
     /// Hash: the task record.
@@ -198,7 +214,7 @@ impl Keys {
     /// `SCAN` of the prefix must find nothing else); it matches against the functions' own
     /// output, so the layout has no second copy.
     pub fn recognise(&self, key: &str) -> Option<KeyKind> {
-        use Hole::{ClientKey, Model, Provider, Queue, TaskId, WorkerId};
+        use Hole::{ClientKey, Lane, Model, Provider, Queue, TaskId, WorkerId};
         let (q, t, c, w) = (
             Queue.mark(),
             TaskId.mark(),
@@ -208,6 +224,11 @@ impl Keys {
         let (p, m) = (Provider.mark(), Model.mark());
         let layouts = [
             (KeyKind::Stream, self.stream(q)),
+            (
+                KeyKind::Stream,
+                format!("{}:{}", self.stream(q), Lane.mark()),
+            ),
+            (KeyKind::Lanes, self.lanes(q)),
             (KeyKind::Task, self.task(q, t)),
             (KeyKind::Events, self.events(q)),
             (KeyKind::Delayed, self.delayed(q)),
@@ -286,6 +307,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 pub enum KeyKind {
     /// [`Keys::stream`].
     Stream,
+    /// [`Keys::lanes`].
+    Lanes,
     /// [`Keys::task`].
     Task,
     /// [`Keys::events`].
@@ -339,16 +362,18 @@ enum Hole {
     WorkerId,
     Provider,
     Model,
+    Lane,
 }
 
 impl Hole {
-    const ALL: [Hole; 6] = [
+    const ALL: [Hole; 7] = [
         Hole::Queue,
         Hole::TaskId,
         Hole::ClientKey,
         Hole::WorkerId,
         Hole::Provider,
         Hole::Model,
+        Hole::Lane,
     ];
 
     fn mark(self) -> &'static str {
@@ -359,6 +384,7 @@ impl Hole {
             Self::WorkerId => "\u{1}w\u{1}",
             Self::Provider => "\u{1}p\u{1}",
             Self::Model => "\u{1}m\u{1}",
+            Self::Lane => "\u{1}l\u{1}",
         }
     }
 }
@@ -413,6 +439,7 @@ fn matches_layout(layout: &str, key: &str) -> bool {
             Hole::WorkerId => !part.is_empty() && !part.contains(char::is_whitespace),
             Hole::Provider => crate::config::LLM_PROVIDERS.contains(&part),
             Hole::Model => is_model_part(part),
+            Hole::Lane => lane::is_valid_lane(part),
         };
         if !well_formed {
             return false;
@@ -429,6 +456,9 @@ mod tests {
     fn key_strings_are_pinned() {
         let k = Keys::new("sy:");
         assert_eq!(k.stream("chat"), "sy:{chat}:stream");
+        assert_eq!(k.stream("chat.h.tn-ab"), "sy:{chat}:stream:h.tn-ab");
+        assert_eq!(k.stats("chat.h.tn-ab"), "sy:{chat}:stats");
+        assert_eq!(k.lanes("chat"), "sy:{chat}:lanes");
         assert_eq!(k.task("tool", "tool-01J"), "sy:{tool}:task:tool-01J");
         assert_eq!(k.events("chat"), "sy:{chat}:events");
         assert_eq!(k.delayed("chat"), "sy:{chat}:delayed");
@@ -476,6 +506,13 @@ mod tests {
         let id = crate::task::new_task_id("tool");
         let cases = [
             (k.stream("tool"), KeyKind::Stream),
+            (k.stream("tool.l.tn-0190a"), KeyKind::Stream),
+            (k.stream("tool.h"), KeyKind::Stream),
+            (k.lanes("tool"), KeyKind::Lanes),
+            (
+                k.task("tool", &crate::task::new_task_id("tool.h.tn-ab")),
+                KeyKind::Task,
+            ),
             (k.task("tool", &id), KeyKind::Task),
             (k.events("chat"), KeyKind::Events),
             (k.delayed("tool"), KeyKind::Delayed),
@@ -527,6 +564,7 @@ mod tests {
             "t1:session:a b".to_owned(),
             "t1:session:".to_owned(),
             "t1:{tool}:stream:extra".to_owned(),
+            "t1:{tool}:stream:n".to_owned(),
             "t1:{tool}:streams".to_owned(),
             "t1:worker:".to_owned(),
             "t1:{limits}:budget:gemini".to_owned(),

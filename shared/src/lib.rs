@@ -6,6 +6,8 @@
 //!   dispatcher, worker, LLM, tools), typo detection.
 //! - [`healthcheck`]: the `healthcheck` subcommand of both binaries (`GET /health`, exit 0/1).
 //! - [`keys`]: every Redis key name (SPEC §4), in one place, and recognising them in a scan.
+//! - [`lane`]: priorities and the per-tenant, per-priority sub-streams of a queue (fair
+//!   dispatch), named in task ids.
 //! - [`task`]: task ids, kinds, states, payload validation.
 //! - [`record`]: the stored task record (field names, the queued shape, the typed decode).
 //! - [`chat`]: a chat task's result (`{response, model, provider, session_id, usage}`).
@@ -46,6 +48,7 @@ pub mod duty;
 pub mod events;
 pub mod healthcheck;
 pub mod keys;
+pub mod lane;
 pub mod metrics;
 pub mod output;
 pub mod paused;

@@ -258,8 +258,9 @@ pub enum Entry {
 }
 
 impl Entry {
-    /// Decodes the fields of entry `entry` of `queue`'s stream: a reference entry when it
-    /// carries `id`, else a fresh entry's record ([`QueuedTask::entry_fields`]).
+    /// Decodes the fields of entry `entry` of the stream of `queue` (a lane source, see
+    /// [`crate::lane`]): a reference entry when it carries `id`, else a fresh entry's record
+    /// ([`QueuedTask::entry_fields`]), whose id is `{source}-{entry}`.
     pub fn decode(
         queue: &str,
         entry: &str,
@@ -283,7 +284,7 @@ impl Entry {
         Ok(Self::Fresh(QueuedTask {
             id: crate::task::entry_task_id(queue, entry),
             kind,
-            queue: queue.to_owned(),
+            queue: crate::lane::queue_part(queue).to_owned(),
             payload: req(&mut f, PAYLOAD)?,
             max_attempts: num(req(&mut f, MAX_ATTEMPTS)?, MAX_ATTEMPTS)?,
             timeout_ms: num(req(&mut f, TIMEOUT_MS)?, TIMEOUT_MS)?,

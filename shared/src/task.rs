@@ -147,14 +147,14 @@ pub fn entry_task_id(queue: &str, entry: &str) -> String {
 pub enum IdForm<'a> {
     /// `{queue}-{ULID}`: born delayed; its record is its hash.
     Ulid {
-        /// The queue.
+        /// The source: the queue, or the queue and lane.
         queue: &'a str,
         /// The 26-character ULID.
         ulid: &'a str,
     },
     /// `{queue}-{ms}-{seq}`: born in the stream; `entry` is its first entry's id.
     Entry {
-        /// The queue.
+        /// The source: the queue, or the queue and lane.
         queue: &'a str,
         /// The stream entry id, `{ms}-{seq}`.
         entry: &'a str,
@@ -165,17 +165,19 @@ pub enum IdForm<'a> {
 
 /// Splits a task id into its form and parts; `None` when it is neither form. A ULID part is 26
 /// characters long and an entry's sequence number at most 20 digits, so the forms never overlap.
+/// The head of either form is the task's source: its queue, or its queue and lane
+/// ([`crate::lane`]).
 pub fn parse_id(id: &str) -> Option<IdForm<'_>> {
     let (head, last) = id.rsplit_once('-')?;
     if last.len() == 26 && last.bytes().all(|b| CROCKFORD.contains(&b)) {
-        return is_valid_queue_name(head).then_some(IdForm::Ulid {
+        return is_valid_source(head).then_some(IdForm::Ulid {
             queue: head,
             ulid: last,
         });
     }
     let (queue, ms) = head.rsplit_once('-')?;
     let digits = |s: &str| (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
-    if !(digits(ms) && digits(last) && is_valid_queue_name(queue)) {
+    if !(digits(ms) && digits(last) && is_valid_source(queue)) {
         return None;
     }
     Some(IdForm::Entry {
@@ -185,8 +187,22 @@ pub fn parse_id(id: &str) -> Option<IdForm<'_>> {
     })
 }
 
+/// Whether `source` is a valid queue name, or one followed by `.` and a valid lane.
+fn is_valid_source(source: &str) -> bool {
+    match crate::lane::split(source) {
+        (q, Some(l)) => is_valid_queue_name(q) && crate::lane::is_valid_lane(l),
+        (q, None) => is_valid_queue_name(q),
+    }
+}
+
 /// The queue a task id belongs to, if the id is well-formed (either form).
 pub fn queue_of(id: &str) -> Option<&str> {
+    source_of(id).map(crate::lane::queue_part)
+}
+
+/// The source (queue, or queue and lane) of a task id: what [`crate::keys::Keys`] builds its
+/// keys from.
+pub fn source_of(id: &str) -> Option<&str> {
     match parse_id(id)? {
         IdForm::Ulid { queue, .. } | IdForm::Entry { queue, .. } => Some(queue),
     }

@@ -112,6 +112,7 @@ pub fn new_tool_record(
         task: queued_tool_task(queue, payload, max_attempts, timeout_ms),
         due_ms: None,
         idempotency_ttl: std::time::Duration::from_secs(600),
+        priority: switchyard_shared::lane::Priority::Normal,
     }
 }
 

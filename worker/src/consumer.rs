@@ -3,6 +3,13 @@
 //! [`Runner`]. A fresh entry carries its whole record and runs at once, with no script and no
 //! write; a reference entry (the task has a hash) goes through `start.lua` first. Paused queues
 //! are left out of the read ([`crate::paused`]).
+//!
+//! A queue with lanes ([`switchyard_shared::lane`]: per-tenant, per-priority sub-streams) is
+//! read in turns: each fetch serves the priority [`lane::SCHEDULE`] names first, with one
+//! non-blocking `XREADGROUP` over that priority's lanes and COUNT split between them, so every
+//! tenant with work gets the same share of the fetch whatever its backlog; a priority with
+//! nothing waiting passes the turn to the next. Only when every lane is empty does it block,
+//! over all of them. A queue without lanes is read as before: one blocking `XREADGROUP`.
 
 use std::collections::HashMap;
 
@@ -10,6 +17,7 @@ use redis::streams::StreamReadReply;
 use switchyard_shared::clock;
 use switchyard_shared::duty::{self, Duty, Next, Pace};
 use switchyard_shared::keys::GROUP;
+use switchyard_shared::lane;
 use switchyard_shared::record::Entry;
 use switchyard_shared::scripts::{Delivered, Runnable};
 use switchyard_shared::store::{self, StoreError};
@@ -28,6 +36,8 @@ pub struct Consumer {
     conn: Option<store::Conn>,
     /// Stream key → queue, for the worker's queues.
     streams: Vec<(String, String)>,
+    /// Reads served on lanes so far: the position in [`lane::SCHEDULE`].
+    turn: usize,
 }
 
 impl Consumer {
@@ -44,6 +54,7 @@ impl Consumer {
             runner,
             conn: None,
             streams,
+            turn: 0,
         }
     }
 
@@ -71,8 +82,8 @@ impl Consumer {
                     // The stream or group vanished (Redis restarted empty, or an operator
                     // deleted it): recreate and read again next time.
                     let mut con = self.ctx.pool.get().await?;
-                    store::ensure_groups(&mut *con, &self.ctx.keys, &self.ctx.cfg.worker_queues)
-                        .await?;
+                    let sources = self.ctx.paused.sources(&self.ctx.cfg.worker_queues);
+                    store::ensure_groups(&mut *con, &self.ctx.keys, &sources).await?;
                     info!(component = "consumer", "consumer groups re-created");
                     return Ok(0);
                 }
@@ -122,32 +133,23 @@ impl Consumer {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(Vec::new());
         };
-        let streams = self.ctx.paused.begin_read(&self.streams);
+        let streams = self.ctx.paused.begin_read(&self.ctx.keys, &self.streams);
         if streams.is_empty() {
             self.ctx.paused.end_read();
             self.ctx.paused.wait_change(self.ctx.cfg.worker_block).await;
             return Ok(Vec::new());
         }
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(GROUP)
-            .arg(&self.ctx.id)
-            .arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(self.ctx.cfg.worker_block.as_millis() as u64)
-            .arg("STREAMS");
-        for (stream, _) in &streams {
-            cmd.arg(stream);
-        }
-        for _ in &streams {
-            cmd.arg(">");
-        }
-        let reply: Result<Option<StreamReadReply>, _> = cmd.query_async(conn).await;
+        let block = self.ctx.cfg.worker_block.as_millis() as u64;
+        let reply = if streams.iter().all(|(_, src)| lane::split(src).1.is_none()) {
+            xreadgroup(conn, &self.ctx.id, &streams, count, Some(block)).await
+        } else {
+            let turn = lane::SCHEDULE[self.turn % lane::SCHEDULE.len()];
+            self.turn = self.turn.wrapping_add(1);
+            read_lanes(conn, &self.ctx.id, &streams, count, turn, block).await
+        };
         self.ctx.paused.end_read();
         let reply = reply?;
-        let queue_of: HashMap<&str, &str> = self
-            .streams
+        let queue_of: HashMap<&str, &str> = streams
             .iter()
             .map(|(s, q)| (s.as_str(), q.as_str()))
             .collect();
@@ -213,8 +215,70 @@ impl Consumer {
     }
 }
 
-/// What one read delivered from one queue.
+/// One `XREADGROUP` of up to `count` new entries from each of `streams`, blocking up to
+/// `block` ms when given.
+async fn xreadgroup(
+    conn: &mut store::Conn,
+    consumer: &str,
+    streams: &[(String, String)],
+    count: usize,
+    block: Option<u64>,
+) -> Result<Option<StreamReadReply>, StoreError> {
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP")
+        .arg(GROUP)
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count);
+    if let Some(ms) = block {
+        cmd.arg("BLOCK").arg(ms);
+    }
+    cmd.arg("STREAMS");
+    for (stream, _) in streams {
+        cmd.arg(stream);
+    }
+    for _ in streams {
+        cmd.arg(">");
+    }
+    Ok(cmd.query_async(conn).await?)
+}
+
+/// A read of streams some of which are lanes: the priorities in `turn`'s order, each with one
+/// non-blocking read over its streams (`count` split between them, at least one each), until
+/// one delivers; then, when none did, one blocking read over all of them.
+async fn read_lanes(
+    conn: &mut store::Conn,
+    consumer: &str,
+    streams: &[(String, String)],
+    count: usize,
+    turn: [lane::Priority; 3],
+    block: u64,
+) -> Result<Option<StreamReadReply>, StoreError> {
+    for p in turn {
+        let of_p: Vec<(String, String)> = streams
+            .iter()
+            .filter(|(_, src)| lane::priority_of(src) == p)
+            .cloned()
+            .collect();
+        if of_p.is_empty() {
+            continue;
+        }
+        let per = (count / of_p.len()).max(1);
+        let reply = xreadgroup(conn, consumer, &of_p, per, None).await?;
+        if reply
+            .as_ref()
+            .is_some_and(|r| r.keys.iter().any(|k| !k.ids.is_empty()))
+        {
+            return Ok(reply);
+        }
+    }
+    let per = (count / streams.len()).max(1);
+    xreadgroup(conn, consumer, streams, per, Some(block)).await
+}
+
+/// What one read delivered from one queue (or one lane of it).
 struct Fetched {
+    /// The source: the queue, or the queue and lane.
     queue: String,
     /// Fresh entries, ready to run.
     fresh: Vec<Runnable>,

@@ -14,6 +14,7 @@
 //! - [`canceller`]: pub/sub listener that aborts tasks cancelled while running, and passes on
 //!   pause notices.
 //! - [`paused`]: which queues are paused; the consumer leaves them out of its reads.
+//! - [`lanes`]: the lanes (per-tenant, per-priority sub-streams) of the worker's queues.
 //! - [`shutdown`]: hands pending entries back to their queues; leaves the groups.
 //! - [`health`]: `GET /health`.
 //! - [`tools`], [`providers`], [`chat`]: what tasks run.
@@ -38,6 +39,7 @@ pub mod context;
 pub mod executor;
 pub mod health;
 pub mod heartbeat;
+pub mod lanes;
 pub mod limiter;
 pub mod output;
 pub mod paused;
@@ -200,6 +202,8 @@ async fn start(
     })
     .await?;
     ensure_unique_id(ctx).await?;
+    // The lanes (and paused queues) first: an earlier run may have left entries in lanes too.
+    paused::Watcher::new(ctx.clone()).tick().await?;
     let recovered = shutdown::hand_back_pending(ctx).await?;
     if recovered > 0 {
         info!(worker = %ctx.id, recovered, "handed back tasks left by an earlier run of this worker");

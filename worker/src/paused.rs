@@ -1,26 +1,30 @@
-//! Which of this worker's queues are paused, and the watcher that keeps that fresh. The consumer
+//! Which of this worker's queues are paused and which lanes ([`switchyard_shared::lane`]) they
+//! have, and the watcher that keeps both fresh. The consumer
 //! reads only from queues not paused ([`PausedQueues::begin_read`]), so a pause costs no Redis
 //! command per fetch: the watcher re-reads the paused hash (one `HGETALL`) every
 //! `HEARTBEAT_INTERVAL_MS`, and at once when the canceller's subscription brings a notice from
 //! the dispatcher ([`PausedQueues::poke`]).
 //!
 //! A consumer already blocked in `XREADGROUP` on a queue that just got paused would still take
-//! the next entry of it for up to `WORKER_BLOCK_MS`: the watcher ends such a read early with
+//! the next entry of it for up to `WORKER_BLOCK_MS`, and one blocked on a queue's own stream
+//! would not see a new lane: the watcher ends such a read early with
 //! `CLIENT UNBLOCK <id> TIMEOUT` (the read returns nothing, as on a timeout, so no entry is
 //! delivered and dropped), and the consumer reads again with the new set. Resuming unblocks it
 //! the same way, so a resumed queue is read at once too.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use switchyard_shared::paused;
+use switchyard_shared::keys::Keys;
 use switchyard_shared::store::StoreError;
+use switchyard_shared::{lane, paused};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::context::{Ctx, lock};
+use crate::lanes;
 
 /// How long the watcher keeps trying to unblock a read that was sent but not yet blocked.
 const UNBLOCK_TRIES: u32 = 50;
@@ -42,6 +46,8 @@ struct Shared {
 #[derive(Debug, Default)]
 struct State {
     paused: HashSet<String>,
+    /// Queue → its lanes (besides its own stream), as its lanes set last read.
+    lanes: BTreeMap<String, BTreeSet<String>>,
     /// Bumped on every change of `paused`.
     generation: u64,
     /// The generation the consumer's read in flight was filtered under.
@@ -68,16 +74,40 @@ impl PausedQueues {
         lock(&self.0.state).client_id = id;
     }
 
-    /// The `(stream, queue)` pairs of `all` not paused, and marks a read in flight under the
-    /// current set (a change from now on unblocks it).
-    pub fn begin_read(&self, all: &[(String, String)]) -> Vec<(String, String)> {
+    /// The `(stream, source)` pairs of `all` (queue streams) not paused, each followed by its
+    /// queue's lanes, and marks a read in flight under the current set (a change from now on
+    /// unblocks it).
+    pub fn begin_read(&self, keys: &Keys, all: &[(String, String)]) -> Vec<(String, String)> {
         let mut s = lock(&self.0.state);
         s.reading = Some(s.generation);
         s.last_read = s.generation;
-        all.iter()
-            .filter(|(_, q)| !s.paused.contains(q))
-            .cloned()
-            .collect()
+        let mut out = Vec::with_capacity(all.len());
+        for (stream, q) in all.iter().filter(|(_, q)| !s.paused.contains(q)) {
+            out.push((stream.clone(), q.clone()));
+            for l in s.lanes.get(q).into_iter().flatten() {
+                let source = lane::source(q, Some(l));
+                out.push((keys.stream(&source), source));
+            }
+        }
+        out
+    }
+
+    /// The lanes of each queue as last read.
+    pub fn lanes(&self) -> BTreeMap<String, BTreeSet<String>> {
+        lock(&self.0.state).lanes.clone()
+    }
+
+    /// Every source of `queues` (paused or not): each queue, then its lanes as last read.
+    pub fn sources(&self, queues: &[String]) -> Vec<String> {
+        let s = lock(&self.0.state);
+        let mut out = Vec::with_capacity(queues.len());
+        for q in queues {
+            out.push(q.clone());
+            for l in s.lanes.get(q).into_iter().flatten() {
+                out.push(lane::source(q, Some(l)));
+            }
+        }
+        out
     }
 
     /// The read begun by [`Self::begin_read`] returned.
@@ -108,12 +138,18 @@ impl PausedQueues {
 
     /// Replaces the set. Returns the consumer's connection id when a read in flight was
     /// filtered under an older set and must be ended early, with the generation of that read.
-    fn apply(&self, new: HashSet<String>) -> Option<(i64, u64)> {
+    fn apply(
+        &self,
+        new: HashSet<String>,
+        lanes: Option<BTreeMap<String, BTreeSet<String>>>,
+    ) -> Option<(i64, u64)> {
         let mut s = lock(&self.0.state);
-        if s.paused == new {
+        let lanes = lanes.unwrap_or_else(|| s.lanes.clone());
+        if s.paused == new && s.lanes == lanes {
             return None;
         }
         s.paused = new;
+        s.lanes = lanes;
         s.generation += 1;
         self.0.changed.notify_waiters();
         match (s.reading, s.client_id) {
@@ -155,16 +191,20 @@ impl Watcher {
         }
     }
 
-    /// One read of the paused hash: updates the set and ends a read filtered under the old one.
+    /// One read of the paused hash and of the lanes sets: updates both and ends a read
+    /// filtered under the old ones.
     pub async fn tick(&self) -> Result<(), StoreError> {
         let mut con = self.ctx.pool.get().await?;
         let all = paused::read(&mut *con, &self.ctx.keys).await?;
+        let known = self.ctx.paused.lanes();
+        let queues = &self.ctx.cfg.worker_queues;
+        let lanes = lanes::read(&mut *con, &self.ctx.keys, queues, &known).await?;
         let mine: HashSet<String> = all
             .into_keys()
             .filter(|q| self.ctx.cfg.worker_queues.contains(q))
             .collect();
         let paused = &self.ctx.paused;
-        let Some((client, generation)) = paused.apply(mine.clone()) else {
+        let Some((client, generation)) = paused.apply(mine.clone(), Some(lanes)) else {
             return Ok(());
         };
         info!(component = "paused", paused = ?mine, "paused queues changed");
@@ -209,14 +249,14 @@ mod tests {
     #[test]
     fn a_read_leaves_out_the_paused_queues() {
         let p = PausedQueues::default();
-        assert_eq!(p.begin_read(&streams()).len(), 2);
+        assert_eq!(p.begin_read(&Keys::new("sy:"), &streams()).len(), 2);
         p.end_read();
         assert_eq!(
-            p.apply(set(&["tool"])),
+            p.apply(set(&["tool"]), None),
             None,
             "no read in flight: nothing to end"
         );
-        let read = p.begin_read(&streams());
+        let read = p.begin_read(&Keys::new("sy:"), &streams());
         assert_eq!(read, vec![streams()[0].clone()]);
         assert!(p.is_paused("tool") && !p.is_paused("chat"));
     }
@@ -225,24 +265,24 @@ mod tests {
     fn a_change_during_a_read_ends_it_and_the_same_set_does_not() {
         let p = PausedQueues::default();
         p.set_client(Some(42));
-        p.begin_read(&streams());
-        assert_eq!(p.apply(set(&[])), None, "same set: the read stands");
-        assert_eq!(p.apply(set(&["chat"])), Some((42, 0)));
+        p.begin_read(&Keys::new("sy:"), &streams());
+        assert_eq!(p.apply(set(&[]), None), None, "same set: the read stands");
+        assert_eq!(p.apply(set(&["chat"]), None), Some((42, 0)));
         assert!(p.still_reading(0));
         p.end_read();
         assert!(!p.still_reading(0));
         // A read begun under the new set is not ended by it.
-        p.begin_read(&streams());
+        p.begin_read(&Keys::new("sy:"), &streams());
         assert!(p.still_reading(1));
-        assert_eq!(p.apply(set(&[])), Some((42, 1)), "resume ends it too");
+        assert_eq!(p.apply(set(&[]), None), Some((42, 1)), "resume ends it too");
     }
 
     #[tokio::test]
     async fn waiting_for_a_change_returns_at_once_when_it_already_happened() {
         let p = PausedQueues::default();
-        p.begin_read(&streams());
+        p.begin_read(&Keys::new("sy:"), &streams());
         p.end_read();
-        p.apply(set(&["chat", "tool"]));
+        p.apply(set(&["chat", "tool"]), None);
         let began = std::time::Instant::now();
         p.wait_change(Duration::from_secs(30)).await;
         assert!(began.elapsed() < Duration::from_secs(5));
@@ -251,7 +291,7 @@ mod tests {
     #[test]
     fn without_a_blocking_connection_there_is_nothing_to_unblock() {
         let p = PausedQueues::default();
-        p.begin_read(&streams());
-        assert_eq!(p.apply(set(&["tool"])), None);
+        p.begin_read(&Keys::new("sy:"), &streams());
+        assert_eq!(p.apply(set(&["tool"]), None), None);
     }
 }

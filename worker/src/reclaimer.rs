@@ -14,6 +14,7 @@
 //! dead-letters a task whose attempts are used up (a poison task that kills every worker that
 //! takes it).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use metrics::counter;
@@ -22,6 +23,7 @@ use redis::streams::{
 };
 use switchyard_shared::duty::{self, Duty, Next, Pace};
 use switchyard_shared::keys::GROUP;
+use switchyard_shared::lane;
 use switchyard_shared::metrics as m;
 use switchyard_shared::scripts::Delivered;
 use switchyard_shared::store::StoreError;
@@ -48,14 +50,15 @@ pub struct ReclaimReport {
 pub struct Reclaimer {
     ctx: Ctx,
     runner: Runner,
-    /// XAUTOCLAIM cursor per queue, so a long pending list is swept across ticks.
-    cursors: Vec<String>,
+    /// XAUTOCLAIM cursor per source (queue or lane), so a long pending list is swept across
+    /// ticks.
+    cursors: HashMap<String, String>,
 }
 
 impl Reclaimer {
     /// A reclaimer that runs what it claims through `runner`.
     pub fn new(ctx: Ctx, runner: Runner) -> Self {
-        let cursors = vec!["0-0".to_owned(); ctx.cfg.worker_queues.len()];
+        let cursors = HashMap::new();
         Self {
             ctx,
             runner,
@@ -69,13 +72,12 @@ impl Reclaimer {
         duty::run(self, pace, shutdown).await;
     }
 
-    /// One pass over every queue.
+    /// One pass over every queue and every lane of it.
     pub async fn tick(&mut self) -> Result<ReclaimReport, StoreError> {
         let mut report = ReclaimReport::default();
-        for i in 0..self.ctx.cfg.worker_queues.len() {
-            let queue = self.ctx.cfg.worker_queues[i].clone();
-            self.reclaim_dead(&queue, &mut report).await?;
-            self.reclaim_expired(i, &queue, &mut report).await?;
+        for source in self.ctx.paused.sources(&self.ctx.cfg.worker_queues) {
+            self.reclaim_dead(&source, &mut report).await?;
+            self.reclaim_expired(&source, &mut report).await?;
         }
         Ok(report)
     }
@@ -115,7 +117,7 @@ impl Reclaimer {
                 info!(component = "reclaimer", queue, dead_worker = %c.name, worker = %ctx.id, entries = n, "claimed a dead worker's entries");
             }
             report.from_dead += n;
-            counter!(m::WORKER_RECLAIMED, "queue" => queue.to_owned(), "source" => "dead")
+            counter!(m::WORKER_RECLAIMED, "queue" => lane::queue_part(queue).to_owned(), "source" => "dead")
                 .increment(n as u64);
         }
         Ok(())
@@ -209,7 +211,6 @@ impl Reclaimer {
 
     async fn reclaim_expired(
         &mut self,
-        index: usize,
         queue: &str,
         report: &mut ReclaimReport,
     ) -> Result<(), StoreError> {
@@ -224,20 +225,21 @@ impl Reclaimer {
             .arg(GROUP)
             .arg(&ctx.id)
             .arg(ctx.cfg.lease_timeout.as_millis() as u64)
-            .arg(&self.cursors[index])
+            .arg(self.cursors.get(queue).map_or("0-0", String::as_str))
             .arg("COUNT")
             .arg(permits.len())
             .query_async(&mut *con)
             .await?;
         drop(con);
-        self.cursors[index] = reply.next_stream_id.clone();
+        self.cursors
+            .insert(queue.to_owned(), reply.next_stream_id.clone());
         let claimed = StreamClaimReply { ids: reply.claimed };
         let n = self.run_claimed(queue, claimed, &mut permits).await?;
         if n > 0 {
             warn!(component = "reclaimer", queue, worker = %ctx.id, entries = n, lease_ms = ctx.cfg.lease_timeout.as_millis() as u64, "claimed entries whose lease expired (owner hung?)");
         }
         report.from_expired_leases += n;
-        counter!(m::WORKER_RECLAIMED, "queue" => queue.to_owned(), "source" => "lease")
+        counter!(m::WORKER_RECLAIMED, "queue" => lane::queue_part(queue).to_owned(), "source" => "lease")
             .increment(n as u64);
         Ok(())
     }

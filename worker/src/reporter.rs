@@ -10,6 +10,7 @@ use metrics::{counter, histogram};
 use rand::SeedableRng;
 use serde_json::Value;
 use switchyard_shared::clock;
+use switchyard_shared::lane;
 use switchyard_shared::metrics as m;
 use switchyard_shared::retry::while_unavailable;
 use switchyard_shared::scripts::{
@@ -84,8 +85,8 @@ impl Reporter {
             _ => None,
         };
         let label = self.commit(queue, task, outcome, ran).await;
-        counter!(m::WORKER_ATTEMPTS, "queue" => queue.to_owned(), "outcome" => label).increment(1);
-        histogram!(m::WORKER_RUN_TIME, "queue" => queue.to_owned(), "task" => what)
+        counter!(m::WORKER_ATTEMPTS, "queue" => lane::queue_part(queue).to_owned(), "outcome" => label).increment(1);
+        histogram!(m::WORKER_RUN_TIME, "queue" => lane::queue_part(queue).to_owned(), "task" => what)
             .record(ran.as_secs_f64());
         if let Some(u) = llm.filter(|_| label == "succeeded") {
             let labels = [("provider", u.provider), ("model", u.model)];

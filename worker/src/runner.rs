@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use metrics::{gauge, histogram};
 use switchyard_shared::clock;
+use switchyard_shared::lane;
 use switchyard_shared::metrics as m;
 use switchyard_shared::retry::while_unavailable;
 use switchyard_shared::scripts::{self, Delivered, Runnable, Started};
@@ -145,7 +146,7 @@ impl Runner {
         if task.attempts == 1
             && let Some(created) = m::created_ms(&task.delivered.id)
         {
-            histogram!(m::WORKER_WAIT_TIME, "queue" => queue.clone())
+            histogram!(m::WORKER_WAIT_TIME, "queue" => lane::queue_part(&queue).to_owned())
                 .record(clock::now_ms().saturating_sub(created) as f64 / 1000.0);
         }
         let flight = InFlight::new(queue.clone(), task.delivered.entry.clone());

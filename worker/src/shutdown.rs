@@ -18,7 +18,8 @@ const PAGE: usize = 100;
 pub async fn hand_back_pending(ctx: &Ctx) -> Result<usize, StoreError> {
     let mut handed = 0;
     let mut con = ctx.pool.get().await?;
-    for queue in &ctx.cfg.worker_queues {
+    // Every lane of every queue: a task runs from the stream of its lane.
+    for queue in &ctx.paused.sources(&ctx.cfg.worker_queues) {
         let stream = ctx.keys.stream(queue);
         loop {
             let pending: StreamPendingCountReply = redis::cmd("XPENDING")
@@ -75,7 +76,7 @@ pub async fn hand_back_pending(ctx: &Ctx) -> Result<usize, StoreError> {
 /// `XINFO CONSUMERS` shows only live workers.
 pub async fn leave_groups(ctx: &Ctx) -> Result<(), StoreError> {
     let mut con = ctx.pool.get().await?;
-    for queue in &ctx.cfg.worker_queues {
+    for queue in &ctx.paused.sources(&ctx.cfg.worker_queues) {
         let stream = ctx.keys.stream(queue);
         let pending: i64 = redis::cmd("XGROUP")
             .arg("DELCONSUMER")

@@ -113,6 +113,8 @@ pub fn need(method: &Method, path: &str) -> Need {
         // A `submit` key lists its own tenant's dead letters only (`dead::list`).
         (["api", "dead"], true) => Need::SubmitOrRead,
         (["v1", ..], true) => Need::SubmitOrRead,
+        // A `submit` key sees its own backlog only (`queues::for_caller`).
+        (["api", "queues"] | ["api", "queues", _], true) => Need::SubmitOrRead,
         (_, true) => Need::Read,
         (["api", "tasks"] | ["api", "tasks", "batch"] | ["api", "chat"], false)
         | (["v1", "chat", "completions"], false)
@@ -168,7 +170,8 @@ mod tests {
             (&get, "/api/tasks/tool-x", Need::SubmitOrRead),
             (&get, "/api/tasks/tool-x/stream", Need::SubmitOrRead),
             (&get, "/v1/models", Need::SubmitOrRead),
-            (&get, "/api/queues", Need::Read),
+            (&get, "/api/queues", Need::SubmitOrRead),
+            (&get, "/api/queues/chat", Need::SubmitOrRead),
             (&get, "/api/dead", Need::SubmitOrRead),
             (&get, "/api/workers", Need::Read),
             (&get, "/api/metrics", Need::Read),

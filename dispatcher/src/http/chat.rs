@@ -45,6 +45,9 @@ pub struct ChatBody {
     /// Keep the task running when the client goes away.
     #[serde(default)]
     pub detach: bool,
+    /// `high`, `normal` or `low`; default `CHAT_PRIORITY`.
+    #[serde(default)]
+    pub priority: Option<String>,
 }
 
 /// Answers one chat turn.
@@ -83,6 +86,10 @@ pub async fn chat(
             delay_ms: None,
             idempotency_key: None,
             cancel_on_disconnect: false,
+            priority: Some(
+                body.priority
+                    .unwrap_or_else(|| state.cfg.chat_priority().as_str().to_owned()),
+            ),
         },
         caller.tenant(),
     )

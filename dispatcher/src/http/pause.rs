@@ -12,21 +12,24 @@ use serde_json::{Value, json};
 use switchyard_shared::paused::{self, Change};
 use switchyard_shared::task::is_valid_queue_name;
 
+use super::access::Caller;
 use super::error::ApiError;
 use super::extract::ApiPath;
-use super::queues::with_paused;
+use super::queues::{for_caller, with_paused};
 use crate::state::AppState;
 use crate::stats::sample;
 
 /// `GET /api/queues/{q}`: the queue's numbers, as one element of `GET /api/queues`.
 pub async fn one(
     State(state): State<AppState>,
+    caller: Caller,
     ApiPath(queue): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let queue = served(&state, queue)?;
     let mut con = state.pool.get().await?;
     let stats = sample(&mut *con, &state.keys, std::slice::from_ref(&queue)).await?;
     let paused = paused::read(&mut *con, &state.keys).await?;
+    let stats = stats.into_iter().map(|s| for_caller(&caller, s)).collect();
     let mut rows = with_paused(stats, &paused);
     Ok(Json(rows.pop().unwrap_or(Value::Null)))
 }

@@ -21,9 +21,10 @@ use switchyard_shared::paused;
 
 use super::html;
 use super::session::UiSession;
+use crate::http::access::Caller;
 use crate::http::error::ApiError;
 use crate::http::events;
-use crate::http::queues::{all_queue_stats, with_paused};
+use crate::http::queues::{all_queue_stats, for_caller, with_paused};
 use crate::http::workers;
 use crate::state::AppState;
 
@@ -51,8 +52,13 @@ pub async fn page(s: UiSession) -> Response {
 }
 
 /// One snapshot: the queues, workers and last-minute numbers as JSON.
-pub async fn snapshot(state: &AppState) -> Result<Value, ApiError> {
-    let stats = all_queue_stats(state).await?;
+/// The queues show what `caller` may see of them (a `submit` key: its own backlog).
+pub async fn snapshot(state: &AppState, caller: &Caller) -> Result<Value, ApiError> {
+    let stats = all_queue_stats(state)
+        .await?
+        .into_iter()
+        .map(|s| for_caller(caller, s))
+        .collect();
     let mut con = state.pool.get().await?;
     let paused = paused::read(&mut *con, &state.keys).await?;
     drop(con);
@@ -67,16 +73,16 @@ pub async fn snapshot(state: &AppState) -> Result<Value, ApiError> {
 }
 
 /// `GET /ui/live`.
-pub async fn live(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let first = snapshot(&state).await?;
+pub async fn live(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    let first = snapshot(&state, &caller).await?;
     let finished = events::tail(&state, state.cfg.queues.clone()).await?;
-    let ticks = futures::stream::unfold(state.clone(), |state| async move {
+    let ticks = futures::stream::unfold((state.clone(), caller), |(state, caller)| async move {
         tokio::time::sleep(EVERY).await;
-        let event = match snapshot(&state).await {
+        let event = match snapshot(&state, &caller).await {
             Ok(v) => Event::default().event("snapshot").data(v.to_string()),
             Err(e) => Event::default().event("trouble").data(e.to_string()),
         };
-        Some((event, state))
+        Some((event, (state, caller)))
     });
     let opening =
         futures::stream::once(

@@ -71,7 +71,12 @@ pub async fn page(
         )));
     }
     // The API's `GET /api/queues/{q}`: the same checks (400 / 404) and numbers.
-    let axum::Json(numbers) = pause::one(State(state.clone()), ApiPath(queue.clone())).await?;
+    let axum::Json(numbers) = pause::one(
+        State(state.clone()),
+        s.caller.clone(),
+        ApiPath(queue.clone()),
+    )
+    .await?;
     let mut con = state.pool.get().await?;
     let found = listing::page(&mut *con, &state, &queue, tab, cursor, n).await?;
     drop(con);

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::routes::ModelRoutes;
 use super::{ConfigError, check_queues, invalid, millis, parse, seconds, split_list};
+use crate::lane::Priority;
 
 /// Default `DISPATCHER_ADDR`.
 pub const DEFAULT_DISPATCHER_ADDR: &str = "0.0.0.0:3000";
@@ -85,6 +86,10 @@ pub struct DispatcherConfig {
     /// session then ends and the browser is sent back to the login page. 1 to 604 800.
     #[serde(rename = "ui_session_ttl_s", with = "seconds")]
     pub ui_session_ttl: Duration,
+    /// `CHAT_PRIORITY`: the priority of `/api/chat` and `/v1` tasks (`high`, `normal`, `low`).
+    pub chat_priority: String,
+    /// `TASK_PRIORITY`: the priority of `/api/tasks` tasks that name none.
+    pub task_priority: String,
 }
 
 impl Default for DispatcherConfig {
@@ -105,6 +110,8 @@ impl Default for DispatcherConfig {
             model_routes: ModelRoutes::default(),
             tenant_cache: Duration::from_millis(DEFAULT_TENANT_CACHE_MS),
             ui_session_ttl: Duration::from_secs(DEFAULT_UI_SESSION_TTL_S),
+            chat_priority: Priority::High.as_str().to_owned(),
+            task_priority: Priority::Normal.as_str().to_owned(),
         }
     }
 }
@@ -131,11 +138,23 @@ impl std::fmt::Debug for DispatcherConfig {
             .field("model_routes", &self.model_routes)
             .field("tenant_cache", &self.tenant_cache)
             .field("ui_session_ttl", &self.ui_session_ttl)
+            .field("chat_priority", &self.chat_priority)
+            .field("task_priority", &self.task_priority)
             .finish()
     }
 }
 
 impl DispatcherConfig {
+    /// `CHAT_PRIORITY`, checked at start.
+    pub fn chat_priority(&self) -> Priority {
+        Priority::parse(&self.chat_priority).unwrap_or(Priority::High)
+    }
+
+    /// `TASK_PRIORITY`, checked at start.
+    pub fn task_priority(&self) -> Priority {
+        Priority::parse(&self.task_priority).unwrap_or(Priority::Normal)
+    }
+
     /// Reads the dispatcher's variables from `vars`.
     pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
         let c: Self = parse(vars)?;
@@ -177,6 +196,14 @@ impl DispatcherConfig {
                 "UI_SESSION_TTL_S",
                 &format!("must be from 1 to {MAX_UI_SESSION_TTL_S} seconds"),
             ));
+        }
+        for (var, value) in [
+            ("CHAT_PRIORITY", &c.chat_priority),
+            ("TASK_PRIORITY", &c.task_priority),
+        ] {
+            if Priority::parse(value).is_none() {
+                return Err(invalid(var, "must be high, normal or low"));
+            }
         }
         if c.root_node_secret.as_deref().is_some_and(str::is_empty) {
             return Err(invalid(

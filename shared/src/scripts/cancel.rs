@@ -46,7 +46,7 @@ pub async fn cancel<C: ConnectionLike>(
     retention: &Retention,
 ) -> Result<CancelReply, StoreError> {
     let raw: String = SCRIPT
-        .key(keys.stream(queue))
+        .key(keys.stream(crate::task::source_of(id).unwrap_or(queue)))
         .key(keys.stats(queue))
         .key(keys.events(queue))
         .key(keys.delayed(queue))

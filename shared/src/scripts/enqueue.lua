@@ -5,12 +5,12 @@
 -- KEYS[1] stream   KEYS[2] stats hash   KEYS[3] delayed zset
 -- KEYS[4..] per task: task hash (of a delayed task; a placeholder otherwise), idempotency key
 --   (a placeholder when it has none)
--- ARGV[1] max stream length (0 = unlimited)   ARGV[2] queue name
+-- ARGV[1] max stream length (0 = unlimited)   ARGV[2] the source: queue, or queue.lane (lane.rs)
 -- ARGV[3..] per task: id (of a delayed task; '' otherwise), due ms (0 = run now), idempotency
 --   TTL s (0 = no key), field count n, then n field, value pairs: the entry's fields for a task
 --   run now, the hash's for a delayed one
 -- Returns JSON list, in order, of {status = "queued"|"delayed"|"duplicate"|"full", id}. A task
--- run now gets the id {queue}-{entry id}.
+-- run now gets the id {source}-{entry id}.
 local stream, stats, delayed = KEYS[1], KEYS[2], KEYS[3]
 local max_depth, queue = tonumber(ARGV[1]), ARGV[2]
 local depth = 0

@@ -2,6 +2,10 @@
 //! is then `{queue}-{entry id}`, known from XADD's reply), or parked in the delayed set with its
 //! record in a hash, honouring idempotency keys and the queue's depth limit (`enqueue.lua`).
 //! Tasks with none of those to decide skip the script: one plain `XADD` each, pipelined.
+//! A task goes to the stream of its lane ([`crate::lane`]): the queue's own stream for the admin
+//! key's `normal` tasks (no extra command), else a lane stream, whose name is then added to the
+//! queue's lanes set (one `SADD` per lane per call; when the lane is new, one `PUBLISH` tells
+//! the workers to re-read the set).
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -12,6 +16,7 @@ use serde::Deserialize;
 
 use super::decode;
 use crate::keys::Keys;
+use crate::lane::{self, Priority};
 use crate::record::QueuedTask;
 use crate::store::StoreError;
 
@@ -50,11 +55,22 @@ pub struct NewRecord {
     pub due_ms: Option<u64>,
     /// Lifetime of its idempotency key (`task.idempotency_key`), if it has one.
     pub idempotency_ttl: Duration,
+    /// Its priority; with its tenant, it names the lane the task waits in. A delayed task's id
+    /// must have been made from the same source ([`NewRecord::source`]).
+    pub priority: Priority,
 }
 
 impl NewRecord {
     fn queue(&self) -> &str {
         &self.task.queue
+    }
+
+    /// The source its id starts with: its queue, or its queue and lane ([`crate::lane`]).
+    pub fn source(&self) -> String {
+        lane::source(
+            &self.task.queue,
+            lane::lane_of(self.priority, self.task.tenant.as_deref()).as_deref(),
+        )
     }
 
     /// The key and lifetime of its idempotency key, within its tenant's space (one tenant's key
@@ -152,22 +168,24 @@ enum Write {
     Plain,
 }
 
-/// Records of one queue written the same way, with their places in the caller's slice.
+/// Records of one lane written the same way, with their places in the caller's slice.
 struct Group<'r> {
-    queue: &'r str,
+    /// The queue, or the queue and lane: where the records go.
+    source: String,
     places: Vec<usize>,
     recs: Vec<&'r NewRecord>,
     write: Write,
 }
 
-/// Groups `recs` by queue and kind of write, in order of first appearance.
+/// Groups `recs` by lane and kind of write, in order of first appearance.
 fn groups<'r>(keys: &Keys, recs: &'r [NewRecord], max_depth: u64) -> Vec<Group<'r>> {
     let mut groups: Vec<(bool, Group<'r>)> = Vec::new();
     for (i, r) in recs.iter().enumerate() {
         let plain = is_plain(r, max_depth);
+        let source = r.source();
         match groups
             .iter_mut()
-            .find(|(p, g)| g.queue == r.queue() && *p == plain)
+            .find(|(p, g)| g.source == source && *p == plain)
         {
             Some((_, g)) => {
                 g.places.push(i);
@@ -176,7 +194,7 @@ fn groups<'r>(keys: &Keys, recs: &'r [NewRecord], max_depth: u64) -> Vec<Group<'
             None => groups.push((
                 plain,
                 Group {
-                    queue: r.queue(),
+                    source,
                     places: vec![i],
                     recs: vec![r],
                     write: Write::Plain,
@@ -186,7 +204,7 @@ fn groups<'r>(keys: &Keys, recs: &'r [NewRecord], max_depth: u64) -> Vec<Group<'
     }
     for (plain, g) in &mut groups {
         if !*plain {
-            g.write = Write::Script(invocation(keys, g.queue, &g.recs, max_depth));
+            g.write = Write::Script(invocation(keys, &g.source, &g.recs, max_depth));
         }
     }
     groups.into_iter().map(|(_, g)| g).collect()
@@ -210,11 +228,13 @@ async fn send<C: ConnectionLike>(
             Write::Script(inv) => {
                 pipe.invoke_script(inv);
             }
-            Write::Plain => queue_plain(&mut pipe, keys, g.queue, &g.recs),
+            Write::Plain => queue_plain(&mut pipe, keys, &g.source, &g.recs),
         }
         answer_at.push(from..from + g.answers());
     }
+    let lanes = lane::add_to_sets(&mut pipe, keys, groups.iter().map(|g| g.source.as_str()));
     let replies: Vec<RedisResult<Value>> = pipe.query_async(con).await?;
+    lane::announce_new(con, keys, &lanes, &replies).await?;
     Ok(answer_at
         .into_iter()
         .map(|at| replies.get(at).map(<[_]>::to_vec))
@@ -241,7 +261,7 @@ impl Group<'_> {
             return Err("no reply in the pipeline".to_owned());
         };
         match &self.write {
-            Write::Plain => plain_replies(&self.recs, replies),
+            Write::Plain => plain_replies(&self.source, &self.recs, replies),
             Write::Script(_) => match replies.pop() {
                 Some(Ok(v)) => redis::from_redis_value::<String>(v)
                     .map_err(|e| e.to_string())
@@ -279,19 +299,20 @@ impl Group<'_> {
     }
 }
 
-/// One `enqueue.lua` call for `recs`, which all belong to `queue`.
+/// One `enqueue.lua` call for `recs`, which all belong to the lane `source`.
 fn invocation(
     keys: &Keys,
-    queue: &str,
+    source: &str,
     recs: &[&NewRecord],
     max_depth: u64,
 ) -> redis::ScriptInvocation<'static> {
+    let queue = lane::queue_part(source);
     let mut inv = SCRIPT.prepare_invoke();
-    inv.key(keys.stream(queue))
+    inv.key(keys.stream(source))
         .key(keys.stats(queue))
         .key(keys.delayed(queue))
         .arg(max_depth)
-        .arg(queue);
+        .arg(source);
     for rec in recs {
         // Only a delayed task's id is known (and its hash written) before the script runs.
         let id = if rec.due_ms.is_some() {
@@ -320,11 +341,12 @@ fn is_plain(rec: &NewRecord, max_depth: u64) -> bool {
     max_depth == 0 && rec.due_ms.is_none() && rec.task.idempotency_key.is_none()
 }
 
-/// Queues `recs` (all of `queue`, all plain): one XADD per record, its fields the record, then
-/// the counter once. One command per task is the whole cost of a plain enqueue: no hash, no
+/// Queues `recs` (all of lane `source`, all plain): one XADD per record, its fields the record,
+/// then the counter once. One command per task is the whole cost of a plain enqueue: no hash, no
 /// script (Lua's argument tables cost Redis more than the commands they run).
-fn queue_plain(pipe: &mut redis::Pipeline, keys: &Keys, queue: &str, recs: &[&NewRecord]) {
-    let stream = keys.stream(queue);
+fn queue_plain(pipe: &mut redis::Pipeline, keys: &Keys, source: &str, recs: &[&NewRecord]) {
+    let stream = keys.stream(source);
+    let queue = lane::queue_part(source);
     for rec in recs {
         let mut xadd = redis::cmd("XADD");
         xadd.arg(&stream).arg("*");
@@ -342,6 +364,7 @@ fn queue_plain(pipe: &mut redis::Pipeline, keys: &Keys, queue: &str, recs: &[&Ne
 /// Decodes the XADD replies of [`queue_plain`]: each an entry id, which names the task. A
 /// refused XADD fails the whole group (it cannot happen short of a wrong key type).
 fn plain_replies(
+    source: &str,
     recs: &[&NewRecord],
     replies: Vec<RedisResult<Value>>,
 ) -> Result<Vec<EnqueueReply>, String> {
@@ -360,7 +383,7 @@ fn plain_replies(
             .map_err(|e| format!("XADD of a task of {}: {e}", rec.queue()))?;
         out.push(EnqueueReply {
             status: EnqueueStatus::Queued,
-            id: crate::task::entry_task_id(rec.queue(), &entry),
+            id: crate::task::entry_task_id(source, &entry),
         });
     }
     Ok(out)

@@ -75,7 +75,8 @@ pub async fn fail<C: ConnectionLike>(
     let d = &t.delivered;
     let fields = t.record_fields();
     let mut inv = SCRIPT.prepare_invoke();
-    inv.key(keys.stream(q))
+    // The stream of the task's lane, named by its id.
+    inv.key(keys.stream(crate::task::source_of(&d.id).unwrap_or(q)))
         .key(keys.stats(q))
         .key(keys.events(q))
         .key(keys.delayed(q))
@@ -93,7 +94,7 @@ pub async fn fail<C: ConnectionLike>(
         .arg(t.attempts)
         .arg(t.max_attempts)
         .arg(&t.started_at)
-        .arg(q)
+        .arg(crate::lane::queue_part(q))
         .arg(fields.len());
     for (k, v) in &fields {
         inv.arg(*k).arg(v);

@@ -33,7 +33,7 @@ pub async fn lookup<C: ConnectionLike>(
 ) -> Result<Option<Task>, StoreError> {
     let (hash, entry, fields, pending): Reply = SCRIPT
         .key(keys.task(queue, id))
-        .key(keys.stream(queue))
+        .key(keys.stream(task::source_of(id).unwrap_or(queue)))
         .arg(task::entry_of(id).unwrap_or(""))
         .invoke_async(con)
         .await?;
@@ -42,7 +42,9 @@ pub async fn lookup<C: ConnectionLike>(
         message,
     })?;
     let entry = (!entry.is_empty()).then_some((entry, fields));
-    Task::assemble(id, queue, hash, entry, pending, clock::now_ms()).map_err(|source| {
+    // A fresh entry's task is `{source}-{entry}`: the lane is part of its id.
+    let source = task::source_of(id).unwrap_or(queue);
+    Task::assemble(id, source, hash, entry, pending, clock::now_ms()).map_err(|source| {
         StoreError::Record {
             id: id.to_owned(),
             source,

@@ -20,6 +20,8 @@
 //! - [`requeue`](mod@requeue): a running task handed back at once.
 //! - [`extend`](mod@extend): the lease of running entries refreshed.
 //! - [`promote`](mod@promote): due delayed tasks moved back into their stream.
+//! - [`lanes`](mod@lanes): a queue's lanes set read, pruned of empty lanes (not a task
+//!   transition).
 //! - [`session_append`](mod@session_append): one chat turn appended to a session, once.
 //! - [`limit_reserve`](mod@limit_reserve), [`limit_settle`](mod@limit_settle): a provider call
 //!   reserved against, and settled with, a budget the fleet shares (not a task transition).
@@ -30,6 +32,7 @@ pub mod delete_dead;
 pub mod enqueue;
 pub mod extend;
 pub mod fail;
+pub mod lanes;
 pub mod limit_reserve;
 pub mod limit_settle;
 pub mod lookup;

@@ -24,11 +24,18 @@ pub async fn promote<C: ConnectionLike>(
     }
     let mut inv = SCRIPT.prepare_invoke();
     inv.key(keys.delayed(queue))
-        .key(keys.stream(queue))
         .key(keys.stats(queue))
-        .arg(now_ms);
+        .key(keys.lanes(queue))
+        .arg(now_ms)
+        .arg(keys.paused_channel())
+        .arg(queue);
     for id in ids {
-        inv.key(keys.task(queue, id)).arg(id);
+        // Each task returns to the lane its id names.
+        let source = crate::task::source_of(id).unwrap_or(queue);
+        inv.key(keys.task(queue, id))
+            .key(keys.stream(source))
+            .arg(id)
+            .arg(crate::lane::split(source).1.unwrap_or(""));
     }
     Ok(inv.invoke_async(con).await?)
 }

@@ -41,12 +41,19 @@ pub async fn replay_dead<C: ConnectionLike>(
     queue: &str,
     id: &str,
 ) -> Result<ReplayReply, StoreError> {
+    // The task goes back to the lane its id names.
+    let source = crate::task::source_of(id).unwrap_or(queue);
+    let (queue, lane) = crate::lane::split(source);
     let raw: String = SCRIPT
-        .key(keys.stream(queue))
+        .key(keys.stream(source))
         .key(keys.stats(queue))
         .key(keys.dead(queue))
         .key(keys.task(queue, id))
+        .key(keys.lanes(queue))
         .arg(id)
+        .arg(lane.unwrap_or(""))
+        .arg(keys.paused_channel())
+        .arg(queue)
         .invoke_async(con)
         .await?;
     decode("replay_dead", raw)

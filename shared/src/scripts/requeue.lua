@@ -31,7 +31,8 @@ end
 local fresh = redis.call('XADD', stream, '*', 'id', id)
 local attempts = (tonumber(r[3]) or 0) + owned[1][4] - 1
 if fields then
-  local queue = string.sub(id, 1, #id - #entry - 1)
+  -- The id minus the entry, minus its lane (after a '.').
+  local queue = string.match(string.sub(id, 1, #id - #entry - 1), '^[^.]+')
   redis.call('HSET', task, 'id', id, 'queue', queue, unpack(fields))
 end
 redis.call('HSET', task, 'state', 'queued', 'attempts', attempts, 'entry', fresh)

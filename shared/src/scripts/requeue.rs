@@ -34,7 +34,7 @@ pub async fn requeue<C: ConnectionLike>(
     d: &Delivered,
 ) -> Result<RequeueStatus, StoreError> {
     let raw: String = SCRIPT
-        .key(keys.stream(queue))
+        .key(keys.stream(crate::task::source_of(&d.id).unwrap_or(queue)))
         .key(keys.stats(queue))
         .key(keys.task(queue, &d.id))
         .arg(consumer)

@@ -27,6 +27,11 @@ local function event(id, state)
   redis.call('XADD', events, 'MAXLEN', '~', maxlen, '*', 'id', id, 'state', state)
 end
 
+-- The queue of a fresh entry's task: its id minus the entry, minus its lane (after a '.').
+local function queue_of(id, entry)
+  return string.match(string.sub(id, 1, #id - #entry - 1), '^[^.]+')
+end
+
 local owned = {}
 for _, p in ipairs(redis.call('XPENDING', stream, 'workers', ARGV[5], ARGV[6], 100000,
     consumer)) do
@@ -37,7 +42,7 @@ end
 -- hash holds it yet (a fresh entry's), or nil.
 local function finish(task, id, entry, fields, state, ...)
   if fields then
-    local queue = string.sub(id, 1, #id - #entry - 1)
+    local queue = queue_of(id, entry)
     redis.call('HSET', task, 'id', id, 'queue', queue, unpack(fields))
   end
   redis.call('HSET', task, 'state', state, 'finished_at', now, ...)
@@ -99,7 +104,7 @@ for i = 5, #KEYS do
     else
       if deliveries > 1 then add('reclaimed', 1) end
       if attempts > max_attempts then
-        local queue = r[9] or string.sub(id, 1, #id - #entry - 1)
+        local queue = r[9] or queue_of(id, entry)
         dead_letter(task, id, entry, fields, queue, attempts, max_attempts)
       elseif state then
         push('run', attempts, 'hash', r[6], r[7], r[3], r[8], r[10])

@@ -40,6 +40,7 @@ pub fn record(max_attempts: u32) -> NewRecord {
         task: queued_tool_task(QUEUE, PAYLOAD, max_attempts, TIMEOUT_MS),
         due_ms: None,
         idempotency_ttl: Duration::from_secs(600),
+        priority: switchyard_shared::lane::Priority::Normal,
     }
 }
 

@@ -52,6 +52,7 @@ pub async fn create(
             delay_ms: None,
             idempotency_key: None,
             cancel_on_disconnect: false,
+            priority: Some(state.cfg.chat_priority().as_str().to_owned()),
         },
         caller.tenant(),
     )
