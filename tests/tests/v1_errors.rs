@@ -185,7 +185,8 @@ async fn a_full_queue_answers_429_with_retry_after() {
         .request(
             "POST",
             "/api/tasks",
-            Some(json!({"kind": "chat", "payload": {"message": "fill"}})),
+            // `/v1` tasks wait in the `high` lane, and the depth limit is per lane.
+            Some(json!({"kind": "chat", "priority": "high", "payload": {"message": "fill"}})),
         )
         .await;
     assert_eq!(status, 202, "{v}");

@@ -227,7 +227,7 @@ async fn sdk_models_route_to_queues_served_by_different_workers() {
     assert!(
         v["task_id"]
             .as_str()
-            .is_some_and(|t| t.starts_with("chat-anthropic-")),
+            .is_some_and(|t| t.starts_with("chat-anthropic.h-")),
         "{v}"
     );
     assert_eq!(openai.bodies()[0]["model"], "gpt-test");

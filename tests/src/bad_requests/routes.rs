@@ -171,13 +171,18 @@ pub(super) enum Lacking {
 
 impl Route {
     /// The key without this route's scope; `None` where every key may enter (a task's own
-    /// routes and `/v1` reads admit both `submit` and `read`) or no key is asked for.
+    /// routes, `/v1` reads, the queue views and the dead letters admit both `submit`, which
+    /// sees its own tenant's part, and `read`) or no key is asked for.
     pub(super) fn lacking(&self) -> Option<Lacking> {
         if !self.guarded {
             None
         } else if self.method != "GET" || self.path.starts_with("/api/tenants") {
             Some(Lacking::ReadKey)
-        } else if self.path.starts_with("/v1") || self.path.starts_with("/api/tasks/") {
+        } else if self.path.starts_with("/v1")
+            || self.path.starts_with("/api/tasks/")
+            || self.path.starts_with("/api/queues")
+            || self.path == "/api/dead"
+        {
             None
         } else {
             Some(Lacking::SubmitKey)

@@ -181,16 +181,19 @@ impl Env {
 
     /// Delivers up to `n` new entries to `consumer` with a real XREADGROUP.
     pub async fn deliver(&mut self, consumer: &str, n: usize) -> Vec<Delivered> {
-        let args = (
-            "GROUP",
-            GROUP,
-            consumer,
-            "COUNT",
-            n,
-            "STREAMS",
-            self.stream(),
-            ">",
-        );
+        self.deliver_from(QUEUE, consumer, n).await
+    }
+
+    /// [`Self::deliver`] from the stream of `source`: the queue, or one of its lanes (whose group
+    /// is created here, as a worker does when it learns of the lane).
+    pub async fn deliver_from(&mut self, source: &str, consumer: &str, n: usize) -> Vec<Delivered> {
+        let stream = self.keys.stream(source);
+        if source != QUEUE {
+            let _: redis::Value = self
+                .redis("XGROUP", ("CREATE", &stream, GROUP, "0", "MKSTREAM"))
+                .await;
+        }
+        let args = ("GROUP", GROUP, consumer, "COUNT", n, "STREAMS", stream, ">");
         let reply: Option<StreamReadReply> = self.redis("XREADGROUP", args).await;
         let mut out = Vec::new();
         for e in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
@@ -200,7 +203,7 @@ impl Env {
                 .map(|k| (k.clone(), e.get::<String>(k).expect("text field")))
                 .collect();
             // A fresh entry runs at once, as the consumer runs it.
-            match Entry::decode(QUEUE, &e.id, fields).expect("a valid entry") {
+            match Entry::decode(source, &e.id, fields).expect("a valid entry") {
                 Entry::Fresh(q) => {
                     let run = Runnable::fresh(e.id.clone(), q, NOW.to_owned());
                     out.push(run.delivered.clone());

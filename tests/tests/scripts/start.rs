@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use switchyard_shared::lane;
 use switchyard_shared::scripts::{CancelStatus, StartStatus, Started, Work};
 use switchyard_shared::task::TaskKind;
 
@@ -256,8 +257,13 @@ async fn a_run_carries_its_tenant_from_the_hash_or_the_entry() {
             ..Spec::default()
         })
         .await;
-    let d = env.deliver_one("w1").await;
+    // A tenant's task waits in its lane ([`switchyard_shared::lane`]).
+    let lane = lane::lane_of(lane::Priority::Normal, Some("tn-b"));
+    let source = lane::source(QUEUE, lane.as_deref());
+    let got = env.deliver_from(&source, "w1", 1).await;
+    assert_eq!(got.len(), 1, "one entry delivered from the lane {source}");
+    let d = got.into_iter().next().expect("one entry");
     assert_eq!(d.id, fresh);
-    let s = env.start_one("w1", &d).await;
-    assert_eq!(runnable(&s).tenant.as_deref(), Some("tn-b"));
+    // A fresh entry runs at once, with no start script: its run is decoded from the entry.
+    assert_eq!(env.run_of(&d).tenant.as_deref(), Some("tn-b"));
 }
